@@ -1,0 +1,255 @@
+//! DynamoDB: the promotion ledger. One item per source version (`sk = PROMOTION`) holds the
+//! claim and the outcome; audit entries sit beside it under the same partition.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+
+use crate::domain::ids::ModelPackageArn;
+use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, PromotionRecord, PromotionState};
+use crate::ports::{FailureKind, Ledger, PortError, PortResult};
+
+use super::classify;
+
+type Item = HashMap<String, AttributeValue>;
+
+const PROMOTION_SK: &str = "PROMOTION";
+
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: &str) -> Self {
+        Self { client, table: table.to_owned() }
+    }
+
+    async fn read(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(source, PROMOTION_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        out.item().map(record_from_item).transpose()
+    }
+}
+
+fn partition(source: &ModelPackageArn) -> String {
+    format!("SOURCE#{source}")
+}
+
+fn key(source: &ModelPackageArn, sort: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(&partition(source))), ("sk".to_owned(), s(sort))])
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn millis(time: DateTime<Utc>) -> AttributeValue {
+    AttributeValue::N(time.timestamp_millis().to_string())
+}
+
+fn iso(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn is_condition_failure(error: &PortError) -> bool {
+    error.kind == FailureKind::Conflict
+}
+
+#[async_trait]
+impl Ledger for DynamoLedger {
+    async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&claim.source, PROMOTION_SK)))
+            .update_expression(
+                "SET #state = :in_progress, #owner = :owner, lease_until = :lease, event_id = :event_id, \
+                 decided_at = :event_time, source_arn = :source REMOVE reason",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :in_progress AND lease_until < :now) \
+                 OR (#state = :rejected AND decided_at < :event_time)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":in_progress", s(PromotionState::InProgress.as_str()))
+            .expression_attribute_values(":rejected", s(PromotionState::RejectedInDev.as_str()))
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .expression_attribute_values(":lease", millis(claim.lease_until))
+            .expression_attribute_values(":now", millis(claim.now))
+            .expression_attribute_values(":event_id", s(&claim.event_id))
+            .expression_attribute_values(":event_time", millis(claim.event_time))
+            .expression_attribute_values(":source", s(claim.source.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e));
+        match updated {
+            Ok(out) => Ok(ClaimResult::Granted(record_from_item(out.attributes().unwrap_or(&HashMap::new()))?)),
+            Err(error) if is_condition_failure(&error) => match self.read(&claim.source).await? {
+                Some(record) => Ok(ClaimResult::Held(record)),
+                // Released and deleted between the two calls: the next delivery claims it.
+                None => Err(PortError::new("UpdateItem", FailureKind::Retryable, "claim raced with a release")),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
+        self.read(source).await
+    }
+
+    async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e))
+            .map_err(|e| if is_condition_failure(&e) { lost_claim(&record.source) } else { e })?;
+        Ok(())
+    }
+
+    async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()> {
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(source, PROMOTION_SK)))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("#owner = :owner AND #state = :in_progress")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":in_progress", s(PromotionState::InProgress.as_str()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e));
+        match released {
+            Err(error) if !is_condition_failure(&error) => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state <> :in_progress AND (decided_at < :decided_at OR event_id = :event_id))",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s(PromotionState::InProgress.as_str()))
+            .expression_attribute_values(":decided_at", millis(record.decided_at))
+            .expression_attribute_values(":event_id", s(&record.event_id))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e));
+        match written {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
+        let sort = format!("AUDIT#{}#{}#{}", iso(entry.at), entry.event_id, entry.action);
+        let mut item = key(&entry.source, &sort);
+        item.insert("action".into(), s(&entry.action));
+        item.insert("event_id".into(), s(&entry.event_id));
+        item.insert("at".into(), s(&iso(entry.at)));
+        item.insert("detail".into(), s(&entry.detail.to_string()));
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e));
+        match written {
+            Err(error) if !is_condition_failure(&error) => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
+        let pages: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :promotion")
+            .expression_attribute_values(":promotion", s(PROMOTION_SK))
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| classify("Scan", &e))?;
+        pages.iter().flat_map(|page| page.items()).map(record_from_item).collect()
+    }
+}
+
+fn lost_claim(source: &ModelPackageArn) -> PortError {
+    PortError::new("PutItem", FailureKind::Retryable, format!("the claim on {source} passed to another invocation"))
+}
+
+fn item_from_record(record: &PromotionRecord) -> Item {
+    let mut item = key(&record.source, PROMOTION_SK);
+    item.insert("source_arn".into(), s(record.source.as_str()));
+    item.insert("state".into(), s(record.state.as_str()));
+    item.insert("event_id".into(), s(&record.event_id));
+    item.insert("decided_at".into(), millis(record.decided_at));
+    item.insert("registering".into(), AttributeValue::Bool(record.registering));
+    item.insert("artifacts".into(), s(&serde_json::to_string(&record.artifacts).expect("artifacts serialize")));
+    let optional = [
+        ("owner", record.owner.clone().map(|o| s(&o))),
+        ("lease_until", record.lease_until.map(millis)),
+        ("central_group", record.central_group.as_ref().map(|g| s(g.as_str()))),
+        ("central_package", record.central_package.as_ref().map(|p| s(p.as_str()))),
+        ("card_version", record.card_version.map(|v| AttributeValue::N(v.to_string()))),
+        ("promoted_at", record.promoted_at.map(|t| s(&iso(t)))),
+        ("reason", record.reason.as_ref().map(|r| s(r))),
+    ];
+    item.extend(optional.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value?))));
+    item
+}
+
+fn record_from_item(item: &Item) -> PortResult<PromotionRecord> {
+    let corrupt = |what: &str| PortError::new("Ledger", FailureKind::Terminal, format!("ledger item has no valid {what}"));
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    let time = |name: &str| number(name).and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+    let source: ModelPackageArn = text("source_arn").and_then(|a| a.parse().ok()).ok_or_else(|| corrupt("source_arn"))?;
+    let state = text("state").and_then(PromotionState::parse).ok_or_else(|| corrupt("state"))?;
+    let mut record = PromotionRecord::new(source, state, text("event_id").unwrap_or_default(), time("decided_at").ok_or_else(|| corrupt("decided_at"))?);
+    record.owner = text("owner").map(str::to_owned);
+    record.lease_until = time("lease_until");
+    record.central_group = text("central_group").and_then(|g| g.parse().ok());
+    record.central_package = text("central_package").and_then(|p| p.parse().ok());
+    record.artifacts = text("artifacts").map(serde_json::from_str).transpose().map_err(|_| corrupt("artifacts"))?.unwrap_or_default();
+    record.registering = item.get("registering").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+    record.card_version = number("card_version").and_then(|v| u32::try_from(v).ok());
+    record.promoted_at = text("promoted_at").and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+    record.reason = text("reason").map(str::to_owned);
+    Ok(record)
+}

@@ -1,0 +1,35 @@
+//! AWS adapters: one file per service, each implementing a port over the AWS SDK for Rust.
+
+mod errors;
+pub mod dynamodb;
+pub mod eventbridge;
+pub mod s3;
+pub mod sagemaker;
+pub mod sts;
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+
+use crate::config::PromoteConfig;
+use crate::ports::PromotePorts;
+
+pub use errors::classify;
+
+/// Loads the SDK configuration from the environment: region, credentials, `AWS_ENDPOINT_URL`
+/// and the retry settings (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`; standard mode backs off with jitter).
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
+    let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
+    PromotePorts {
+        sessions: Arc::new(sts::RoleSessions::new(sdk.clone(), &config.source_read_role)),
+        central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
+        artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
+        cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
+        events: Arc::new(eventbridge::EventBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus)),
+        ledger: Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table)),
+    }
+}

@@ -1,0 +1,10 @@
+//! The model promotion service's library: domain types and decisions, ports, AWS adapters,
+//! configuration and telemetry, shared by the Lambda functions and the `promote` CLI.
+
+pub mod adapters;
+pub mod config;
+pub mod diagnostic;
+pub mod domain;
+pub mod ports;
+pub mod promotion;
+pub mod telemetry;

@@ -1,0 +1,261 @@
+use chrono::{SecondsFormat, Utc};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::config::PromoteConfig;
+use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
+use crate::domain::event::StateChange;
+use crate::domain::ids::{GroupName, ModelPackageArn};
+use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
+use crate::domain::lineage::{self, MAX_ARTIFACTS};
+use crate::domain::naming::{central_artifact_uri, central_description, central_group_name};
+use crate::domain::package::{Artifact, ArtifactSlot, NewPackage, RegisteredPackage, Report};
+use crate::ports::{FailureKind, ModelCards, PromotePorts};
+
+use super::copy::CopyJob;
+use super::error::PromoteError;
+use super::outcome::{Outcome, PromotionSummary};
+use super::Invocation;
+
+pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
+
+pub(super) struct Promotion<'a> {
+    pub ports: &'a PromotePorts,
+    pub config: &'a PromoteConfig,
+    pub change: &'a StateChange,
+    pub allowed_buckets: &'a [String],
+    pub invocation: &'a Invocation,
+}
+
+impl Promotion<'_> {
+    pub async fn run(&self) -> Result<Outcome, PromoteError> {
+        // Everything before the claim only reads, so bad input leaves no trace.
+        let package = self.read_source().await?;
+        let owner = uuid::Uuid::new_v4().to_string();
+        let record = match self.claim(&owner).await? {
+            ClaimResult::Granted(record) => record,
+            ClaimResult::Held(record) => return self.already_handled(record),
+        };
+        self.log("claimed", &record);
+        match self.promote(&package, record, &owner).await {
+            Ok(summary) => Ok(Outcome::Promoted(summary)),
+            Err(error) => {
+                if let Err(release) = self.ports.ledger.release(&self.change.package, &owner).await {
+                    warn!(event_id = %self.change.event_id, package = %self.change.package, %release, "claim not released; it lapses at the lease");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_source(&self) -> Result<RegisteredPackage, PromoteError> {
+        let registry = self.ports.sessions.registry(&self.change.account).await?;
+        let package = registry.describe_package(&self.change.package).await?;
+        if package.arn != self.change.package {
+            return Err(PromoteError::PackageMismatch { requested: self.change.package.clone(), described: package.arn });
+        }
+        if package.artifacts.len() > MAX_ARTIFACTS {
+            return Err(PromoteError::TooManyArtifacts(package.artifacts.len()));
+        }
+        if let Some(foreign) = package.artifacts.iter().find(|a| !self.allowed_buckets.iter().any(|b| b == a.uri.bucket())) {
+            return Err(PromoteError::ForeignBucket { uri: foreign.uri.clone(), account: self.change.account.clone() });
+        }
+        Ok(package)
+    }
+
+    async fn claim(&self, owner: &str) -> Result<ClaimResult, PromoteError> {
+        let claim = Claim {
+            source: self.change.package.clone(),
+            event_id: self.change.event_id.clone(),
+            event_time: self.change.time,
+            owner: owner.to_owned(),
+            lease_until: self.invocation.deadline,
+            now: Utc::now(),
+        };
+        Ok(self.ports.ledger.claim(&claim).await?)
+    }
+
+    fn already_handled(&self, record: PromotionRecord) -> Result<Outcome, PromoteError> {
+        self.log("duplicate", &record);
+        match record.state {
+            PromotionState::Promoted => Ok(Outcome::AlreadyPromoted(summary_of(&record)?)),
+            PromotionState::InProgress => Err(PromoteError::InProgressElsewhere(record.source)),
+            PromotionState::Revoked => Err(PromoteError::Revoked(record.source)),
+            PromotionState::RejectedInDev => Ok(Outcome::Ignored {
+                source: record.source,
+                reason: format!("a later rejection in dev ({}) supersedes this approval", record.decided_at),
+            }),
+        }
+    }
+
+    async fn promote(&self, package: &RegisteredPackage, mut record: PromotionRecord, owner: &str) -> Result<PromotionSummary, PromoteError> {
+        let ledger = &self.ports.ledger;
+        let group = central_group_name(&self.change.package);
+        record.central_group = Some(group.clone());
+        record.artifacts = self.copy_artifacts(package, &group).await?;
+        ledger.save(&record, owner).await?;
+        self.log("artifacts copied", &record);
+
+        let description = central_description(&self.change.package);
+        self.ports
+            .central_registry
+            .ensure_group(&group, &format!("Central copies of {} from account {}", package.arn.group(), self.change.account))
+            .await?;
+        let central = match record.central_package.clone() {
+            Some(central) => central,
+            None => self.register(package, &mut record, owner, &group, &description).await?,
+        };
+        self.log("registered", &record);
+
+        let promoted_at = Utc::now();
+        let card_version = self.write_card(package, &record, &group, &central, promoted_at).await?;
+        record.card_version = Some(card_version);
+        record.promoted_at = Some(promoted_at);
+        let summary = summary_of(&record)?;
+        self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
+        record.state = PromotionState::Promoted;
+        record.owner = None;
+        record.lease_until = None;
+        ledger.save(&record, owner).await?;
+        ledger.append(&self.audit("promoted", json!({ "central_package": central, "model_card_version": card_version }))).await?;
+        self.log("promoted", &record);
+        Ok(summary)
+    }
+
+    async fn copy_artifacts(&self, package: &RegisteredPackage, group: &GroupName) -> Result<Vec<CopiedArtifact>, PromoteError> {
+        let job = CopyJob {
+            store: self.ports.artifacts.as_ref(),
+            settings: &self.config.copy,
+            source_owner: &self.change.account,
+            central_owner: &self.config.central_account,
+        };
+        let mut copied = Vec::with_capacity(package.artifacts.len());
+        for artifact in &package.artifacts {
+            let destination = central_artifact_uri(&self.config.artifact_bucket, group, &package.arn, artifact.slot, &artifact.uri);
+            copied.push(job.copy(artifact, &destination).await?);
+        }
+        Ok(copied)
+    }
+
+    /// Creates the central version once: a takeover after a lost ledger write finds it by description.
+    async fn register(
+        &self,
+        package: &RegisteredPackage,
+        record: &mut PromotionRecord,
+        owner: &str,
+        group: &GroupName,
+        description: &str,
+    ) -> Result<ModelPackageArn, PromoteError> {
+        let registry = &self.ports.central_registry;
+        let found = if record.registering { registry.find_recent_by_description(group, description).await? } else { None };
+        let central = match found {
+            Some(central) => central,
+            None => {
+                record.registering = true;
+                self.ports.ledger.save(record, owner).await?;
+                registry.create_package(&self.new_package(package, record, group, description)).await?
+            }
+        };
+        record.central_package = Some(central.clone());
+        self.ports.ledger.save(record, owner).await?;
+        Ok(central)
+    }
+
+    fn new_package(&self, package: &RegisteredPackage, record: &PromotionRecord, group: &GroupName, description: &str) -> NewPackage {
+        let artifacts = record
+            .artifacts
+            .iter()
+            .map(|a| Artifact { slot: a.slot, uri: a.central.clone(), content_type: a.content_type.clone() })
+            .collect();
+        NewPackage {
+            group: group.clone(),
+            description: description.to_owned(),
+            inference: package.inference.clone(),
+            artifacts,
+            customer_metadata: lineage::lineage(&self.change.package, &self.change.event_id, Utc::now(), &record.artifacts),
+            client_token: crate::domain::naming::hex_sha256(self.change.package.as_str().as_bytes())[..32].to_owned(),
+        }
+    }
+
+    async fn write_card(
+        &self,
+        package: &RegisteredPackage,
+        record: &PromotionRecord,
+        group: &GroupName,
+        central: &ModelPackageArn,
+        promoted_at: chrono::DateTime<Utc>,
+    ) -> Result<u32, PromoteError> {
+        let content = card::card_content(&CardInput {
+            group,
+            source: &self.change.package,
+            central,
+            event_id: &self.change.event_id,
+            promoted_at: &promoted_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            inference: &package.inference,
+            artifacts: &record.artifacts,
+            metrics: self.metrics(&record.artifacts).await,
+        });
+        upsert_card(self.ports.cards.as_ref(), &card::card_name(group), &content).await
+    }
+
+    /// Metrics make the card richer but are not worth failing a promotion over.
+    async fn metrics(&self, artifacts: &[CopiedArtifact]) -> Option<MetricGroups> {
+        let report = artifacts.iter().find(|a| a.slot == ArtifactSlot::Metrics(Report::ModelQualityStatistics))?;
+        match self.ports.artifacts.read_small(&report.central, METRICS_READ_MAX).await {
+            Ok(bytes) => card::metric_groups(&bytes),
+            Err(error) => {
+                warn!(event_id = %self.change.event_id, package = %self.change.package, %error, "metrics left off the card");
+                None
+            }
+        }
+    }
+
+    fn audit(&self, action: &str, detail: Value) -> AuditEntry {
+        AuditEntry {
+            source: self.change.package.clone(),
+            at: self.change.time,
+            event_id: self.change.event_id.clone(),
+            action: action.to_owned(),
+            detail,
+        }
+    }
+
+    fn log(&self, decision: &str, record: &PromotionRecord) {
+        info!(
+            event_id = %self.change.event_id,
+            package = %self.change.package,
+            request_id = %self.invocation.request_id,
+            decision,
+            state = record.state.as_str(),
+            central_package = record.central_package.as_ref().map(ToString::to_string),
+            "promotion"
+        );
+    }
+}
+
+/// One card version per central version, whatever the number of deliveries.
+async fn upsert_card(cards: &dyn ModelCards, name: &str, content: &Value) -> Result<u32, PromoteError> {
+    let wanted = card::described_version(content);
+    match cards.describe(name).await? {
+        Some(existing) if card::described_version(&existing.content) == wanted => Ok(existing.version),
+        Some(_) => Ok(cards.update(name, content).await?),
+        None => match cards.create(name, content).await {
+            Err(error) if error.kind == FailureKind::Conflict => Ok(cards.update(name, content).await?),
+            created => Ok(created?),
+        },
+    }
+}
+
+fn summary_of(record: &PromotionRecord) -> Result<PromotionSummary, PromoteError> {
+    let incomplete = || PromoteError::LedgerIncomplete(record.source.clone());
+    let group = record.central_group.clone().ok_or_else(incomplete)?;
+    Ok(PromotionSummary {
+        source: record.source.clone(),
+        event_id: record.event_id.clone(),
+        model_card: card::card_name(&group),
+        central_group: group,
+        central_package: record.central_package.clone().ok_or_else(incomplete)?,
+        artifacts: record.artifacts.clone(),
+        model_card_version: record.card_version.ok_or_else(incomplete)?,
+    })
+}
