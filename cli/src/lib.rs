@@ -1,1 +1,5 @@
+//! The `promote` command's library: the local AWS world shared by the demo and the tests,
+//! and the operator commands.
 
+pub mod local;
+pub mod status;

@@ -155,12 +155,11 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .set_item(Some(item_from_record(record)))
             .condition_expression(
-                "attribute_not_exists(pk) OR (#state <> :in_progress AND (decided_at < :decided_at OR event_id = :event_id))",
+                "attribute_not_exists(pk) OR (#state <> :in_progress AND decided_at <= :decided_at)",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":in_progress", s(PromotionState::InProgress.as_str()))
             .expression_attribute_values(":decided_at", millis(record.decided_at))
-            .expression_attribute_values(":event_id", s(&record.event_id))
             .send()
             .await
             .map_err(|e| classify("PutItem", &e));

@@ -45,6 +45,16 @@ pub enum ApprovalStatus {
     PendingManualApproval,
 }
 
+impl ApprovalStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Approved => "Approved",
+            Self::Rejected => "Rejected",
+            Self::PendingManualApproval => "PendingManualApproval",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
     pub event_id: String,

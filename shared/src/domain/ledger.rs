@@ -109,13 +109,10 @@ impl Claim {
     }
 }
 
-/// A dev decision replaces what the ledger holds only when it is newer (events arrive out of
-/// order) or is the same event delivered again, and never while a promotion runs.
+/// A dev decision replaces what the ledger holds only when it is not older (events arrive out
+/// of order; a redelivery has the same time), and never while a promotion runs.
 pub fn decision_supersedes(existing: Option<&PromotionRecord>, decision: &PromotionRecord) -> bool {
-    existing.is_none_or(|record| {
-        record.state != PromotionState::InProgress
-            && (record.decided_at < decision.decided_at || record.event_id == decision.event_id)
-    })
+    existing.is_none_or(|record| record.state != PromotionState::InProgress && record.decided_at <= decision.decided_at)
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,13 +10,14 @@ use super::ids::{GroupName, ModelPackageArn, S3Uri};
 
 /// Where in a package an S3 artifact is named. The central copy keeps the same place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ArtifactSlot {
     ModelData { container: usize },
     Metrics(Report),
     DriftBaseline(Report),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Report {
     ModelQualityStatistics,
     ModelQualityConstraints,
@@ -34,6 +35,26 @@ pub enum Report {
 }
 
 impl Report {
+    const ALL: [Report; 13] = [
+        Self::ModelQualityStatistics,
+        Self::ModelQualityConstraints,
+        Self::ModelDataQualityStatistics,
+        Self::ModelDataQualityConstraints,
+        Self::BiasReport,
+        Self::BiasPreTrainingReport,
+        Self::BiasPostTrainingReport,
+        Self::BiasConfigFile,
+        Self::BiasPreTrainingConstraints,
+        Self::BiasPostTrainingConstraints,
+        Self::ExplainabilityReport,
+        Self::ExplainabilityConstraints,
+        Self::ExplainabilityConfigFile,
+    ];
+
+    fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::ModelQualityStatistics => "model-quality-statistics",
@@ -61,6 +82,25 @@ impl fmt::Display for ArtifactSlot {
             Self::Metrics(report) => write!(f, "metrics/{}", report.name()),
             Self::DriftBaseline(report) => write!(f, "baselines/{}", report.name()),
         }
+    }
+}
+
+impl TryFrom<String> for ArtifactSlot {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        let parsed = match raw.split_once('/') {
+            Some(("model", index)) => index.parse().ok().map(|container| Self::ModelData { container }),
+            Some(("metrics", name)) => Report::named(name).map(Self::Metrics),
+            Some(("baselines", name)) => Report::named(name).map(Self::DriftBaseline),
+            _ => None,
+        };
+        parsed.ok_or_else(|| format!("unknown artifact slot `{raw}`"))
+    }
+}
+
+impl From<ArtifactSlot> for String {
+    fn from(slot: ArtifactSlot) -> String {
+        slot.to_string()
     }
 }
 
@@ -110,4 +150,20 @@ pub struct NewPackage {
     pub customer_metadata: BTreeMap<String, String>,
     /// Makes a retried create idempotent where the registry honours it.
     pub client_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_read_back_from_their_names() {
+        let slots = [ArtifactSlot::ModelData { container: 3 }]
+            .into_iter()
+            .chain(Report::ALL.into_iter().flat_map(|r| [ArtifactSlot::Metrics(r), ArtifactSlot::DriftBaseline(r)]));
+        for slot in slots {
+            assert_eq!(ArtifactSlot::try_from(slot.to_string()), Ok(slot));
+        }
+        assert!(ArtifactSlot::try_from("metrics/unknown".to_owned()).is_err());
+    }
 }

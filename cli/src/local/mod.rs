@@ -1,0 +1,283 @@
+//! The local AWS of the design, on moto's server: four accounts, the central resources and a
+//! dev registry holding one trained model version. Tests and `make demo` provision alike.
+
+mod artifacts;
+mod events;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_sagemaker::types::{
+    DriftCheckBaselines, DriftCheckModelQuality, InferenceSpecification, MetricsSource, ModelApprovalStatus,
+    ModelMetrics, ModelPackageContainerDefinition, ModelQuality,
+};
+use shared::config::{PromoteConfig, DEFAULT_SOURCE_READ_ROLE};
+use shared::domain::copy::CopySettings;
+use shared::domain::ids::{AccountId, ModelPackageArn};
+
+pub use artifacts::model_archive;
+pub use events::{approval_event, set_dev_approval};
+
+pub const REGION: &str = "us-east-1";
+pub const DEV_ACCOUNT: &str = "111111111111";
+pub const CENTRAL_ACCOUNT: &str = "222222222222";
+pub const TEST_ACCOUNT: &str = "333333333333";
+pub const PROD_ACCOUNT: &str = "444444444444";
+/// The emulator needs no such role to exist; in AWS each account has its own roles.
+const LOCAL_ADMIN_ROLE: &str = "model-promotion-local-admin";
+const TRAINING_IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
+
+/// Resource names; tests add a suffix so that each test has a world of its own.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub artifact_bucket: String,
+    pub dev_bucket: String,
+    pub ledger_table: String,
+    pub event_bus: String,
+    pub events_queue: String,
+    pub dev_group: String,
+}
+
+impl Names {
+    pub fn with_suffix(suffix: &str) -> Self {
+        let tail = if suffix.is_empty() { String::new() } else { format!("-{suffix}") };
+        Self {
+            artifact_bucket: format!("model-promotion-artifacts-{CENTRAL_ACCOUNT}{tail}"),
+            dev_bucket: format!("dev-ml-artifacts-{DEV_ACCOUNT}{tail}"),
+            ledger_table: format!("model-promotion-ledger{tail}"),
+            event_bus: format!("model-promotion{tail}"),
+            events_queue: format!("model-promotion-events{tail}"),
+            dev_group: format!("churn-prediction{tail}"),
+        }
+    }
+}
+
+/// Credentials acting in one account of the emulator.
+pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> {
+    let bootstrap = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new("local", "local", None, None, "local"))
+        .load()
+        .await;
+    session_in(&bootstrap, account).await
+}
+
+/// A session in `account`, assumed from `base`.
+pub async fn session_in(base: &SdkConfig, account: &str) -> Result<SdkConfig> {
+    let assumed = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}"))
+        .role_session_name("model-promotion-local")
+        .send()
+        .await
+        .context("assume role in the emulator")?;
+    let creds = assumed.credentials().context("no credentials")?;
+    let credentials = aws_sdk_sts::config::Credentials::new(
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        Some(creds.session_token().to_owned()),
+        None,
+        "emulator",
+    );
+    Ok(base.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)).build())
+}
+
+pub struct World {
+    pub endpoint: String,
+    pub central: SdkConfig,
+    pub dev: SdkConfig,
+    pub names: Names,
+    pub config: PromoteConfig,
+    pub dev_package: ModelPackageArn,
+    pub events_queue_url: String,
+}
+
+impl World {
+    /// The environment a shell needs to act as the central account, as `export` lines.
+    pub async fn env_file(&self) -> Result<String> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = self.central.credentials_provider().context("no central credentials")?;
+        let creds = provider.provide_credentials().await?;
+        let sources: Vec<String> = self
+            .config
+            .source_accounts
+            .iter()
+            .map(|(account, buckets)| format!("{account}={}", buckets.join(",")))
+            .collect();
+        let vars = [
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", creds.access_key_id().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key().to_owned()),
+            ("AWS_SESSION_TOKEN", creds.session_token().unwrap_or_default().to_owned()),
+            ("AWS_MAX_ATTEMPTS", "3".to_owned()),
+            ("DEV_ACCOUNT_ID", DEV_ACCOUNT.to_owned()),
+            ("CENTRAL_ACCOUNT_ID", CENTRAL_ACCOUNT.to_owned()),
+            ("TEST_ACCOUNT_ID", TEST_ACCOUNT.to_owned()),
+            ("PROD_ACCOUNT_ID", PROD_ACCOUNT.to_owned()),
+            ("SOURCE_ACCOUNTS", sources.join(";")),
+            ("SOURCE_READ_ROLE_NAME", self.config.source_read_role.clone()),
+            ("ARTIFACT_BUCKET", self.config.artifact_bucket.clone()),
+            ("ARTIFACT_KMS_KEY_ID", self.config.kms_key_id.clone()),
+            ("LEDGER_TABLE", self.config.ledger_table.clone()),
+            ("EVENT_BUS_NAME", self.config.event_bus.clone()),
+            ("EVENTS_QUEUE_URL", self.events_queue_url.clone()),
+            ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
+        ];
+        Ok(vars.iter().map(|(name, value)| format!("export {name}='{value}'\n")).collect())
+    }
+}
+
+pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Result<World> {
+    let central = account_config(endpoint, CENTRAL_ACCOUNT).await?;
+    let dev = account_config(endpoint, DEV_ACCOUNT).await?;
+    let kms_key_id = central_key(&central).await?;
+    create_bucket(&central, &names.artifact_bucket).await?;
+    create_ledger(&central, &names.ledger_table).await?;
+    let events_queue_url = central_bus(&central, &names).await?;
+    create_bucket(&dev, &names.dev_bucket).await?;
+    let dev_package = trained_model_version(&dev, &names).await?;
+    let config = PromoteConfig {
+        central_account: CENTRAL_ACCOUNT.parse()?,
+        source_accounts: BTreeMap::from([(DEV_ACCOUNT.parse::<AccountId>()?, vec![names.dev_bucket.clone()])]),
+        source_read_role: DEFAULT_SOURCE_READ_ROLE.to_owned(),
+        artifact_bucket: names.artifact_bucket.clone(),
+        kms_key_id,
+        ledger_table: names.ledger_table.clone(),
+        event_bus: names.event_bus.clone(),
+        copy,
+    };
+    Ok(World { endpoint: endpoint.to_owned(), central, dev, names, config, dev_package, events_queue_url })
+}
+
+async fn central_key(central: &SdkConfig) -> Result<String> {
+    let key = aws_sdk_kms::Client::new(central)
+        .create_key()
+        .description("model promotion artifacts (local)")
+        .send()
+        .await
+        .context("create KMS key")?;
+    Ok(key.key_metadata().context("no key metadata")?.key_id().to_owned())
+}
+
+pub async fn create_bucket(account: &SdkConfig, bucket: &str) -> Result<()> {
+    shared::adapters::s3::client(account)
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .with_context(|| format!("create bucket {bucket}"))?;
+    Ok(())
+}
+
+async fn create_ledger(central: &SdkConfig, table: &str) -> Result<()> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    };
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    aws_sdk_dynamodb::Client::new(central)
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .context("create ledger table")?;
+    Ok(())
+}
+
+/// The central bus, with a queue subscribed to the service's own events so they can be read back.
+async fn central_bus(central: &SdkConfig, names: &Names) -> Result<String> {
+    let events = aws_sdk_eventbridge::Client::new(central);
+    let sqs = aws_sdk_sqs::Client::new(central);
+    events.create_event_bus().name(&names.event_bus).send().await.context("create event bus")?;
+    let queue_url = sqs.create_queue().queue_name(&names.events_queue).send().await?.queue_url().context("no queue url")?.to_owned();
+    let queue_arn = format!("arn:aws:sqs:{REGION}:{CENTRAL_ACCOUNT}:{}", names.events_queue);
+    let rule = format!("{}-to-queue", names.events_queue);
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&names.event_bus)
+        .event_pattern(serde_json::json!({ "source": [shared::adapters::eventbridge::EVENT_SOURCE] }).to_string())
+        .send()
+        .await
+        .context("create rule")?;
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&names.event_bus)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(queue_arn).build()?)
+        .send()
+        .await
+        .context("add queue target")?;
+    Ok(queue_url)
+}
+
+async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<u8>) -> Result<String> {
+    shared::adapters::s3::client(account)
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .with_context(|| format!("upload s3://{bucket}/{key}"))?;
+    Ok(format!("s3://{bucket}/{key}"))
+}
+
+/// A trained model version in the dev registry: a real archive of a few MB, its evaluation
+/// report and a drift baseline, registered PendingManualApproval as a training pipeline would.
+async fn trained_model_version(dev: &SdkConfig, names: &Names) -> Result<ModelPackageArn> {
+    let prefix = format!("{}/pipelines-7f3k/output", names.dev_group);
+    let model = put_object(dev, &names.dev_bucket, &format!("{prefix}/model.tar.gz"), model_archive(3)?).await?;
+    let evaluation = put_object(dev, &names.dev_bucket, &format!("{prefix}/evaluation/evaluation.json"), artifacts::evaluation_report()).await?;
+    let constraints = put_object(dev, &names.dev_bucket, &format!("{prefix}/baseline/constraints.json"), artifacts::baseline_constraints()).await?;
+    register_version(dev, &names.dev_group, &model, Some((&evaluation, &constraints))).await
+}
+
+/// Registers a dev model version naming `model_data` and, optionally, an evaluation report and constraints.
+pub async fn register_version(
+    dev: &SdkConfig,
+    group: &str,
+    model_data: &str,
+    reports: Option<(&str, &str)>,
+) -> Result<ModelPackageArn> {
+    let sagemaker = aws_sdk_sagemaker::Client::new(dev);
+    if sagemaker.describe_model_package_group().model_package_group_name(group).send().await.is_err() {
+        sagemaker.create_model_package_group().model_package_group_name(group).send().await.context("create dev group")?;
+    }
+    let source = |uri: &str| MetricsSource::builder().content_type("application/json").s3_uri(uri).build();
+    let container = ModelPackageContainerDefinition::builder().image(TRAINING_IMAGE).model_data_url(model_data).build();
+    let created = sagemaker
+        .create_model_package()
+        .model_package_group_name(group)
+        .model_approval_status(ModelApprovalStatus::PendingManualApproval)
+        .inference_specification(
+            InferenceSpecification::builder()
+                .containers(container)
+                .supported_content_types("text/csv")
+                .supported_response_mime_types("text/csv")
+                .build(),
+        )
+        .set_model_metrics(reports.map(|(evaluation, _)| {
+            ModelMetrics::builder().model_quality(ModelQuality::builder().statistics(source(evaluation)).build()).build()
+        }))
+        .set_drift_check_baselines(reports.map(|(_, constraints)| {
+            DriftCheckBaselines::builder()
+                .model_quality(DriftCheckModelQuality::builder().constraints(source(constraints)).build())
+                .build()
+        }))
+        .send()
+        .await
+        .context("register dev model version")?;
+    Ok(created.model_package_arn().context("no package arn")?.parse()?)
+}
