@@ -1,1 +1,131 @@
+//! The test harness: one moto server per test binary, started here, and for each test a world
+//! of its own (its own buckets, table, bus and dev group) provisioned as `make demo` does.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use aws_config::SdkConfig;
+use lambda_runtime::{Context, LambdaEvent};
+use promote_cli::local::{self, Names, World};
+use serde_json::Value;
+use shared::adapters::promote_ports;
+use shared::domain::copy::CopySettings;
+use shared::domain::ids::ModelPackageArn;
+use shared::ports::PromotePorts;
+use shared::promotion::{Outcome, PromoteError};
+
+/// The address of this test binary's moto server, started on first use and stopped with the
+/// binary (the kernel signals it when the thread that started it ends, and that thread never does).
+pub fn moto_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| start_moto().expect("moto server starts (run `make venv` first)"))
+}
+
+fn moto_binary() -> PathBuf {
+    std::env::var_os("MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+    })
+}
+
+fn start_moto() -> Result<String> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let binary = moto_binary();
+    anyhow::ensure!(binary.exists(), "{} is missing", binary.display());
+    let (started, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut command = Command::new(binary);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        match command.spawn() {
+            Ok(mut child) => {
+                started.send(Ok(())).ok();
+                child.wait().ok();
+            }
+            Err(error) => {
+                started.send(Err(error)).ok();
+            }
+        }
+    });
+    ready.recv()?.context("spawn moto_server")?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    wait_until_ready(port)?;
+    Ok(endpoint)
+}
+
+fn wait_until_ready(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let mut reply = String::new();
+            let asked = stream.write_all(b"POST /moto-api/reset HTTP/1.0\r\nContent-Length: 0\r\n\r\n").is_ok();
+            if asked && stream.read_to_string(&mut reply).is_ok() && reply.starts_with("HTTP/1.") && reply.contains(" 200 ") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("moto server on port {port} did not answer within 60 s")
+}
+
+/// A test's own world on the shared emulator.
+pub struct TestWorld {
+    pub world: World,
+    pub ports: PromotePorts,
+}
+
+impl TestWorld {
+    pub async fn new() -> Self {
+        Self::with_copy_settings(CopySettings::default()).await
+    }
+
+    pub async fn with_copy_settings(copy: CopySettings) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let world = local::provision(moto_endpoint(), Names::with_suffix(&suffix), copy).await.expect("provision");
+        let ports = promote_ports(&world.central, &world.config);
+        Self { world, ports }
+    }
+
+    pub fn central(&self) -> &SdkConfig {
+        &self.world.central
+    }
+
+    pub fn dev(&self) -> &SdkConfig {
+        &self.world.dev
+    }
+
+    /// Approves (or rejects) `package` in dev and returns the event EventBridge would forward.
+    pub async fn decide(&self, package: &ModelPackageArn, approved: bool) -> Value {
+        local::set_dev_approval(self.dev(), package, approved).await.expect("dev decision");
+        local::approval_event(package, if approved { "Approved" } else { "Rejected" })
+    }
+
+    pub async fn deliver(&self, event: &Value) -> Result<Outcome, PromoteError> {
+        self.deliver_with(&self.ports, event).await
+    }
+
+    pub async fn deliver_with(&self, ports: &PromotePorts, event: &Value) -> Result<Outcome, PromoteError> {
+        promote_model::handler(ports, &self.world.config, lambda_event(event.clone())).await
+    }
+}
+
+pub fn lambda_event(payload: Value) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(5)).timestamp_millis()).expect("positive");
+    LambdaEvent::new(payload, context)
+}
+
+pub mod inspect;
+pub mod faults;

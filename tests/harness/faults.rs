@@ -1,0 +1,107 @@
+//! Faults injected through the ports, around the real adapters.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use shared::domain::copy::{ByteRange, ObjectInfo};
+use shared::domain::event::ApprovalStatus;
+use shared::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
+use shared::domain::package::{NewPackage, RegisteredPackage};
+use shared::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, ModelRegistry, PortError, PortResult};
+
+/// Reports a different checksum for every object in `bucket` than S3 stored: a corrupted copy.
+pub struct CorruptCopies {
+    pub inner: Arc<dyn ArtifactStore>,
+    pub bucket: String,
+}
+
+#[async_trait]
+impl ArtifactStore for CorruptCopies {
+    async fn head(&self, uri: &S3Uri, owner: &AccountId) -> PortResult<Option<ObjectInfo>> {
+        let info = self.inner.head(uri, owner).await?;
+        Ok(info.map(|mut info| {
+            if uri.bucket() == self.bucket {
+                info.sha256 = Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into());
+            }
+            info
+        }))
+    }
+    async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {
+        self.inner.copy_whole(source, target).await
+    }
+    async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String> {
+        self.inner.start_multipart(target).await
+    }
+    async fn copy_part(&self, source: &S3Uri, target: &CopyTarget<'_>, upload_id: &str, range: ByteRange) -> PortResult<CopiedPart> {
+        self.inner.copy_part(source, target, upload_id, range).await
+    }
+    async fn complete_multipart(&self, destination: &S3Uri, upload_id: &str, parts: &[CopiedPart]) -> PortResult<Option<String>> {
+        self.inner.complete_multipart(destination, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
+        self.inner.abort_multipart(destination, upload_id).await
+    }
+    async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
+        self.inner.delete(uri).await
+    }
+    async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.inner.read_small(uri, max_bytes).await
+    }
+}
+
+/// When the process dies around `CreateModelPackage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// After the copies, before the central version exists.
+    BeforeRegistration,
+    /// The version is created, but the invocation dies before the ledger learns of it.
+    AfterRegistration,
+}
+
+/// The central registry, dying once at the chosen moment.
+pub struct CrashingRegistry {
+    pub inner: Arc<dyn ModelRegistry>,
+    pub crash: Crash,
+    pub crashes_left: AtomicUsize,
+}
+
+impl CrashingRegistry {
+    pub fn once(inner: Arc<dyn ModelRegistry>, crash: Crash) -> Self {
+        Self { inner, crash, crashes_left: AtomicUsize::new(1) }
+    }
+
+    fn crash_now(&self) -> bool {
+        self.crashes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    }
+}
+
+fn crashed() -> PortError {
+    PortError::new("CreateModelPackage", FailureKind::Retryable, "injected crash")
+}
+
+#[async_trait]
+impl ModelRegistry for CrashingRegistry {
+    async fn describe_package(&self, arn: &ModelPackageArn) -> PortResult<RegisteredPackage> {
+        self.inner.describe_package(arn).await
+    }
+    async fn ensure_group(&self, group: &GroupName, description: &str) -> PortResult<()> {
+        self.inner.ensure_group(group, description).await
+    }
+    async fn create_package(&self, package: &NewPackage) -> PortResult<ModelPackageArn> {
+        if self.crash == Crash::BeforeRegistration && self.crash_now() {
+            return Err(crashed());
+        }
+        let created = self.inner.create_package(package).await?;
+        if self.crash == Crash::AfterRegistration && self.crash_now() {
+            return Err(crashed());
+        }
+        Ok(created)
+    }
+    async fn find_recent_by_description(&self, group: &GroupName, description: &str) -> PortResult<Option<ModelPackageArn>> {
+        self.inner.find_recent_by_description(group, description).await
+    }
+    async fn set_approval(&self, package: &RegisteredPackage, status: ApprovalStatus, reason: &str, extra: &[(&str, &str)]) -> PortResult<()> {
+        self.inner.set_approval(package, status, reason, extra).await
+    }
+}

@@ -1,0 +1,118 @@
+//! Reads the emulator's state back, to assert outcomes and to prove that nothing was created.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_sagemaker::operation::describe_model_package::DescribeModelPackageOutput;
+use serde_json::Value;
+use shared::domain::ids::S3Uri;
+
+use super::TestWorld;
+
+impl TestWorld {
+    pub fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
+        aws_sdk_sagemaker::Client::new(self.central())
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        shared::adapters::s3::client(self.central())
+    }
+
+    /// Every version of a central group, oldest first.
+    pub async fn central_versions(&self, group: &str) -> Vec<DescribeModelPackageOutput> {
+        let Ok(listed) = self.sagemaker().list_model_packages().model_package_group_name(group).max_results(100).send().await else {
+            return Vec::new();
+        };
+        let mut versions = Vec::new();
+        for summary in listed.model_package_summary_list() {
+            let arn = summary.model_package_arn().expect("arn");
+            versions.push(self.sagemaker().describe_model_package().model_package_name(arn).send().await.expect("describe"));
+        }
+        versions.sort_by_key(|v| v.model_package_version());
+        versions
+    }
+
+    pub async fn object(&self, uri: &S3Uri) -> Vec<u8> {
+        let out = self.s3().get_object().bucket(uri.bucket()).key(uri.key()).send().await.expect("get object");
+        out.body.collect().await.expect("body").to_vec()
+    }
+
+    pub async fn central_keys(&self) -> Vec<String> {
+        let out = self.s3().list_objects_v2().bucket(&self.world.names.artifact_bucket).send().await.expect("list");
+        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+    }
+
+    pub async fn open_multipart_uploads(&self) -> usize {
+        let out = self.s3().list_multipart_uploads().bucket(&self.world.names.artifact_bucket).send().await.expect("list uploads");
+        out.uploads().len()
+    }
+
+    /// The card's versions (oldest first) with their content.
+    pub async fn card_versions(&self, name: &str) -> Vec<(i32, Value)> {
+        let Ok(listed) = self.sagemaker().list_model_card_versions().model_card_name(name).send().await else {
+            return Vec::new();
+        };
+        let mut versions = Vec::new();
+        for summary in listed.model_card_version_summary_list() {
+            let version = summary.model_card_version().expect("version");
+            let card = self.sagemaker().describe_model_card().model_card_name(name).model_card_version(version).send().await.expect("card");
+            versions.push((version, serde_json::from_str(card.content().expect("content")).expect("json")));
+        }
+        versions.sort_by_key(|(v, _)| *v);
+        versions
+    }
+
+    pub async fn ledger_items(&self) -> Vec<BTreeMap<String, String>> {
+        let out = aws_sdk_dynamodb::Client::new(self.central())
+            .scan()
+            .table_name(&self.world.names.ledger_table)
+            .send()
+            .await
+            .expect("scan");
+        out.items()
+            .iter()
+            .map(|item| item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect())
+            .collect()
+    }
+
+    /// The service's events on the central bus, as the queue subscribed to them received them.
+    pub async fn published_events(&self) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(self.central());
+        let mut events = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.world.events_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            if out.messages().is_empty() {
+                return events;
+            }
+            for message in out.messages() {
+                events.push(serde_json::from_str(message.body().expect("body")).expect("event json"));
+                sqs.delete_message().queue_url(&self.world.events_queue_url).set_receipt_handle(message.receipt_handle().map(str::to_owned)).send().await.expect("delete");
+            }
+        }
+    }
+
+    /// What a rejected event must leave untouched: central objects, groups, cards and ledger.
+    pub async fn snapshot(&self) -> Snapshot {
+        let groups = self.sagemaker().list_model_package_groups().send().await.expect("groups");
+        let cards = self.sagemaker().list_model_cards().send().await.expect("cards");
+        Snapshot {
+            central_objects: self.central_keys().await,
+            groups: groups.model_package_group_summary_list().iter().filter_map(|g| g.model_package_group_name().map(str::to_owned)).collect(),
+            cards: cards.model_card_summaries().iter().filter_map(|c| c.model_card_name().map(str::to_owned)).collect(),
+            ledger: self.ledger_items().await,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub central_objects: Vec<String>,
+    pub groups: Vec<String>,
+    pub cards: Vec<String>,
+    pub ledger: Vec<BTreeMap<String, String>>,
+}
