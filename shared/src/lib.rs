@@ -5,6 +5,8 @@ pub mod adapters;
 pub mod config;
 pub mod diagnostic;
 pub mod domain;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod ports;
 pub mod promotion;
 pub mod telemetry;

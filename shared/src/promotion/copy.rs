@@ -3,7 +3,7 @@
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
-use crate::domain::copy::{composite_sha256, plan_copy, reusable_copy, verify_copy, ByteRange, CopyMismatch, CopyPlan, CopySettings};
+use crate::domain::copy::{composite_sha256, ObjectInfo, plan_copy, reusable_copy, verify_copy, ByteRange, CopyMismatch, CopyPlan, CopySettings};
 use crate::domain::ids::{AccountId, S3Uri};
 use crate::domain::ledger::CopiedArtifact;
 use crate::domain::package::Artifact;
@@ -19,12 +19,8 @@ pub struct CopyJob<'a> {
 }
 
 impl CopyJob<'_> {
-    pub async fn copy(&self, artifact: &Artifact, destination: &S3Uri) -> Result<CopiedArtifact, PromoteError> {
-        let source = self
-            .store
-            .head(&artifact.uri, self.source_owner)
-            .await?
-            .ok_or_else(|| PromoteError::MissingArtifact(artifact.uri.clone()))?;
+    /// `source` is what a HEAD of the artifact told before the claim.
+    pub async fn copy(&self, artifact: &Artifact, source: &ObjectInfo, destination: &S3Uri) -> Result<CopiedArtifact, PromoteError> {
         let copied = |sha256: String| CopiedArtifact {
             slot: artifact.slot,
             source: artifact.uri.clone(),
@@ -34,7 +30,7 @@ impl CopyJob<'_> {
             content_type: artifact.content_type.clone(),
         };
         let earlier = self.store.head(destination, self.central_owner).await?;
-        if let Some(sha256) = earlier.as_ref().and_then(|existing| reusable_copy(&source, existing)) {
+        if let Some(sha256) = earlier.as_ref().and_then(|existing| reusable_copy(source, existing)) {
             return Ok(copied(sha256));
         }
         let target = CopyTarget {
@@ -54,7 +50,7 @@ impl CopyJob<'_> {
             mismatch,
         };
         let copy = self.store.head(destination, self.central_owner).await?.unwrap_or_default();
-        match verify_copy(&source, reported.as_deref(), plan == CopyPlan::Single, &copy) {
+        match verify_copy(source, reported.as_deref(), plan == CopyPlan::Single, &copy) {
             Ok(sha256) => Ok(copied(sha256)),
             Err(found) => {
                 if let Err(error) = self.store.delete(destination).await {

@@ -4,6 +4,7 @@ use tracing::{info, warn};
 
 use crate::config::PromoteConfig;
 use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
+use crate::domain::copy::ObjectInfo;
 use crate::domain::event::StateChange;
 use crate::domain::ids::{GroupName, ModelPackageArn};
 use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
@@ -30,14 +31,14 @@ pub(super) struct Promotion<'a> {
 impl Promotion<'_> {
     pub async fn run(&self) -> Result<Outcome, PromoteError> {
         // Everything before the claim only reads, so bad input leaves no trace.
-        let package = self.read_source().await?;
+        let (package, sources) = self.read_source().await?;
         let owner = uuid::Uuid::new_v4().to_string();
         let record = match self.claim(&owner).await? {
             ClaimResult::Granted(record) => record,
             ClaimResult::Held(record) => return self.already_handled(record),
         };
         self.log("claimed", &record);
-        match self.promote(&package, record, &owner).await {
+        match self.promote(&package, &sources, record, &owner).await {
             Ok(summary) => Ok(Outcome::Promoted(summary)),
             Err(error) => {
                 if let Err(release) = self.ports.ledger.release(&self.change.package, &owner).await {
@@ -48,7 +49,8 @@ impl Promotion<'_> {
         }
     }
 
-    async fn read_source(&self) -> Result<RegisteredPackage, PromoteError> {
+    /// The package and a HEAD of each of its artifacts, all checked.
+    async fn read_source(&self) -> Result<(RegisteredPackage, Vec<ObjectInfo>), PromoteError> {
         let registry = self.ports.sessions.registry(&self.change.account).await?;
         let package = registry.describe_package(&self.change.package).await?;
         if package.arn != self.change.package {
@@ -60,7 +62,12 @@ impl Promotion<'_> {
         if let Some(foreign) = package.artifacts.iter().find(|a| !self.allowed_buckets.iter().any(|b| b == a.uri.bucket())) {
             return Err(PromoteError::ForeignBucket { uri: foreign.uri.clone(), account: self.change.account.clone() });
         }
-        Ok(package)
+        let mut sources = Vec::with_capacity(package.artifacts.len());
+        for artifact in &package.artifacts {
+            let head = self.ports.artifacts.head(&artifact.uri, &self.change.account).await?;
+            sources.push(head.ok_or_else(|| PromoteError::MissingArtifact(artifact.uri.clone()))?);
+        }
+        Ok((package, sources))
     }
 
     async fn claim(&self, owner: &str) -> Result<ClaimResult, PromoteError> {
@@ -88,11 +95,17 @@ impl Promotion<'_> {
         }
     }
 
-    async fn promote(&self, package: &RegisteredPackage, mut record: PromotionRecord, owner: &str) -> Result<PromotionSummary, PromoteError> {
+    async fn promote(
+        &self,
+        package: &RegisteredPackage,
+        sources: &[ObjectInfo],
+        mut record: PromotionRecord,
+        owner: &str,
+    ) -> Result<PromotionSummary, PromoteError> {
         let ledger = &self.ports.ledger;
         let group = central_group_name(&self.change.package);
         record.central_group = Some(group.clone());
-        record.artifacts = self.copy_artifacts(package, &group).await?;
+        record.artifacts = self.copy_artifacts(package, sources, &group).await?;
         ledger.save(&record, owner).await?;
         self.log("artifacts copied", &record);
 
@@ -122,7 +135,12 @@ impl Promotion<'_> {
         Ok(summary)
     }
 
-    async fn copy_artifacts(&self, package: &RegisteredPackage, group: &GroupName) -> Result<Vec<CopiedArtifact>, PromoteError> {
+    async fn copy_artifacts(
+        &self,
+        package: &RegisteredPackage,
+        sources: &[ObjectInfo],
+        group: &GroupName,
+    ) -> Result<Vec<CopiedArtifact>, PromoteError> {
         let job = CopyJob {
             store: self.ports.artifacts.as_ref(),
             settings: &self.config.copy,
@@ -130,9 +148,9 @@ impl Promotion<'_> {
             central_owner: &self.config.central_account,
         };
         let mut copied = Vec::with_capacity(package.artifacts.len());
-        for artifact in &package.artifacts {
+        for (artifact, source) in package.artifacts.iter().zip(sources) {
             let destination = central_artifact_uri(&self.config.artifact_bucket, group, &package.arn, artifact.slot, &artifact.uri);
-            copied.push(job.copy(artifact, &destination).await?);
+            copied.push(job.copy(artifact, source, &destination).await?);
         }
         Ok(copied)
     }

@@ -1,0 +1,239 @@
+//! The handler on the reference events, over in-memory fakes of every port.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use shared::config::PromoteConfig;
+use shared::domain::copy::CopySettings;
+use shared::domain::event::ApprovalStatus;
+use shared::domain::ids::{ModelPackageArn, S3Uri};
+use shared::domain::ledger::{PromotionRecord, PromotionState};
+use shared::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
+use shared::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
+use shared::ports::PromotePorts;
+use shared::promotion::{Outcome, PromoteError};
+
+const SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
+const MODEL: &str = "s3://dev-ml-artifacts-111111111111/churn-prediction/pipelines-7f3k/output/model.tar.gz";
+const EVALUATION: &str = "s3://dev-ml-artifacts-111111111111/churn-prediction/pipelines-7f3k/output/evaluation/evaluation.json";
+const CENTRAL_BUCKET: &str = "model-promotion-artifacts-222222222222";
+
+struct World {
+    dev: Arc<FakeRegistry>,
+    central: Arc<FakeRegistry>,
+    store: Arc<FakeStore>,
+    cards: Arc<FakeCards>,
+    publisher: Arc<FakePublisher>,
+    ledger: Arc<FakeLedger>,
+    ports: PromotePorts,
+    config: PromoteConfig,
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture json")
+}
+
+fn uri(raw: &str) -> S3Uri {
+    raw.parse().unwrap()
+}
+
+fn model_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 253) as u8).collect()
+}
+
+fn world(copy: CopySettings, model_len: usize) -> World {
+    let dev = Arc::new(FakeRegistry::in_account("111111111111"));
+    dev.add(RegisteredPackage {
+        arn: SOURCE.parse().unwrap(),
+        description: None,
+        status: Some(ApprovalStatus::Approved),
+        inference: InferenceSpec {
+            containers: vec![Container { image: "xgboost:1.7-1".into(), ..Container::default() }],
+            content_types: vec!["text/csv".into()],
+            response_types: vec!["text/csv".into()],
+            ..InferenceSpec::default()
+        },
+        artifacts: vec![
+            Artifact { slot: ArtifactSlot::ModelData { container: 0 }, uri: uri(MODEL), content_type: None },
+            Artifact {
+                slot: ArtifactSlot::Metrics(Report::ModelQualityStatistics),
+                uri: uri(EVALUATION),
+                content_type: Some("application/json".into()),
+            },
+        ],
+        customer_metadata: BTreeMap::new(),
+    });
+    let store = Arc::new(FakeStore::default());
+    store.put(&uri(MODEL), model_bytes(model_len));
+    store.put(&uri(EVALUATION), br#"{"regression_metrics": {"mse": {"value": 4.25}}}"#.to_vec());
+    let central = Arc::new(FakeRegistry::in_account("222222222222"));
+    let (cards, publisher, ledger) = (Arc::new(FakeCards::default()), Arc::new(FakePublisher::default()), Arc::new(FakeLedger::default()));
+    let sessions = FakeSessions { registries: HashMap::from([("111111111111".parse().unwrap(), dev.clone())]) };
+    let ports = PromotePorts {
+        sessions: Arc::new(sessions),
+        central_registry: central.clone(),
+        artifacts: store.clone(),
+        cards: cards.clone(),
+        events: publisher.clone(),
+        ledger: ledger.clone(),
+    };
+    let env = HashMap::from([
+        ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
+        ("SOURCE_ACCOUNTS", "111111111111=dev-ml-artifacts-111111111111".to_owned()),
+        ("ARTIFACT_BUCKET", CENTRAL_BUCKET.to_owned()),
+        ("ARTIFACT_KMS_KEY_ID", "central-key".to_owned()),
+        ("LEDGER_TABLE", "ledger".to_owned()),
+        ("EVENT_BUS_NAME", "model-promotion".to_owned()),
+        ("MULTIPART_THRESHOLD_BYTES", copy.multipart_threshold.to_string()),
+        ("COPY_PART_SIZE_BYTES", copy.part_size.to_string()),
+        ("COPY_CONCURRENCY", copy.concurrency.to_string()),
+    ]);
+    let config = PromoteConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
+    World { dev, central, store, cards, publisher, ledger, ports, config }
+}
+
+fn default_world() -> World {
+    world(CopySettings::default(), 4096)
+}
+
+impl World {
+    async fn invoke(&self, payload: Value) -> Result<Outcome, PromoteError> {
+        let mut context = Context::default();
+        context.request_id = uuid::Uuid::new_v4().to_string();
+        context.deadline = u64::try_from((Utc::now() + Duration::minutes(5)).timestamp_millis()).unwrap();
+        promote_model::handler(&self.ports, &self.config, LambdaEvent::new(payload, context)).await
+    }
+
+    fn central_group(&self) -> shared::domain::ids::GroupName {
+        "churn-prediction-111111111111".parse().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn both_creation_time_shapes_promote_the_same_way() {
+    for fixture_name in ["model-package-approved.json", "model-package-approved-epoch-millis.json"] {
+        let world = default_world();
+        let event = fixture(fixture_name);
+
+        let Outcome::Promoted(summary) = world.invoke(event.clone()).await.expect("promoted") else { panic!("not promoted") };
+
+        assert_eq!(summary.source.as_str(), SOURCE);
+        assert_eq!(summary.event_id, event["id"].as_str().unwrap());
+        let copied = world.store.bytes(&uri(&format!("s3://{CENTRAL_BUCKET}/churn-prediction-111111111111/3/model/0/model.tar.gz")));
+        assert_eq!(copied, Some(model_bytes(4096)));
+        let versions = world.central.versions(&world.central_group());
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].status, Some(ApprovalStatus::PendingManualApproval));
+        assert_eq!(versions[0].customer_metadata["promotion:event-id"], summary.event_id);
+        assert!(versions[0].artifacts.iter().all(|a| a.uri.bucket() == CENTRAL_BUCKET));
+        let cards = world.cards.cards.lock().unwrap();
+        let card = &cards["churn-prediction-111111111111"];
+        assert_eq!(card.len(), 1);
+        assert_eq!(card[0]["evaluation_details"][0]["metric_groups"][0]["metric_data"][0]["value"], 4.25);
+        assert_eq!(world.publisher.events.lock().unwrap()[0].0, "ModelPromoted");
+        let record = world.ledger.record(&summary.source).unwrap();
+        assert_eq!(record.state, PromotionState::Promoted);
+        assert_eq!(world.ledger.audit.lock().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_documented_example_is_refused_for_its_unknown_account() {
+    let world = default_world();
+    let error = world.invoke(fixture("sagemaker-state-change-aws-docs.json")).await.unwrap_err();
+    assert_eq!(error.error_type(), "Rejected.UnknownSourceAccount");
+    assert!(error.to_string().contains("123456789012"));
+    assert!(world.ledger.records.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rejection_after_promotion_revokes_and_a_redelivered_approval_is_refused() {
+    let world = default_world();
+    world.invoke(fixture("model-package-approved.json")).await.unwrap();
+
+    let outcome = world.invoke(fixture("model-package-rejected.json")).await.unwrap();
+
+    assert!(matches!(outcome, Outcome::Revoked { .. }), "{outcome:?}");
+    let central = &world.central.versions(&world.central_group())[0];
+    assert_eq!(central.status, Some(ApprovalStatus::Rejected));
+    assert_eq!(central.customer_metadata["promotion:revoked-by-event"], "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d");
+    assert_eq!(world.ledger.record(&SOURCE.parse().unwrap()).unwrap().state, PromotionState::Revoked);
+    let replay = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
+    assert_eq!(replay.error_type(), "Rejected.VersionRevoked");
+}
+
+#[tokio::test]
+async fn an_old_rejection_arriving_after_a_newer_approval_is_ignored() {
+    let world = default_world();
+    let mut approval = fixture("model-package-approved.json");
+    approval["time"] = "2026-11-22T00:00:00Z".into();
+    world.invoke(approval).await.unwrap();
+
+    let outcome = world.invoke(fixture("model-package-rejected.json")).await.unwrap();
+
+    assert!(matches!(outcome, Outcome::Ignored { .. }), "{outcome:?}");
+    assert_eq!(world.central.versions(&world.central_group())[0].status, Some(ApprovalStatus::PendingManualApproval));
+}
+
+#[tokio::test]
+async fn a_claim_whose_holder_died_is_taken_over_and_a_live_one_is_respected() {
+    let world = default_world();
+    let source: ModelPackageArn = SOURCE.parse().unwrap();
+    let mut held = PromotionRecord::new(source.clone(), PromotionState::InProgress, "other-event", Utc::now() - Duration::days(3));
+    held.owner = Some("a-live-invocation".into());
+    held.lease_until = Some(Utc::now() + Duration::minutes(10));
+    world.ledger.records.lock().unwrap().insert(SOURCE.into(), held.clone());
+
+    let busy = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
+    assert_eq!(busy.error_type(), "Retryable.PromotionInProgress");
+    assert!(world.central.versions(&world.central_group()).is_empty());
+
+    held.lease_until = Some(Utc::now() - Duration::seconds(1));
+    world.ledger.records.lock().unwrap().insert(SOURCE.into(), held);
+    let outcome = world.invoke(fixture("model-package-approved.json")).await.unwrap();
+    assert!(matches!(outcome, Outcome::Promoted(_)));
+    assert_eq!(world.central.versions(&world.central_group()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_multipart_copy_records_the_composite_checksum_of_its_parts() {
+    const MIB: u64 = 1024 * 1024;
+    let copy = CopySettings { multipart_threshold: 6 * MIB, part_size: 5 * MIB, concurrency: 3 };
+    let world = world(copy, (17 * MIB) as usize);
+
+    let Outcome::Promoted(summary) = world.invoke(fixture("model-package-approved.json")).await.unwrap() else { panic!() };
+
+    let model = &summary.artifacts[0];
+    assert!(model.sha256.ends_with("-4"), "composite of 4 parts: {}", model.sha256);
+    assert_eq!(world.store.bytes(&model.central), Some(model_bytes((17 * MIB) as usize)));
+    assert_eq!(world.store.open_uploads(), 0);
+    let calls = world.store.calls.lock().unwrap();
+    assert_eq!(calls.iter().filter(|c| **c == "UploadPartCopy").count(), 4);
+}
+
+#[tokio::test]
+async fn a_pending_status_is_ignored_without_touching_anything() {
+    let world = default_world();
+    let mut event = fixture("model-package-approved.json");
+    event["detail"]["ModelApprovalStatus"] = "PendingManualApproval".into();
+
+    assert!(matches!(world.invoke(event).await.unwrap(), Outcome::Ignored { .. }));
+    assert!(world.store.calls.lock().unwrap().is_empty());
+    assert!(world.ledger.records.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_artifact_is_a_terminal_error_before_any_claim() {
+    let world = default_world();
+    world.dev.packages.lock().unwrap().get_mut(SOURCE).unwrap().artifacts[0].uri = uri("s3://dev-ml-artifacts-111111111111/gone.tar.gz");
+
+    let error = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
+
+    assert_eq!(error.error_type(), "Rejected.MissingArtifact");
+    assert!(world.ledger.records.lock().unwrap().is_empty());
+    assert!(world.store.keys_in(CENTRAL_BUCKET).is_empty());
+}
