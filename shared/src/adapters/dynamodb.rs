@@ -252,3 +252,97 @@ fn record_from_item(item: &Item) -> PortResult<PromotionRecord> {
     record.reason = text("reason").map(str::to_owned);
     Ok(record)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+
+    use super::*;
+
+    fn claim() -> Claim {
+        // The ledger keeps milliseconds.
+        let now = Utc.timestamp_millis_opt(Utc::now().timestamp_millis()).unwrap();
+        Claim {
+            source: "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn/3".parse().unwrap(),
+            event_id: "e-1".into(),
+            event_time: now,
+            owner: "me".into(),
+            lease_until: now + chrono::Duration::minutes(5),
+            now,
+        }
+    }
+
+    fn throttled() -> UpdateItemError {
+        UpdateItemError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .meta(ErrorMetadata::builder().code("ProvisionedThroughputExceededException").build())
+                .build(),
+        )
+    }
+
+    fn granted(claim: &Claim) -> UpdateItemOutput {
+        let mut record = PromotionRecord::new(claim.source.clone(), PromotionState::InProgress, &claim.event_id, claim.event_time);
+        record.owner = Some(claim.owner.clone());
+        UpdateItemOutput::builder().set_attributes(Some(item_from_record(&record))).build()
+    }
+
+    fn retrying(attempts: u32) -> impl Fn(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+        move |config| config.retry_config(RetryConfig::standard().with_max_attempts(attempts).with_initial_backoff(Duration::from_millis(1)))
+    }
+
+    #[tokio::test]
+    async fn a_throttled_claim_is_retried_with_backoff_until_it_succeeds() {
+        let claim = claim();
+        let output = granted(&claim);
+        let rule = mock!(Client::update_item).sequence().error(throttled).times(2).output(move || output.clone()).build();
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule], retrying(3));
+
+        let result = DynamoLedger::new(client, "ledger").claim(&claim).await.expect("claimed after retries");
+
+        assert!(matches!(result, ClaimResult::Granted(record) if record.owner.as_deref() == Some("me")));
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn throttling_that_outlasts_the_retries_is_reported_retryable() {
+        let rule = mock!(Client::update_item).sequence().error(throttled).times(3).build();
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule], retrying(3));
+
+        let error = DynamoLedger::new(client, "ledger").claim(&claim()).await.unwrap_err();
+
+        assert_eq!(error.kind, FailureKind::Retryable);
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_lost_condition_is_not_retried_and_reads_the_holder() {
+        let claim = claim();
+        let mut holder = PromotionRecord::new(claim.source.clone(), PromotionState::Promoted, "e-0", claim.event_time);
+        holder.central_group = Some("churn-111111111111".parse().unwrap());
+        let item = item_from_record(&holder);
+        let lost = mock!(Client::update_item).then_error(|| {
+            UpdateItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .message("The conditional request failed")
+                    .meta(ErrorMetadata::builder().code("ConditionalCheckFailedException").build())
+                    .build(),
+            )
+        });
+        let read = mock!(Client::get_item)
+            .then_output(move || aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().set_item(Some(item.clone())).build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&lost, &read], retrying(3));
+
+        let result = DynamoLedger::new(client, "ledger").claim(&claim).await.unwrap();
+
+        assert_eq!(lost.num_calls(), 1);
+        assert!(matches!(result, ClaimResult::Held(record) if record == holder));
+    }
+}

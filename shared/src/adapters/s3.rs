@@ -213,3 +213,50 @@ mod tests {
         assert_eq!(copy_source(&uri), "bucket/dir/my%20model%2Bv1.tar.gz");
     }
 }
+
+#[cfg(test)]
+mod retry_tests {
+    use std::time::Duration;
+
+    use aws_sdk_s3::config::retry::RetryConfig;
+    use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+
+    fn store(rules: &[&aws_smithy_mocks::Rule]) -> S3Artifacts {
+        let client = mock_client!(aws_sdk_s3, RuleMode::Sequential, rules, |config| {
+            config.retry_config(RetryConfig::standard().with_max_attempts(4).with_initial_backoff(Duration::from_millis(1)))
+        });
+        S3Artifacts::new(client, &"222222222222".parse().unwrap(), "key")
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_the_answer_is_read() {
+        let rule = mock!(Client::head_object)
+            .sequence()
+            .http_status(503, None)
+            .times(2)
+            .output(|| HeadObjectOutput::builder().content_length(42).e_tag("\"e\"").checksum_sha256("AAA=").build())
+            .build();
+
+        let head = store(&[&rule]).head(&"s3://b-1/k".parse().unwrap(), &"111111111111".parse().unwrap()).await.unwrap();
+
+        assert_eq!(head.map(|h| (h.size, h.sha256)), Some((42, Some("AAA=".into()))));
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn access_denied_is_terminal_and_asked_once() {
+        let rule = mock!(Client::copy_object).sequence().http_status(403, Some("<Error><Code>AccessDenied</Code></Error>".into())).build();
+        let destination: S3Uri = "s3://central-b/k".parse().unwrap();
+        let owner: AccountId = "111111111111".parse().unwrap();
+        let target = CopyTarget { destination: &destination, source_owner: &owner, source_etag: "\"e\"", content_type: None };
+
+        let error = store(&[&rule]).copy_whole(&"s3://dev-b/k".parse().unwrap(), &target).await.unwrap_err();
+
+        assert_eq!(error.kind, FailureKind::Terminal);
+        assert_eq!(error.operation, "CopyObject");
+        assert_eq!(rule.num_calls(), 1);
+    }
+}
