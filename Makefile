@@ -1,0 +1,63 @@
+# Model promotion service: set-up, local AWS, demo, tests.
+# `make demo` and `make test` work from a fresh clone; everything they need is installed here.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+LOCAL := .local
+MOTO_HOST ?= 127.0.0.1
+MOTO_PORT ?= 5000
+ENDPOINT := http://$(MOTO_HOST):$(MOTO_PORT)
+CARGO ?= cargo
+PROMOTE := target/debug/promote
+
+.PHONY: help venv build-cli local-up local-down demo test lint bench
+
+help:
+	@echo "make demo        set up, start the local AWS, promote an approved dev model, show the result"
+	@echo "make test        set up and run every test (unit, handler, integration against moto, lint)"
+	@echo "make local-up    start moto on $(ENDPOINT) and provision the four accounts; env in $(LOCAL)/env"
+	@echo "make local-down  stop the local AWS"
+
+$(VENV)/.installed: requirements.txt $(wildcard infra/requirements.txt)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt $(if $(wildcard infra/requirements.txt),-r infra/requirements.txt)
+	touch $@
+
+venv: $(VENV)/.installed
+
+build-cli:
+	$(CARGO) build --quiet -p promote-cli
+
+local-up: venv build-cli
+	mkdir -p $(LOCAL)
+	if ! curl -fs -o /dev/null $(ENDPOINT)/moto-api/; then \
+	  nohup $(VENV)/bin/moto_server -H $(MOTO_HOST) -p $(MOTO_PORT) > $(LOCAL)/moto.log 2>&1 & echo $$! > $(LOCAL)/moto.pid; \
+	fi
+	for _ in $$(seq 100); do curl -fs -o /dev/null $(ENDPOINT)/moto-api/ && break; sleep 0.2; done
+	curl -fs -X POST $(ENDPOINT)/moto-api/reset > /dev/null
+	$(PROMOTE) local provision --endpoint $(ENDPOINT) > $(LOCAL)/env
+	@echo "local AWS up on $(ENDPOINT); environment in $(LOCAL)/env (source it to use the promote CLI)"
+
+local-down:
+	if [ -f $(LOCAL)/moto.pid ]; then kill $$(cat $(LOCAL)/moto.pid) 2>/dev/null || true; rm -f $(LOCAL)/moto.pid; fi
+
+demo: local-up
+	source $(LOCAL)/env; \
+	echo "== a lead data scientist approves $$DEV_MODEL_PACKAGE_ARN in dev"; \
+	$(PROMOTE) local decide --out $(LOCAL)/approval-event.json; \
+	echo "== promote-model handles the forwarded approval event"; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \
+	echo "== EventBridge delivers the same event again: nothing is duplicated"; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json | grep '"outcome"'; \
+	echo "== promote status"; \
+	$(PROMOTE) status
+
+test: venv
+	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) --no-print-directory lint
+
+-include infra/Makefile.mk
