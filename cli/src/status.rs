@@ -39,17 +39,29 @@ pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry) -> PortRes
 }
 
 pub fn render(rows: &[StatusRow]) -> String {
-    let mut out = format!("{:<72} {:<14} {:<72} {:<22} {:>4}  {}\n", "SOURCE", "STATE", "CENTRAL VERSION", "CENTRAL APPROVAL", "CARD", "WHEN");
-    for row in rows {
-        out.push_str(&format!(
-            "{:<72} {:<14} {:<72} {:<22} {:>4}  {}\n",
-            row.source,
-            row.state,
-            row.central_package.as_deref().unwrap_or("-"),
-            row.central_approval.as_deref().unwrap_or("-"),
-            row.model_card_version.map_or("-".to_owned(), |v| v.to_string()),
-            row.promoted_at.as_deref().unwrap_or(&row.decided_at),
-        ));
+    let header = ["SOURCE", "STATE", "CENTRAL VERSION", "CENTRAL APPROVAL", "CARD", "WHEN"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            [
+                row.source.clone(),
+                row.state.clone(),
+                row.central_package.clone().unwrap_or_else(|| "-".into()),
+                row.central_approval.clone().unwrap_or_else(|| "-".into()),
+                row.model_card_version.map_or_else(|| "-".into(), |v| v.to_string()),
+                row.promoted_at.clone().unwrap_or_else(|| row.decided_at.clone()),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> =
+        (0..header.len()).map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |values: Vec<&str>| {
+        let padded: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in &cells {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
 }

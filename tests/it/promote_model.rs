@@ -132,8 +132,11 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
     assert_eq!(world.central_versions(&group).await.len(), 1);
     assert_eq!(world.card_versions(&group).await.len(), 1);
     assert_eq!(world.published_events().await.len(), 1);
-    let promotions = world.ports.ledger.promotions().await.unwrap();
-    assert_eq!(promotions.len(), 1);
+    let central_registry = shared::adapters::sagemaker::SageMakerRegistry::new(world.sagemaker());
+    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].central_approval.as_deref(), Some("PendingManualApproval"));
+    assert_eq!(rows[0].model_card_version, Some(1));
 }
 
 #[tokio::test]
@@ -159,6 +162,13 @@ async fn a_later_rejection_in_dev_revokes_the_central_version() {
     let record = world.ports.ledger.get(&source).await.unwrap().unwrap();
     assert_eq!(record.state.as_str(), "Revoked");
     assert_eq!(record.reason.as_deref(), Some(reason.as_str()));
+
+    let central_registry = shared::adapters::sagemaker::SageMakerRegistry::new(world.sagemaker());
+    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].state.as_str(), rows[0].central_approval.as_deref()), ("Revoked", Some("Rejected")));
+    assert_eq!(rows[0].central_package.as_deref(), Some(summary.central_package.as_str()));
+    assert!(promote_cli::status::render(&rows).contains("Revoked"));
 
     // The rejection redelivered changes nothing; the old approval redelivered is refused.
     assert!(matches!(world.deliver(&rejection).await, Ok(Outcome::Revoked { .. })));
