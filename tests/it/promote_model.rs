@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
 use base64::Engine;
 use promote_cli::local::register_version;
 use promotion_tests::faults::{CorruptCopies, Crash, CrashingRegistry};
@@ -28,16 +26,7 @@ fn sha256_b64(bytes: &[u8]) -> String {
 }
 
 async fn upload(world: &TestWorld, bucket: &str, key: &str, body: Vec<u8>) -> String {
-    shared::adapters::s3::client(world.dev())
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .checksum_algorithm(ChecksumAlgorithm::Sha256)
-        .send()
-        .await
-        .expect("upload");
-    format!("s3://{bucket}/{key}")
+    promote_cli::local::put_object(world.dev(), bucket, key, body).await.expect("upload")
 }
 
 #[tokio::test]

@@ -221,7 +221,8 @@ async fn central_bus(central: &SdkConfig, names: &Names) -> Result<String> {
     Ok(queue_url)
 }
 
-async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<u8>) -> Result<String> {
+/// Uploads `body` with a SHA-256 checksum, as training jobs do; returns its `s3://` URI.
+pub async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<u8>) -> Result<String> {
     shared::adapters::s3::client(account)
         .put_object()
         .bucket(bucket)
