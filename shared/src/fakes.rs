@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::copy::{composite_sha256, ByteRange, ObjectInfo};
 use crate::domain::event::ApprovalStatus;
-use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
-use crate::domain::ledger::{decision_supersedes, AuditEntry, Claim, ClaimResult, PromotionRecord};
+use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use crate::domain::ledger::{decision_supersedes, AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 use crate::ports::*;
 
@@ -118,7 +118,7 @@ pub struct FakeStore {
 }
 
 impl FakeStore {
-    pub fn put(&self, uri: &S3Uri, bytes: Vec<u8>) {
+    pub fn put_object(&self, uri: &S3Uri, bytes: Vec<u8>) {
         let sha256 = sha256_b64(&bytes);
         self.objects.lock().unwrap().insert(uri.clone(), StoredObject { bytes, sha256, copied_from_etag: None });
     }
@@ -218,6 +218,12 @@ impl ArtifactStore for FakeStore {
         Ok(())
     }
 
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, _content_type: &str) -> PortResult<()> {
+        self.record("PutObject");
+        self.put_object(uri, body);
+        Ok(())
+    }
+
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
         self.record("GetObject");
         let bytes = self.source(uri)?.bytes;
@@ -231,6 +237,7 @@ impl ArtifactStore for FakeStore {
 #[derive(Default)]
 pub struct FakeCards {
     pub cards: Mutex<HashMap<String, Vec<Value>>>,
+    pub statuses: Mutex<HashMap<String, CardStatus>>,
 }
 
 #[async_trait]
@@ -252,7 +259,10 @@ impl ModelCards for FakeCards {
         Ok(1)
     }
 
-    async fn update(&self, name: &str, content: &Value) -> PortResult<u32> {
+    async fn update(&self, name: &str, content: &Value, status: Option<CardStatus>) -> PortResult<u32> {
+        if let Some(status) = status {
+            self.statuses.lock().unwrap().insert(name.to_owned(), status);
+        }
         let mut cards = self.cards.lock().unwrap();
         let versions = cards.get_mut(name).ok_or_else(|| PortError::new("UpdateModelCard", FailureKind::NotFound, "no card"))?;
         versions.push(content.clone());
@@ -277,6 +287,8 @@ impl EventPublisher for FakePublisher {
 pub struct FakeLedger {
     pub records: Mutex<HashMap<String, PromotionRecord>>,
     pub audit: Mutex<BTreeMap<String, AuditEntry>>,
+    pub deployments: Mutex<HashMap<String, DeploymentRecord>>,
+    pub starts: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Option<String>)>>,
 }
 
 impl FakeLedger {
@@ -345,5 +357,39 @@ impl Ledger for FakeLedger {
 
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
         Ok(self.records.lock().unwrap().values().cloned().collect())
+    }
+
+    async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
+        let mut entries: Vec<AuditEntry> = self.audit.lock().unwrap().values().filter(|e| &e.source == package).cloned().collect();
+        entries.sort_by_key(|e| e.at);
+        Ok(entries)
+    }
+
+    async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(self.deployments.lock().unwrap().get(&format!("{stage}#{endpoint}")).cloned())
+    }
+
+    async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()> {
+        self.deployments.lock().unwrap().insert(format!("{}#{}", record.stage, record.endpoint), record.clone());
+        Ok(())
+    }
+
+    async fn claim_start(&self, event_id: &str, lease_until: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> PortResult<StartClaim> {
+        let mut starts = self.starts.lock().unwrap();
+        match starts.get(event_id) {
+            Some((_, Some(execution_id))) => Ok(StartClaim::Started { execution_id: execution_id.clone() }),
+            Some((lease, None)) if *lease >= now => Ok(StartClaim::Busy),
+            _ => {
+                starts.insert(event_id.to_owned(), (lease_until, None));
+                Ok(StartClaim::Granted)
+            }
+        }
+    }
+
+    async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()> {
+        let mut starts = self.starts.lock().unwrap();
+        let entry = starts.entry(event_id.to_owned()).or_insert((chrono::Utc::now(), None));
+        entry.1 = Some(execution_id.to_owned());
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod deployment;
 pub mod diagnostic;
 pub mod domain;
 #[cfg(any(test, feature = "fakes"))]

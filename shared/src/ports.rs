@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::copy::{ByteRange, ObjectInfo};
+use crate::domain::deploy::{BlueGreen, StageSettings};
 use crate::domain::event::ApprovalStatus;
-use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
-use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, PromotionRecord};
+use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,8 @@ pub trait ArtifactStore: Send + Sync {
     ) -> PortResult<Option<String>>;
     async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()>;
     async fn delete(&self, uri: &S3Uri) -> PortResult<()>;
+    /// Writes a small object (a report) into the central bucket.
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()>;
     /// Reads a small object whole, refusing one larger than `max_bytes`.
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>>;
 }
@@ -118,12 +122,20 @@ pub struct CardSnapshot {
     pub content: Value,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardStatus {
+    Draft,
+    PendingReview,
+    Approved,
+    Archived,
+}
+
 #[async_trait]
 pub trait ModelCards: Send + Sync {
     async fn describe(&self, name: &str) -> PortResult<Option<CardSnapshot>>;
     async fn create(&self, name: &str, content: &Value) -> PortResult<u32>;
-    /// Writes a new card version and returns its number.
-    async fn update(&self, name: &str, content: &Value) -> PortResult<u32>;
+    /// Writes a new card version and returns its number; `status` moves the review status too.
+    async fn update(&self, name: &str, content: &Value, status: Option<CardStatus>) -> PortResult<u32>;
 }
 
 #[async_trait]
@@ -144,6 +156,13 @@ pub trait Ledger: Send + Sync {
     /// Idempotent: the same entry written twice is kept once.
     async fn append(&self, entry: &AuditEntry) -> PortResult<()>;
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>>;
+    /// The audit trail of a package version (source or central), oldest first.
+    async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>>;
+    async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>>;
+    async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()>;
+    /// Claims the start of a pipeline execution for `event_id` until `lease_until`.
+    async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim>;
+    async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()>;
 }
 
 /// Everything promote-model talks to.
@@ -155,4 +174,101 @@ pub struct PromotePorts {
     pub cards: Arc<dyn ModelCards>,
     pub events: Arc<dyn EventPublisher>,
     pub ledger: Arc<dyn Ledger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointStatus {
+    Creating,
+    Updating,
+    RollingBack,
+    InService,
+    Failed,
+    /// Deleting, OutOfService, SystemUpdating…: not a state a deployment waits in.
+    Other(String),
+}
+
+impl EndpointStatus {
+    pub fn is_transitional(&self) -> bool {
+        matches!(self, Self::Creating | Self::Updating | Self::RollingBack)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointState {
+    pub status: EndpointStatus,
+    /// The config the endpoint runs now (after an update, the new one only once it is in service).
+    pub config_name: String,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec<'a> {
+    pub name: &'a str,
+    pub package: &'a ModelPackageArn,
+    pub execution_role_arn: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfigSpec<'a> {
+    pub name: &'a str,
+    pub model_name: &'a str,
+    pub instance_type: &'a str,
+    pub instance_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeResult {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// SageMaker hosting in one stage account.
+#[async_trait]
+pub trait Endpoints: Send + Sync {
+    /// Creates the model unless one of that name exists.
+    async fn ensure_model(&self, spec: &ModelSpec<'_>) -> PortResult<()>;
+    async fn ensure_endpoint_config(&self, spec: &EndpointConfigSpec<'_>) -> PortResult<()>;
+    async fn describe_endpoint(&self, name: &str) -> PortResult<Option<EndpointState>>;
+    async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()>;
+    async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()>;
+    async fn delete_endpoint(&self, name: &str) -> PortResult<()>;
+    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8]) -> PortResult<InvokeResult>;
+}
+
+#[async_trait]
+pub trait StageSessions: Send + Sync {
+    /// Hosting in the stage's account, through its deploy role.
+    async fn endpoints(&self, stage: &StageSettings) -> PortResult<Arc<dyn Endpoints>>;
+}
+
+/// Answers to a CodePipeline job: every invocation of an action ends with exactly one.
+#[async_trait]
+pub trait PipelineJobs: Send + Sync {
+    async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()>;
+    async fn fail(&self, job_id: &str, message: &str) -> PortResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    pub token: String,
+    pub execution_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalResult {
+    pub approved: bool,
+    pub by: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[async_trait]
+pub trait PipelineRuns: Send + Sync {
+    /// Starts an execution for exactly this version; `token` makes a repeated start a no-op.
+    async fn start(&self, pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String>;
+    /// The version an execution runs for (its `ModelPackageArn` variable).
+    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>>;
+    async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>>;
+    async fn answer_approval(&self, pipeline: &str, stage: &str, action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()>;
+    /// Who answered an approval of an execution, and with what comment.
+    async fn approval_result(&self, pipeline: &str, execution_id: &str, action: &str) -> PortResult<Option<ApprovalResult>>;
 }

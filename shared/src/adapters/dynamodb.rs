@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
-use crate::domain::ids::ModelPackageArn;
-use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, PromotionRecord, PromotionState};
+use crate::domain::ids::{ModelPackageArn, Stage};
+use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim};
 use crate::ports::{FailureKind, Ledger, PortError, PortResult};
 
 use super::classify;
@@ -42,12 +42,24 @@ impl DynamoLedger {
     }
 }
 
-fn partition(source: &ModelPackageArn) -> String {
-    format!("SOURCE#{source}")
+fn partition(package: &ModelPackageArn) -> String {
+    format!("PACKAGE#{package}")
 }
 
-fn key(source: &ModelPackageArn, sort: &str) -> Item {
-    HashMap::from([("pk".to_owned(), s(&partition(source))), ("sk".to_owned(), s(sort))])
+fn item_key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), AttributeValue::S(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn deployment_key(stage: Stage, endpoint: &str) -> Item {
+    item_key(format!("ENDPOINT#{stage}#{endpoint}"), "CURRENT")
+}
+
+fn start_key(event_id: &str) -> Item {
+    item_key(format!("START#{event_id}"), "START")
+}
+
+fn key(package: &ModelPackageArn, sort: &str) -> Item {
+    item_key(partition(package), sort)
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -206,6 +218,106 @@ impl Ledger for DynamoLedger {
             .map_err(|e| classify("Scan", &e))?;
         pages.iter().flat_map(|page| page.items()).map(record_from_item).collect()
     }
+
+    async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :audit)")
+            .expression_attribute_values(":pk", s(&partition(package)))
+            .expression_attribute_values(":audit", s("AUDIT#"))
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| classify("Query", &e))?;
+        pages.iter().flat_map(|page| page.items()).map(|item| audit_from_item(package, item)).collect()
+    }
+
+    async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(deployment_key(stage, endpoint)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        let Some(raw) = out.item().and_then(|item| item.get("deployment")).and_then(|v| v.as_s().ok()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw).map(Some).map_err(|e| PortError::new("Ledger", FailureKind::Terminal, format!("deployment record: {e}")))
+    }
+
+    async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()> {
+        let mut item = deployment_key(record.stage, &record.endpoint);
+        item.insert("deployment".into(), s(&serde_json::to_string(record).expect("deployment serializes")));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| classify("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim> {
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some({
+                let mut item = start_key(event_id);
+                item.insert("lease_until".into(), millis(lease_until));
+                item
+            }))
+            .condition_expression("attribute_not_exists(pk) OR (attribute_not_exists(execution_id) AND lease_until < :now)")
+            .expression_attribute_values(":now", millis(now))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e));
+        match claimed {
+            Ok(_) => Ok(StartClaim::Granted),
+            Err(error) if is_condition_failure(&error) => {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(start_key(event_id)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetItem", &e))?;
+                let started = out.item().and_then(|item| item.get("execution_id")).and_then(|v| v.as_s().ok()).cloned();
+                Ok(started.map_or(StartClaim::Busy, |execution_id| StartClaim::Started { execution_id }))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(start_key(event_id)))
+            .update_expression("SET execution_id = :execution")
+            .expression_attribute_values(":execution", s(execution_id))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+}
+
+fn audit_from_item(package: &ModelPackageArn, item: &Item) -> PortResult<AuditEntry> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let at = DateTime::parse_from_rfc3339(&text("at"))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| PortError::new("Ledger", FailureKind::Terminal, "audit entry without a time"))?;
+    Ok(AuditEntry {
+        source: package.clone(),
+        at,
+        event_id: text("event_id"),
+        action: text("action"),
+        detail: serde_json::from_str(&text("detail")).unwrap_or(serde_json::Value::Null),
+    })
 }
 
 fn lost_claim(source: &ModelPackageArn) -> PortError {

@@ -184,6 +184,23 @@ impl ArtifactStore for S3Artifacts {
         Ok(())
     }
 
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()> {
+        self.client
+            .put_object()
+            .bucket(uri.bucket())
+            .key(uri.key())
+            .expected_bucket_owner(&self.central_account)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&self.kms_key_id)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| classify("PutObject", &e))?;
+        Ok(())
+    }
+
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
         let out = self
             .client

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{GroupName, ModelPackageArn, S3Uri};
 use crate::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, NewPackage, RegisteredPackage, Report};
-use crate::ports::{CardSnapshot, FailureKind, ModelCards, ModelRegistry, PortError, PortResult};
+use crate::ports::{CardSnapshot, CardStatus, FailureKind, ModelCards, ModelRegistry, PortError, PortResult};
 
 use super::classify;
 
@@ -389,14 +389,24 @@ impl ModelCards for SageMakerCards {
         self.current_version(name).await
     }
 
-    async fn update(&self, name: &str, content: &Value) -> PortResult<u32> {
+    async fn update(&self, name: &str, content: &Value, status: Option<CardStatus>) -> PortResult<u32> {
         self.client
             .update_model_card()
             .model_card_name(name)
             .content(content.to_string())
+            .set_model_card_status(status.map(card_status))
             .send()
             .await
             .map_err(|e| classify("UpdateModelCard", &e))?;
         self.current_version(name).await
+    }
+}
+
+fn card_status(status: CardStatus) -> ModelCardStatus {
+    match status {
+        CardStatus::Draft => ModelCardStatus::Draft,
+        CardStatus::PendingReview => ModelCardStatus::Pendingreview,
+        CardStatus::Approved => ModelCardStatus::Approved,
+        CardStatus::Archived => ModelCardStatus::Archived,
     }
 }

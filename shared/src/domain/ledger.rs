@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ids::{GroupName, ModelPackageArn, S3Uri};
+use super::ids::{GroupName, ModelPackageArn, S3Uri, Stage};
 use super::package::ArtifactSlot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,4 +129,34 @@ pub struct AuditEntry {
     pub event_id: String,
     pub action: String,
     pub detail: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentState {
+    Deploying,
+    InService,
+    Failed,
+    RolledBack,
+}
+
+/// What a stage's endpoint runs, and what it ran before: where a rollback goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub stage: Stage,
+    pub endpoint: String,
+    pub package: ModelPackageArn,
+    pub config: String,
+    pub state: DeploymentState,
+    pub previous_config: Option<String>,
+    pub previous_package: Option<ModelPackageArn>,
+    pub at: DateTime<Utc>,
+}
+
+/// A claim on starting the pipeline for one approval event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartClaim {
+    Granted,
+    Started { execution_id: String },
+    /// Another invocation is starting it now.
+    Busy,
 }

@@ -1,5 +1,6 @@
 pub mod card;
 pub mod copy;
+pub mod deploy;
 pub mod event;
 pub mod ids;
 pub mod ledger;

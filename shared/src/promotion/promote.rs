@@ -256,9 +256,9 @@ async fn upsert_card(cards: &dyn ModelCards, name: &str, content: &Value) -> Res
     let wanted = card::described_version(content);
     match cards.describe(name).await? {
         Some(existing) if card::described_version(&existing.content) == wanted => Ok(existing.version),
-        Some(_) => Ok(cards.update(name, content).await?),
+        Some(_) => Ok(cards.update(name, content, None).await?),
         None => match cards.create(name, content).await {
-            Err(error) if error.kind == FailureKind::Conflict => Ok(cards.update(name, content).await?),
+            Err(error) if error.kind == FailureKind::Conflict => Ok(cards.update(name, content, None).await?),
             created => Ok(created?),
         },
     }

@@ -1,0 +1,72 @@
+use crate::domain::deploy::JobError;
+use crate::domain::event::EventError;
+use crate::domain::ids::{AccountId, ModelPackageArn};
+use crate::ports::PortError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("invalid job: {0}")]
+    InvalidJob(#[from] JobError),
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[from] EventError),
+    #[error("the event is from account {0}, not the central account")]
+    NotCentral(AccountId),
+    #[error("{package} is {status}, not Approved in the central registry")]
+    NotApproved { package: ModelPackageArn, status: String },
+    #[error("{0} was never promoted by this service; only promoted versions are deployed")]
+    NotPromoted(ModelPackageArn),
+    #[error("{0} was revoked; it cannot be deployed")]
+    Revoked(ModelPackageArn),
+    #[error("endpoint {endpoint} is {status}: another deployment is under way")]
+    EndpointBusy { endpoint: String, status: String },
+    #[error("endpoint {endpoint} failed: {reason}")]
+    EndpointFailed { endpoint: String, reason: String },
+    #[error("endpoint {endpoint} runs {running}, not the requested {requested}: SageMaker rolled the update back")]
+    SilentRollback { endpoint: String, running: String, requested: String },
+    #[error("endpoint {0} disappeared during the deployment")]
+    EndpointVanished(String),
+    #[error("the continuation token is not this function's: {0}")]
+    BadContinuation(String),
+    #[error("{failed} of {total} test cases failed on {endpoint} ({names}); the endpoint was rolled back to {restored}; report: {report}")]
+    TestsFailed { failed: usize, total: usize, names: String, endpoint: String, restored: String, report: String },
+    #[error("an approval of {0} is being started by another invocation")]
+    StartInProgress(String),
+    #[error("no pipeline execution of {0} waits for a prod approval")]
+    NoPendingApproval(String),
+    #[error("no earlier {stage} deployment of {model} to roll back to")]
+    NothingToRollBack { model: String, stage: String },
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+impl DeployError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Aws(port) => port.is_retryable(),
+            Self::EndpointBusy { .. } | Self::StartInProgress(_) => true,
+            _ => false,
+        }
+    }
+
+    pub fn error_type(&self) -> String {
+        let name = match self {
+            Self::InvalidJob(_) => "InvalidJob",
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::NotCentral(_) => "NotCentralAccount",
+            Self::NotApproved { .. } => "NotApproved",
+            Self::NotPromoted(_) => "NotPromoted",
+            Self::Revoked(_) => "VersionRevoked",
+            Self::EndpointBusy { .. } => "EndpointBusy",
+            Self::EndpointFailed { .. } => "EndpointFailed",
+            Self::SilentRollback { .. } => "SilentRollback",
+            Self::EndpointVanished(_) => "EndpointVanished",
+            Self::BadContinuation(_) => "BadContinuation",
+            Self::TestsFailed { .. } => "TestsFailed",
+            Self::StartInProgress(_) => "StartInProgress",
+            Self::NoPendingApproval(_) => "NoPendingApproval",
+            Self::NothingToRollBack { .. } => "NothingToRollBack",
+            Self::Aws(port) => port.operation,
+        };
+        format!("{}.{name}", if self.is_retryable() { "Retryable" } else { "Rejected" })
+    }
+}

@@ -1,0 +1,53 @@
+//! Every invocation of a pipeline action ends with exactly one answer to its job.
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::ports::PipelineJobs;
+
+use super::error::DeployError;
+
+/// CodePipeline keeps at most this much of a failure message.
+const MESSAGE_MAX: usize = 5000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Done { summary: String },
+    /// Not finished: CodePipeline invokes again with this token.
+    Continue { token: String, summary: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "job_result", rename_all = "snake_case")]
+pub enum JobOutcome {
+    Succeeded { summary: String },
+    Continuing { summary: String, continuation: String },
+    Failed { error_type: String, message: String },
+}
+
+/// Answers the job with the step's result: success, success with a continuation token, or
+/// failure with a message a person can act on. Only a failed answer is an error of the function.
+pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step, DeployError>) -> Result<JobOutcome, DeployError> {
+    match step {
+        Ok(Step::Done { summary }) => {
+            jobs.succeed(job_id, None, &summary).await?;
+            info!(job_id, decision = "succeeded", summary = %summary, "job answered");
+            Ok(JobOutcome::Succeeded { summary })
+        }
+        Ok(Step::Continue { token, summary }) => {
+            jobs.succeed(job_id, Some(&token), &summary).await?;
+            info!(job_id, decision = "continue", summary = %summary, "job answered");
+            Ok(JobOutcome::Continuing { summary, continuation: token })
+        }
+        Err(error) => {
+            let mut message = error.to_string();
+            if message.len() > MESSAGE_MAX {
+                let cut = (0..=MESSAGE_MAX).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+                message.truncate(cut);
+            }
+            jobs.fail(job_id, &message).await?;
+            warn!(job_id, decision = "failed", error_type = %error.error_type(), error = %message, "job answered");
+            Ok(JobOutcome::Failed { error_type: error.error_type(), message })
+        }
+    }
+}
