@@ -1,7 +1,9 @@
 //! AWS adapters: one file per service, each implementing a port over the AWS SDK for Rust.
 
 mod errors;
+pub mod codepipeline;
 pub mod dynamodb;
+pub mod endpoints;
 pub mod eventbridge;
 pub mod s3;
 pub mod sagemaker;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::config::PromoteConfig;
+use crate::deployment::{DeployConfig, DeployPorts};
 use crate::ports::PromotePorts;
 
 pub use errors::classify;
@@ -25,11 +28,25 @@ pub async fn load_sdk_config() -> SdkConfig {
 pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
     let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
     PromotePorts {
-        sessions: Arc::new(sts::RoleSessions::new(sdk.clone(), &config.source_read_role)),
+        sessions: Arc::new(sts::SourceRegistries::new(sdk.clone(), &config.source_read_role)),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus)),
         ledger: Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table)),
+    }
+}
+
+pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
+    let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
+    let pipeline = Arc::new(codepipeline::CodePipeline::new(aws_sdk_codepipeline::Client::new(sdk)));
+    DeployPorts {
+        stages: Arc::new(sts::RoleSessions::new(sdk.clone())),
+        central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
+        jobs: pipeline.clone(),
+        runs: pipeline,
+        ledger: Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table)),
+        artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
+        cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
     }
 }

@@ -8,42 +8,64 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use crate::domain::deploy::StageSettings;
 use crate::domain::ids::AccountId;
-use crate::ports::{AccountSessions, ModelRegistry, PortResult};
+use crate::ports::{AccountSessions, Endpoints, ModelRegistry, PortResult, StageSessions};
 
+use super::endpoints::SageMakerEndpoints;
 use super::sagemaker::SageMakerRegistry;
 
 const SESSION_NAME: &str = "model-promotion";
 
 /// Assumes `arn:aws:iam::{account}:role/{role}`; credentials refresh themselves, and a warm
-/// Lambda keeps one client per account.
+/// Lambda keeps one configuration per account and role.
 pub struct RoleSessions {
     base: SdkConfig,
-    role_name: String,
-    registries: Mutex<HashMap<AccountId, Arc<dyn ModelRegistry>>>,
+    configs: Mutex<HashMap<(AccountId, String), SdkConfig>>,
 }
 
 impl RoleSessions {
-    pub fn new(base: SdkConfig, role_name: &str) -> Self {
-        Self { base, role_name: role_name.to_owned(), registries: Mutex::new(HashMap::new()) }
+    pub fn new(base: SdkConfig) -> Self {
+        Self { base, configs: Mutex::new(HashMap::new()) }
     }
 
-    async fn config_for(&self, account: &AccountId) -> SdkConfig {
-        let role_arn = format!("arn:aws:iam::{account}:role/{}", self.role_name);
+    pub async fn config_for(&self, account: &AccountId, role: &str) -> SdkConfig {
+        let key = (account.clone(), role.to_owned());
+        if let Some(config) = self.configs.lock().expect("session cache").get(&key) {
+            return config.clone();
+        }
+        let role_arn = format!("arn:aws:iam::{account}:role/{role}");
         let provider = AssumeRoleProvider::builder(role_arn).session_name(SESSION_NAME).configure(&self.base).build().await;
-        self.base.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
+        let config = self.base.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
+        self.configs.lock().expect("session cache").insert(key, config.clone());
+        config
+    }
+}
+
+/// Dev registries, read through the source read role.
+pub struct SourceRegistries {
+    sessions: RoleSessions,
+    role: String,
+}
+
+impl SourceRegistries {
+    pub fn new(base: SdkConfig, role: &str) -> Self {
+        Self { sessions: RoleSessions::new(base), role: role.to_owned() }
     }
 }
 
 #[async_trait]
-impl AccountSessions for RoleSessions {
+impl AccountSessions for SourceRegistries {
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>> {
-        if let Some(registry) = self.registries.lock().expect("registry cache").get(account) {
-            return Ok(registry.clone());
-        }
-        let config = self.config_for(account).await;
-        let registry: Arc<dyn ModelRegistry> = Arc::new(SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&config)));
-        self.registries.lock().expect("registry cache").insert(account.clone(), registry.clone());
-        Ok(registry)
+        let config = self.sessions.config_for(account, &self.role).await;
+        Ok(Arc::new(SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&config))))
+    }
+}
+
+#[async_trait]
+impl StageSessions for RoleSessions {
+    async fn endpoints(&self, stage: &StageSettings) -> PortResult<Arc<dyn Endpoints>> {
+        let config = self.config_for(&stage.account, &stage.deploy_role).await;
+        Ok(Arc::new(SageMakerEndpoints::new(&config)))
     }
 }
