@@ -45,6 +45,9 @@ impl ArtifactStore for CorruptCopies {
     async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
         self.inner.delete(uri).await
     }
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()> {
+        self.inner.put(uri, body, content_type).await
+    }
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
         self.inner.read_small(uri, max_bytes).await
     }

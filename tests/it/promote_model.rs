@@ -108,7 +108,12 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
     for delivery in &deliveries {
         match delivery {
             Ok(Outcome::Promoted(_) | Outcome::AlreadyPromoted(_)) => {}
-            Err(busy) => assert_eq!(busy.error_type(), "Retryable.PromotionInProgress"),
+            // DynamoDB grants one claim; moto's server can grant two under a race, and then the
+            // owner fencing on every ledger write stops the loser (ClaimLost) before it registers.
+            Err(busy) => assert!(
+                ["Retryable.PromotionInProgress", "Retryable.ClaimLost"].contains(&busy.error_type().as_str()),
+                "{busy}"
+            ),
             Ok(other) => panic!("unexpected {other:?}"),
         }
     }

@@ -68,8 +68,8 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         customer_metadata: BTreeMap::new(),
     });
     let store = Arc::new(FakeStore::default());
-    store.put(&uri(MODEL), model_bytes(model_len));
-    store.put(&uri(EVALUATION), br#"{"regression_metrics": {"mse": {"value": 4.25}}}"#.to_vec());
+    store.put_object(&uri(MODEL), model_bytes(model_len));
+    store.put_object(&uri(EVALUATION), br#"{"regression_metrics": {"mse": {"value": 4.25}}}"#.to_vec());
     let central = Arc::new(FakeRegistry::in_account("222222222222"));
     let (cards, publisher, ledger) = (Arc::new(FakeCards::default()), Arc::new(FakePublisher::default()), Arc::new(FakeLedger::default()));
     let sessions = FakeSessions { registries: HashMap::from([("111111111111".parse().unwrap(), dev.clone())]) };

@@ -321,7 +321,7 @@ fn audit_from_item(package: &ModelPackageArn, item: &Item) -> PortResult<AuditEn
 }
 
 fn lost_claim(source: &ModelPackageArn) -> PortError {
-    PortError::new("PutItem", FailureKind::Retryable, format!("the claim on {source} passed to another invocation"))
+    PortError::new("ClaimLost", FailureKind::Retryable, format!("the claim on {source} passed to another invocation"))
 }
 
 fn item_from_record(record: &PromotionRecord) -> Item {
