@@ -9,3 +9,9 @@ impl From<PromoteError> for Diagnostic {
         Diagnostic { error_type: error.error_type(), error_message: error.to_string() }
     }
 }
+
+impl From<crate::deployment::DeployError> for Diagnostic {
+    fn from(error: crate::deployment::DeployError) -> Self {
+        Diagnostic { error_type: error.error_type(), error_message: error.to_string() }
+    }
+}

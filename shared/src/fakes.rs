@@ -11,6 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::domain::copy::{composite_sha256, ByteRange, ObjectInfo};
+use crate::domain::deploy::{BlueGreen, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use crate::domain::ledger::{decision_supersedes, AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
@@ -391,5 +392,318 @@ impl Ledger for FakeLedger {
         let entry = starts.entry(event_id.to_owned()).or_insert((chrono::Utc::now(), None));
         entry.1 = Some(execution_id.to_owned());
         Ok(())
+    }
+}
+
+/// How a fake endpoint's pending create or update ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Succeed,
+    Fail(String),
+    /// SageMaker rolled the update back on its own: back in service on the old config.
+    SilentRollback,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeEndpoint {
+    pub status: EndpointStatus,
+    pub config: String,
+    target: Option<String>,
+    polls_left: usize,
+}
+
+/// SageMaker hosting in one account: endpoints take `polls` describes to settle.
+pub struct FakeEndpoints {
+    pub polls: usize,
+    pub transition: Mutex<Transition>,
+    pub models: Mutex<Vec<String>>,
+    pub configs: Mutex<Vec<String>>,
+    pub endpoints: Mutex<HashMap<String, FakeEndpoint>>,
+    pub replies: Mutex<std::collections::VecDeque<InvokeResult>>,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeEndpoints {
+    pub fn settling_after(polls: usize) -> Self {
+        Self {
+            polls,
+            transition: Mutex::new(Transition::Succeed),
+            models: Mutex::default(),
+            configs: Mutex::default(),
+            endpoints: Mutex::default(),
+            replies: Mutex::default(),
+            calls: Mutex::default(),
+        }
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<FakeEndpoint> {
+        self.endpoints.lock().unwrap().get(name).cloned()
+    }
+
+    fn begin(&self, name: &str, status: EndpointStatus, current: &str, target: &str) {
+        let endpoint = FakeEndpoint { status, config: current.to_owned(), target: Some(target.to_owned()), polls_left: self.polls };
+        self.endpoints.lock().unwrap().insert(name.to_owned(), endpoint);
+    }
+}
+
+#[async_trait]
+impl Endpoints for FakeEndpoints {
+    async fn ensure_model(&self, spec: &ModelSpec<'_>) -> PortResult<()> {
+        let mut models = self.models.lock().unwrap();
+        if !models.iter().any(|m| m == spec.name) {
+            models.push(spec.name.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn ensure_endpoint_config(&self, spec: &EndpointConfigSpec<'_>) -> PortResult<()> {
+        let mut configs = self.configs.lock().unwrap();
+        if !configs.iter().any(|c| c == spec.name) {
+            configs.push(spec.name.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn describe_endpoint(&self, name: &str) -> PortResult<Option<EndpointState>> {
+        let transition = self.transition.lock().unwrap().clone();
+        let mut endpoints = self.endpoints.lock().unwrap();
+        let Some(endpoint) = endpoints.get_mut(name) else { return Ok(None) };
+        if endpoint.target.is_some() {
+            if endpoint.polls_left == 0 {
+                let target = endpoint.target.take().expect("pending target");
+                match transition {
+                    Transition::Succeed => (endpoint.status, endpoint.config) = (EndpointStatus::InService, target),
+                    Transition::Fail(_) => endpoint.status = EndpointStatus::Failed,
+                    Transition::SilentRollback => endpoint.status = EndpointStatus::InService,
+                }
+            } else {
+                endpoint.polls_left -= 1;
+            }
+        }
+        let failure_reason = match (&endpoint.status, transition) {
+            (EndpointStatus::Failed, Transition::Fail(reason)) => Some(reason),
+            _ => None,
+        };
+        Ok(Some(EndpointState { status: endpoint.status.clone(), config_name: endpoint.config.clone(), failure_reason }))
+    }
+
+    async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()> {
+        self.calls.lock().unwrap().push(format!("CreateEndpoint {name} {config}"));
+        self.begin(name, EndpointStatus::Creating, config, config);
+        Ok(())
+    }
+
+    async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()> {
+        let mode = if blue_green.is_some() { "blue-green" } else { "direct" };
+        self.calls.lock().unwrap().push(format!("UpdateEndpoint {name} {config} {mode}"));
+        let current = self.endpoint(name).map(|e| e.config).unwrap_or_default();
+        self.begin(name, EndpointStatus::Updating, &current, config);
+        Ok(())
+    }
+
+    async fn delete_endpoint(&self, name: &str) -> PortResult<()> {
+        self.calls.lock().unwrap().push(format!("DeleteEndpoint {name}"));
+        self.endpoints.lock().unwrap().remove(name);
+        Ok(())
+    }
+
+    async fn invoke(&self, name: &str, _content_type: &str, _payload: &[u8]) -> PortResult<InvokeResult> {
+        if self.endpoint(name).is_none() {
+            return Err(PortError::new("InvokeEndpoint", FailureKind::Terminal, format!("endpoint {name} not found")));
+        }
+        Ok(self.replies.lock().unwrap().pop_front().unwrap_or(InvokeResult { status: 200, body: b"0.5".to_vec() }))
+    }
+}
+
+#[derive(Default)]
+pub struct FakeStageSessions {
+    pub accounts: HashMap<AccountId, Arc<FakeEndpoints>>,
+}
+
+#[async_trait]
+impl StageSessions for FakeStageSessions {
+    async fn endpoints(&self, stage: &StageSettings) -> PortResult<Arc<dyn Endpoints>> {
+        match self.accounts.get(&stage.account) {
+            Some(endpoints) => Ok(endpoints.clone()),
+            None => Err(PortError::new("AssumeRole", FailureKind::Terminal, format!("no deploy role in {}", stage.account))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobAnswer {
+    pub job_id: String,
+    pub succeeded: bool,
+    pub continuation: Option<String>,
+    pub message: String,
+}
+
+#[derive(Default)]
+pub struct FakeJobs {
+    pub answers: Mutex<Vec<JobAnswer>>,
+}
+
+#[async_trait]
+impl PipelineJobs for FakeJobs {
+    async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
+        let answer = JobAnswer { job_id: job_id.into(), succeeded: true, continuation: continuation.map(str::to_owned), message: summary.into() };
+        self.answers.lock().unwrap().push(answer);
+        Ok(())
+    }
+
+    async fn fail(&self, job_id: &str, message: &str) -> PortResult<()> {
+        let answer = JobAnswer { job_id: job_id.into(), succeeded: false, continuation: None, message: message.into() };
+        self.answers.lock().unwrap().push(answer);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct FakeRuns {
+    /// Executions by id: the version each runs for and the token that started it.
+    pub executions: Mutex<BTreeMap<String, (ModelPackageArn, String)>>,
+    pub pending: Mutex<Option<PendingApproval>>,
+    pub answers: Mutex<Vec<(String, bool, String)>>,
+    pub approval_results: Mutex<HashMap<String, ApprovalResult>>,
+}
+
+#[async_trait]
+impl PipelineRuns for FakeRuns {
+    async fn start(&self, _pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String> {
+        let mut executions = self.executions.lock().unwrap();
+        if let Some((id, _)) = executions.iter().find(|(_, (_, t))| t == token) {
+            return Ok(id.clone());
+        }
+        let id = format!("exec-{}", executions.len() + 1);
+        executions.insert(id.clone(), (package.clone(), token.to_owned()));
+        Ok(id)
+    }
+
+    async fn execution_package(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
+        Ok(self.executions.lock().unwrap().get(execution_id).map(|(package, _)| package.clone()))
+    }
+
+    async fn pending_approval(&self, _pipeline: &str, _stage: &str, _action: &str) -> PortResult<Option<PendingApproval>> {
+        Ok(self.pending.lock().unwrap().clone())
+    }
+
+    async fn answer_approval(&self, _pipeline: &str, _stage: &str, _action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()> {
+        self.answers.lock().unwrap().push((token.to_owned(), approve, summary.to_owned()));
+        *self.pending.lock().unwrap() = None;
+        Ok(())
+    }
+
+    async fn approval_result(&self, _pipeline: &str, execution_id: &str, _action: &str) -> PortResult<Option<ApprovalResult>> {
+        Ok(self.approval_results.lock().unwrap().get(execution_id).cloned())
+    }
+}
+
+/// A central account, with one promoted and approved version, and test and prod accounts: all fakes.
+pub struct DeployWorld {
+    pub central: Arc<FakeRegistry>,
+    pub test: Arc<FakeEndpoints>,
+    pub prod: Arc<FakeEndpoints>,
+    pub jobs: Arc<FakeJobs>,
+    pub runs: Arc<FakeRuns>,
+    pub ledger: Arc<FakeLedger>,
+    pub store: Arc<FakeStore>,
+    pub cards: Arc<FakeCards>,
+    pub ports: crate::deployment::DeployPorts,
+    pub config: crate::deployment::DeployConfig,
+    pub package: ModelPackageArn,
+}
+
+pub const DEPLOY_WORLD_PACKAGE: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/1";
+pub const DEPLOY_WORLD_SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
+
+impl DeployWorld {
+    /// Endpoints settle after `polls` describes.
+    pub fn new(polls: usize) -> Self {
+        let package: ModelPackageArn = DEPLOY_WORLD_PACKAGE.parse().expect("arn");
+        let source: ModelPackageArn = DEPLOY_WORLD_SOURCE.parse().expect("arn");
+        let central = Arc::new(FakeRegistry::in_account("222222222222"));
+        central.add(RegisteredPackage {
+            arn: package.clone(),
+            description: Some(crate::domain::naming::central_description(&source)),
+            status: Some(ApprovalStatus::Approved),
+            inference: Default::default(),
+            artifacts: Vec::new(),
+            customer_metadata: BTreeMap::from([(crate::domain::lineage::SOURCE_ARN.to_owned(), source.to_string())]),
+        });
+        let ledger = Arc::new(FakeLedger::default());
+        let mut record = PromotionRecord::new(source.clone(), crate::domain::ledger::PromotionState::Promoted, "e-0", chrono::Utc::now());
+        record.central_package = Some(package.clone());
+        record.central_group = Some(package.group().clone());
+        ledger.records.lock().unwrap().insert(source.to_string(), record);
+        let cards = Arc::new(FakeCards::default());
+        let card = serde_json::json!({ "model_package_details": { "model_package_arn": package.to_string() }, "additional_information": { "custom_details": {} } });
+        cards.cards.lock().unwrap().insert(package.group().to_string(), vec![card]);
+        let (test, prod) = (Arc::new(FakeEndpoints::settling_after(polls)), Arc::new(FakeEndpoints::settling_after(polls)));
+        let stages = FakeStageSessions {
+            accounts: HashMap::from([("333333333333".parse().expect("id"), test.clone()), ("444444444444".parse().expect("id"), prod.clone())]),
+        };
+        let (jobs, runs, store) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()), Arc::new(FakeStore::default()));
+        let ports = crate::deployment::DeployPorts {
+            stages: Arc::new(stages),
+            central_registry: central.clone(),
+            jobs: jobs.clone(),
+            runs: runs.clone(),
+            ledger: ledger.clone(),
+            artifacts: store.clone(),
+            cards: cards.clone(),
+        };
+        let env = HashMap::from([
+            ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
+            ("STAGE_CONFIG", stage_config_json()),
+            ("ARTIFACT_BUCKET", "model-promotion-artifacts-222222222222".to_owned()),
+            ("ARTIFACT_KMS_KEY_ID", "key".to_owned()),
+            ("LEDGER_TABLE", "ledger".to_owned()),
+            ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
+        ]);
+        let config = crate::deployment::DeployConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
+        Self { central, test, prod, jobs, runs, ledger, store, cards, ports, config, package }
+    }
+
+    pub fn last_answer(&self) -> JobAnswer {
+        self.jobs.answers.lock().unwrap().last().cloned().expect("the job was answered")
+    }
+
+    pub fn audit_actions(&self) -> Vec<String> {
+        let mut entries: Vec<AuditEntry> = self.ledger.audit.lock().unwrap().values().filter(|e| e.source == self.package).cloned().collect();
+        entries.sort_by_key(|e| e.at);
+        entries.into_iter().map(|e| e.action).collect()
+    }
+}
+
+/// Test and prod as the local demo configures them.
+pub fn stage_config_json() -> String {
+    serde_json::json!({
+        "test": {
+            "account": "333333333333",
+            "deploy_role": "model-promotion-deploy",
+            "execution_role_arn": "arn:aws:iam::333333333333:role/model-promotion-sagemaker-execution",
+            "instance_type": "ml.m5.large",
+            "tests": [
+                { "name": "scores a typical customer", "content_type": "text/csv", "payload": "34,2,120.5,1", "expect_body_contains": "0.", "max_latency_ms": 2000 },
+                { "name": "scores a new customer", "content_type": "text/csv", "payload": "18,0,0.0,0", "max_latency_ms": 2000 }
+            ]
+        },
+        "prod": {
+            "account": "444444444444",
+            "deploy_role": "model-promotion-deploy",
+            "execution_role_arn": "arn:aws:iam::444444444444:role/model-promotion-sagemaker-execution",
+            "instance_type": "ml.m5.xlarge",
+            "instance_count": 2,
+            "blue_green": { "alarms": ["model-promotion-prod-5xx", "model-promotion-prod-latency"], "canary_percent": 10, "canary_wait_seconds": 300, "termination_wait_seconds": 600 }
+        }
+    })
+    .to_string()
+}
+
+impl FakeEndpoints {
+    /// An endpoint already in service, as an earlier deployment left it.
+    pub fn create_endpoint_for_test(&self, name: &str, config: &str) {
+        let endpoint = FakeEndpoint { status: EndpointStatus::InService, config: config.to_owned(), target: None, polls_left: 0 };
+        self.endpoints.lock().unwrap().insert(name.to_owned(), endpoint);
     }
 }

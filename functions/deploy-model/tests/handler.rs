@@ -1,0 +1,161 @@
+//! deploy-model on the reference job events, over fakes: continuation-token polling, silent
+//! rollbacks, failures, and never a credential in the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use shared::deployment::JobOutcome;
+use shared::domain::ledger::DeploymentState;
+use shared::domain::ids::Stage;
+use shared::fakes::{DeployWorld, Transition};
+use shared::ports::EndpointStatus;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn continued(mut job: Value, token: &str) -> Value {
+    job["CodePipeline.job"]["data"]["continuationToken"] = Value::String(token.to_owned());
+    job
+}
+
+async fn invoke(world: &DeployWorld, payload: Value) -> JobOutcome {
+    deploy_model::handler(&world.ports, &world.config, LambdaEvent::new(payload, Context::default())).await.expect("the job is answered")
+}
+
+/// Invokes until the job stops asking to continue, as CodePipeline does; returns the number of invocations.
+async fn run_job(world: &DeployWorld, job: Value) -> (JobOutcome, usize) {
+    let mut outcome = invoke(world, job.clone()).await;
+    let mut invocations = 1;
+    while let JobOutcome::Continuing { continuation, .. } = &outcome {
+        outcome = invoke(world, continued(job.clone(), continuation)).await;
+        invocations += 1;
+        assert!(invocations < 20, "the job never settles");
+    }
+    (outcome, invocations)
+}
+
+#[tokio::test]
+async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
+    let world = DeployWorld::new(2);
+
+    let (outcome, invocations) = run_job(&world, fixture("codepipeline-job-deploy-test.json")).await;
+
+    assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
+    assert_eq!(invocations, 4, "start, two polls while Creating, then InService");
+    let endpoint = world.test.endpoint("churn-prediction-111111111111-test").unwrap();
+    assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, "churn-prediction-111111111111-v1-test"));
+    assert_eq!(world.test.models.lock().unwrap().as_slice(), ["churn-prediction-111111111111-v1-test"]);
+    let answers = world.jobs.answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 4);
+    assert!(answers[..3].iter().all(|a| a.succeeded && a.continuation.is_some()));
+    assert!(answers[3].succeeded && answers[3].continuation.is_none());
+    let record = world.ports.ledger.deployment(Stage::Test, "churn-prediction-111111111111-test").await.unwrap().unwrap();
+    assert_eq!((record.state, record.previous_config), (DeploymentState::InService, None));
+    assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
+}
+
+#[tokio::test]
+async fn a_prod_update_is_blue_green_and_remembers_the_previous_config() {
+    let world = DeployWorld::new(1);
+    world.prod.create_endpoint_for_test("churn-prediction-111111111111-prod", "churn-prediction-111111111111-v0-prod");
+
+    let (outcome, _) = run_job(&world, fixture("codepipeline-job-deploy-prod.json")).await;
+
+    assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
+    let calls = world.prod.calls.lock().unwrap().clone();
+    assert!(calls.contains(&"UpdateEndpoint churn-prediction-111111111111-prod churn-prediction-111111111111-v1-prod blue-green".to_owned()), "{calls:?}");
+    let record = world.ports.ledger.deployment(Stage::Prod, "churn-prediction-111111111111-prod").await.unwrap().unwrap();
+    assert_eq!(record.previous_config.as_deref(), Some("churn-prediction-111111111111-v0-prod"));
+}
+
+#[tokio::test]
+async fn an_endpoint_that_fails_fails_the_job_with_the_reason() {
+    let world = DeployWorld::new(1);
+    *world.test.transition.lock().unwrap() = Transition::Fail("ResourceLimitExceeded: ml.m5.large".into());
+
+    let (outcome, _) = run_job(&world, fixture("codepipeline-job-deploy-test.json")).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "Rejected.EndpointFailed");
+    assert!(message.contains("ResourceLimitExceeded"), "{message}");
+    assert!(!world.last_answer().succeeded);
+    assert_eq!(world.audit_actions(), ["deploy-started", "deploy-failed"]);
+}
+
+#[tokio::test]
+async fn a_silent_rollback_by_sagemaker_fails_the_job() {
+    let world = DeployWorld::new(0);
+    world.test.create_endpoint_for_test("churn-prediction-111111111111-test", "churn-prediction-111111111111-v0-test");
+    *world.test.transition.lock().unwrap() = Transition::SilentRollback;
+
+    let (outcome, _) = run_job(&world, fixture("codepipeline-job-deploy-test.json")).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "Rejected.SilentRollback");
+    assert!(message.contains("runs churn-prediction-111111111111-v0-test"), "{message}");
+}
+
+#[tokio::test]
+async fn a_version_not_approved_centrally_is_not_deployed() {
+    let world = DeployWorld::new(0);
+    world.central.packages.lock().unwrap().values_mut().for_each(|p| p.status = Some(shared::domain::event::ApprovalStatus::PendingManualApproval));
+
+    let (outcome, invocations) = run_job(&world, fixture("codepipeline-job-deploy-test.json")).await;
+
+    assert_eq!(invocations, 1);
+    assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == "Rejected.NotApproved"), "{outcome:?}");
+    assert!(world.test.endpoint("churn-prediction-111111111111-test").is_none());
+}
+
+#[tokio::test]
+async fn malformed_parameters_still_answer_the_job() {
+    let world = DeployWorld::new(0);
+    let mut job = fixture("codepipeline-job-deploy-test.json");
+    job["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] = Value::String("{\"stage\":\"staging\"}".into());
+
+    let outcome = invoke(&world, job).await;
+
+    assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == "Rejected.InvalidJob"), "{outcome:?}");
+    assert_eq!(world.last_answer().job_id, "8d5b1f6e-0c1a-4e8f-9a57-3f2d1c0b9a81");
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_jobs_artifact_credentials_never_reach_a_log_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let world = DeployWorld::new(1);
+    let job = fixture("codepipeline-job-deploy-test.json");
+    let credentials = job["CodePipeline.job"]["data"]["artifactCredentials"].clone();
+
+    run_job(&world, job).await;
+    let mut failing = fixture("codepipeline-job-deploy-prod.json");
+    failing["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] = Value::String("not json".into());
+    invoke(&world, failing).await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.lines().count() >= 3, "decisions are logged: {logs}");
+    for secret in ["secretAccessKey", "sessionToken", "accessKeyId"] {
+        let value = credentials[secret].as_str().unwrap();
+        assert!(!logs.contains(value), "{secret} leaked into the logs");
+    }
+    assert!(!logs.contains("artifactCredentials"));
+}
