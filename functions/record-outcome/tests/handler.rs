@@ -1,0 +1,77 @@
+//! record-outcome over fakes: approvals, rejections and the prod deployment, in ledger and card.
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use shared::deployment::outcome::Recorded;
+use shared::domain::event::ApprovalStatus;
+use shared::fakes::DeployWorld;
+use shared::ports::{ApprovalResult, CardStatus};
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn world_with_execution() -> DeployWorld {
+    let world = DeployWorld::new(0);
+    world.runs.executions.lock().unwrap().insert("exec-1".into(), (world.package.clone(), "event".into()));
+    world
+}
+
+async fn invoke(world: &DeployWorld, name: &str) -> Recorded {
+    record_outcome::handler(&world.ports, &world.config, LambdaEvent::new(fixture(name), Context::default())).await.unwrap()
+}
+
+fn card(world: &DeployWorld) -> Value {
+    world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].last().unwrap().clone()
+}
+
+#[tokio::test]
+async fn waiting_approval_then_prod_deployment_moves_the_card_to_approved() {
+    let world = world_with_execution();
+    world.runs.approval_results.lock().unwrap().insert(
+        "exec-1".into(),
+        ApprovalResult { approved: true, by: Some("arn:aws:sts::222222222222:assumed-role/Governance/alice".into()), comment: Some("risk review ok".into()) },
+    );
+
+    invoke(&world, "codepipeline-approval-started.json").await;
+    assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111"], CardStatus::PendingReview);
+    invoke(&world, "codepipeline-approval-succeeded.json").await;
+    invoke(&world, "codepipeline-deploy-prod-succeeded.json").await;
+    invoke(&world, "codepipeline-deploy-prod-succeeded.json").await;
+
+    assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111"], CardStatus::Approved);
+    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len(), 3, "one card version per event, redelivery included");
+    assert_eq!(world.audit_actions(), ["awaiting-approval", "prod-approved", "prod-deployed"]);
+    let approved = world.ledger.audit.lock().unwrap().values().find(|e| e.action == "prod-approved").cloned().unwrap();
+    assert_eq!(approved.detail["detail"]["by"], "arn:aws:sts::222222222222:assumed-role/Governance/alice");
+    assert_eq!(approved.detail["detail"]["comment"], "risk review ok");
+}
+
+#[tokio::test]
+async fn a_governance_rejection_is_recorded_with_its_comment_and_rejects_the_version() {
+    let world = world_with_execution();
+    world.runs.approval_results.lock().unwrap().insert(
+        "exec-1".into(),
+        ApprovalResult { approved: false, by: Some("bob".into()), comment: Some("bias report incomplete".into()) },
+    );
+
+    let recorded = invoke(&world, "codepipeline-approval-rejected.json").await;
+
+    assert_eq!(recorded, Recorded::Recorded { package: world.package.clone(), action: "prod-rejected".into() });
+    let central = world.central.packages.lock().unwrap()[world.package.as_str()].clone();
+    assert_eq!(central.status, Some(ApprovalStatus::Rejected));
+    let details = &card(&world)["additional_information"]["custom_details"];
+    assert_eq!((details["governance_decision"].as_str(), details["governance_by"].as_str()), (Some("rejected"), Some("bob")));
+    assert_eq!(details["governance_comment"], "bias report incomplete");
+}
+
+#[tokio::test]
+async fn events_of_other_pipelines_are_ignored() {
+    let world = world_with_execution();
+    let mut event = fixture("codepipeline-approval-started.json");
+    event["detail"]["pipeline"] = "someone-elses".into();
+    let recorded = record_outcome::handler(&world.ports, &world.config, LambdaEvent::new(event, Context::default())).await.unwrap();
+    assert!(matches!(recorded, Recorded::Ignored { .. }));
+    assert!(world.audit_actions().is_empty());
+}
