@@ -282,3 +282,26 @@ pub async fn register_version(
         .context("register dev model version")?;
     Ok(created.model_package_arn().context("no package arn")?.parse()?)
 }
+
+/// Queues replies of `InvokeEndpoint` in `account` (moto's endpoint-results call): the local
+/// stand-in for a model answering.
+pub async fn queue_endpoint_results(endpoint: &str, account: &str, results: &[serde_json::Value]) -> Result<()> {
+    let body = serde_json::json!({ "account_id": account, "region": REGION, "results": results }).to_string();
+    let address = endpoint.trim_start_matches("http://").to_owned();
+    let request = format!(
+        "POST /moto-api/static/sagemaker/endpoint-results HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = tokio::task::spawn_blocking(move || -> Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address)?;
+        stream.write_all(request.as_bytes())?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    })
+    .await??;
+    let accepted = reply.split(' ').nth(1).is_some_and(|status| status.starts_with('2'));
+    anyhow::ensure!(accepted, "moto refused the endpoint results: {reply}");
+    Ok(())
+}
