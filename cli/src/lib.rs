@@ -2,4 +2,5 @@
 //! and the operator commands.
 
 pub mod local;
+pub mod pipeline;
 pub mod status;

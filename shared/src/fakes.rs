@@ -677,27 +677,7 @@ impl DeployWorld {
 
 /// Test and prod as the local demo configures them.
 pub fn stage_config_json() -> String {
-    serde_json::json!({
-        "test": {
-            "account": "333333333333",
-            "deploy_role": "model-promotion-deploy",
-            "execution_role_arn": "arn:aws:iam::333333333333:role/model-promotion-sagemaker-execution",
-            "instance_type": "ml.m5.large",
-            "tests": [
-                { "name": "scores a typical customer", "content_type": "text/csv", "payload": "34,2,120.5,1", "expect_body_contains": "0.", "max_latency_ms": 2000 },
-                { "name": "scores a new customer", "content_type": "text/csv", "payload": "18,0,0.0,0", "max_latency_ms": 2000 }
-            ]
-        },
-        "prod": {
-            "account": "444444444444",
-            "deploy_role": "model-promotion-deploy",
-            "execution_role_arn": "arn:aws:iam::444444444444:role/model-promotion-sagemaker-execution",
-            "instance_type": "ml.m5.xlarge",
-            "instance_count": 2,
-            "blue_green": { "alarms": ["model-promotion-prod-5xx", "model-promotion-prod-latency"], "canary_percent": 10, "canary_wait_seconds": 300, "termination_wait_seconds": 600 }
-        }
-    })
-    .to_string()
+    crate::deployment::LOCAL_STAGE_CONFIG.to_owned()
 }
 
 impl FakeEndpoints {

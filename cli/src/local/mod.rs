@@ -29,6 +29,7 @@ pub const TEST_ACCOUNT: &str = "333333333333";
 pub const PROD_ACCOUNT: &str = "444444444444";
 /// The emulator needs no such role to exist; in AWS each account has its own roles.
 const LOCAL_ADMIN_ROLE: &str = "model-promotion-local-admin";
+pub const PIPELINE_NAME: &str = "model-promotion-deploy";
 const TRAINING_IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
 
 /// Resource names; tests add a suffix so that each test has a world of its own.
@@ -128,6 +129,8 @@ impl World {
             ("EVENT_BUS_NAME", self.config.event_bus.clone()),
             ("EVENTS_QUEUE_URL", self.events_queue_url.clone()),
             ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
+            ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(shared::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
+            ("PIPELINE_NAME", PIPELINE_NAME.to_owned()),
         ];
         Ok(vars.iter().map(|(name, value)| format!("export {name}='{value}'\n")).collect())
     }

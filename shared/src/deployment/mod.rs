@@ -3,6 +3,7 @@
 mod error;
 mod job;
 pub mod deploy;
+pub mod operate;
 pub mod outcome;
 pub mod start;
 pub mod test;
@@ -39,6 +40,9 @@ pub struct DeployConfig {
     pub ledger_table: String,
     pub pipeline: String,
 }
+
+/// The stage settings of the local accounts (demo and tests); an example for real ones.
+pub const LOCAL_STAGE_CONFIG: &str = include_str!("../../stage-config.local.json");
 
 /// The manual approval between TestModel and DeployProd, as the pipeline definition names it.
 pub const APPROVAL_STAGE: &str = "ApproveProd";

@@ -1,0 +1,237 @@
+//! A local stand-in for CodePipeline, which the emulator cannot run: executes the pipeline's
+//! stages in order by invoking the same handlers with real `CodePipeline.job` events, honours
+//! continuation tokens, stops at the manual approval, and emits the state-change events that
+//! record-outcome handles. Its executions live in a JSON file, so `promote approve` can resume one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context as _, Result};
+use async_trait::async_trait;
+use chrono::{SecondsFormat, Utc};
+use lambda_runtime::{Context, LambdaEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use shared::deployment::{DeployConfig, DeployPorts, JobOutcome, APPROVAL_ACTION};
+use shared::domain::ids::{ModelPackageArn, Stage};
+use shared::ports::{ApprovalResult, PendingApproval, PipelineJobs, PipelineRuns, PortResult};
+
+/// One action of the pipeline definition.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PipelineStage {
+    pub name: String,
+    /// `deploy-model`, `test-model` or `approval`.
+    pub action: String,
+    #[serde(default)]
+    pub stage: Option<Stage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Execution {
+    package: String,
+    next_stage: usize,
+    status: String,
+    approval_token: Option<String>,
+    decision: Option<(bool, String)>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    executions: BTreeMap<String, Execution>,
+}
+
+/// Executions kept in a file; implements the pipeline ports the functions and the CLI use.
+pub struct LocalRuns {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl LocalRuns {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, lock: Mutex::new(()) }
+    }
+
+    fn load(&self) -> State {
+        std::fs::read(&self.path).ok().and_then(|raw| serde_json::from_slice(&raw).ok()).unwrap_or_default()
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let _held = self.lock.lock().expect("state lock");
+        let mut state = self.load();
+        let result = change(&mut state);
+        let raw = serde_json::to_vec_pretty(&state).expect("state serializes");
+        std::fs::write(&self.path, raw).expect("the local pipeline state is writable");
+        result
+    }
+}
+
+#[async_trait]
+impl PipelineRuns for LocalRuns {
+    async fn start(&self, _pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String> {
+        let id = format!("local-{}", token.chars().filter(char::is_ascii_alphanumeric).take(12).collect::<String>());
+        self.update(|state| {
+            state.executions.entry(id.clone()).or_insert(Execution { package: package.to_string(), status: "InProgress".into(), ..Execution::default() });
+        });
+        Ok(id)
+    }
+
+    async fn execution_package(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
+        Ok(self.load().executions.get(execution_id).and_then(|e| e.package.parse().ok()))
+    }
+
+    async fn pending_approval(&self, _pipeline: &str, _stage: &str, _action: &str) -> PortResult<Option<PendingApproval>> {
+        Ok(self.load().executions.iter().find_map(|(id, e)| {
+            let token = e.approval_token.clone().filter(|_| e.decision.is_none())?;
+            Some(PendingApproval { token, execution_id: Some(id.clone()) })
+        }))
+    }
+
+    async fn answer_approval(&self, _pipeline: &str, _stage: &str, _action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()> {
+        self.update(|state| {
+            if let Some(execution) = state.executions.values_mut().find(|e| e.approval_token.as_deref() == Some(token)) {
+                execution.decision = Some((approve, summary.to_owned()));
+            }
+        });
+        Ok(())
+    }
+
+    async fn approval_result(&self, _pipeline: &str, execution_id: &str, _action: &str) -> PortResult<Option<ApprovalResult>> {
+        let decided = self.load().executions.get(execution_id).and_then(|e| e.decision.clone());
+        Ok(decided.map(|(approved, comment)| ApprovalResult { approved, by: std::env::var("USER").ok().or(Some("local operator".into())), comment: Some(comment) }))
+    }
+}
+
+/// Locally the driver reads each job's answer from the handler's outcome; CodePipeline's job
+/// calls have nothing to record.
+#[derive(Default)]
+pub struct LocalJobs;
+
+#[async_trait]
+impl PipelineJobs for LocalJobs {
+    async fn succeed(&self, _job_id: &str, _continuation: Option<&str>, _summary: &str) -> PortResult<()> {
+        Ok(())
+    }
+    async fn fail(&self, _job_id: &str, _message: &str) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+pub struct LocalPipeline<'a> {
+    pub ports: &'a DeployPorts,
+    pub config: &'a DeployConfig,
+    pub runs: &'a LocalRuns,
+    pub stages: Vec<PipelineStage>,
+}
+
+impl LocalPipeline<'_> {
+    /// Runs `execution` from where it stopped until it ends or waits for a person.
+    pub async fn resume(&self, execution_id: &str) -> Result<String> {
+        loop {
+            let state = self.runs.load();
+            let execution = state.executions.get(execution_id).cloned().context("no such local execution")?;
+            let Some(stage) = self.stages.get(execution.next_stage) else {
+                self.finish(execution_id, "SUCCEEDED").await?;
+                return Ok("Succeeded".into());
+            };
+            let package: ModelPackageArn = execution.package.parse()?;
+            println!("== {} ({})", stage.name, stage.action);
+            let passed = match stage.action.as_str() {
+                "approval" => match self.approval(execution_id, stage, &execution).await? {
+                    Some(approved) => approved,
+                    None => return Ok("WaitingForApproval".into()),
+                },
+                _ => self.lambda_action(execution_id, stage, &package).await?,
+            };
+            if !passed {
+                self.finish(execution_id, "FAILED").await?;
+                return Ok("Failed".into());
+            }
+            self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.next_stage += 1));
+        }
+    }
+
+    async fn lambda_action(&self, execution_id: &str, stage: &PipelineStage, package: &ModelPackageArn) -> Result<bool> {
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let parameters = json!({ "stage": stage.stage, "model_package_arn": package }).to_string();
+        self.action_event(execution_id, stage, "STARTED").await?;
+        let mut continuation: Option<String> = None;
+        let outcome = loop {
+            let event = job_event(&job_id, &stage.action, &parameters, continuation.as_deref());
+            let context = Context::default();
+            let outcome = match stage.action.as_str() {
+                "deploy-model" => deploy_model::handler(self.ports, self.config, LambdaEvent::new(event, context)).await?,
+                "test-model" => test_model::handler(self.ports, self.config, LambdaEvent::new(event, context)).await?,
+                other => anyhow::bail!("the pipeline names an unknown action {other}"),
+            };
+            match outcome {
+                JobOutcome::Continuing { continuation: token, summary } => {
+                    println!("   {summary}");
+                    continuation = Some(token);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                done => break done,
+            }
+        };
+        let (passed, text) = match &outcome {
+            JobOutcome::Succeeded { summary } => (true, summary.clone()),
+            JobOutcome::Failed { message, .. } => (false, message.clone()),
+            JobOutcome::Continuing { .. } => unreachable!("the loop ends on a final answer"),
+        };
+        println!("   {}: {text}", if passed { "succeeded" } else { "FAILED" });
+        self.action_event(execution_id, stage, if passed { "SUCCEEDED" } else { "FAILED" }).await?;
+        Ok(passed)
+    }
+
+    /// `Some(decision)` once a person answered; `None` while the approval waits.
+    async fn approval(&self, execution_id: &str, stage: &PipelineStage, execution: &Execution) -> Result<Option<bool>> {
+        if execution.approval_token.is_none() {
+            let token = uuid::Uuid::new_v4().to_string();
+            self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.approval_token = Some(token)));
+            self.action_event(execution_id, stage, "STARTED").await?;
+        }
+        let decision = self.runs.load().executions.get(execution_id).and_then(|e| e.decision.clone());
+        let Some((approved, comment)) = decision else {
+            println!("   waiting for a governance officer: promote approve|reject MODEL --stage prod --comment ...");
+            return Ok(None);
+        };
+        println!("   {} ({comment})", if approved { "approved" } else { "rejected" });
+        self.action_event(execution_id, stage, if approved { "SUCCEEDED" } else { "FAILED" }).await?;
+        Ok(Some(approved))
+    }
+
+    async fn action_event(&self, execution_id: &str, stage: &PipelineStage, state: &str) -> Result<()> {
+        let category = if stage.action == "approval" { "Approval" } else { "Invoke" };
+        let action = if stage.action == "approval" { APPROVAL_ACTION.to_owned() } else { stage.name.clone() };
+        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "stage": stage.name, "action": action, "state": state, "type": { "category": category } });
+        self.outcome_event("CodePipeline Action Execution State Change", detail).await
+    }
+
+    async fn finish(&self, execution_id: &str, state: &str) -> Result<()> {
+        self.runs.update(|s| s.executions.get_mut(execution_id).map(|e| e.status = state.to_owned()));
+        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "state": state });
+        self.outcome_event("CodePipeline Pipeline Execution State Change", detail).await
+    }
+
+    async fn outcome_event(&self, detail_type: &str, detail: Value) -> Result<()> {
+        let event = json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type, "source": "aws.codepipeline",
+            "account": self.config.central_account.to_string(), "time": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            "region": "us-east-1", "resources": [], "detail": detail,
+        });
+        record_outcome::handler(self.ports, self.config, LambdaEvent::new(event, Context::default())).await?;
+        Ok(())
+    }
+}
+
+fn job_event(job_id: &str, function: &str, parameters: &str, continuation: Option<&str>) -> Value {
+    let mut data = json!({
+        "actionConfiguration": { "configuration": { "FunctionName": function, "UserParameters": parameters } },
+        "inputArtifacts": [], "outputArtifacts": [],
+        "artifactCredentials": { "accessKeyId": "LOCAL", "secretAccessKey": "LOCAL", "sessionToken": "LOCAL" },
+    });
+    if let Some(token) = continuation {
+        data["continuationToken"] = token.into();
+    }
+    json!({ "CodePipeline.job": { "id": job_id, "accountId": "222222222222", "data": data } })
+}
