@@ -39,22 +39,38 @@ local-up: venv build-cli
 	fi
 	for _ in $$(seq 100); do curl -fs -o /dev/null $(ENDPOINT)/moto-api/ && break; sleep 0.2; done
 	curl -fs -X POST $(ENDPOINT)/moto-api/reset > /dev/null
+	rm -f $(LOCAL)/pipeline-state.json
 	$(PROMOTE) local provision --endpoint $(ENDPOINT) > $(LOCAL)/env
 	@echo "local AWS up on $(ENDPOINT); environment in $(LOCAL)/env (source it to use the promote CLI)"
 
 local-down:
 	if [ -f $(LOCAL)/moto.pid ]; then kill $$(cat $(LOCAL)/moto.pid) 2>/dev/null || true; rm -f $(LOCAL)/moto.pid; fi
 
+CENTRAL_CHURN := arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/1
+CENTRAL_FRAUD := arn:aws:sagemaker:us-east-1:222222222222:model-package/fraud-detection-111111111111/1
+
 demo: local-up
 	source $(LOCAL)/env; \
+	echo; echo "######## scenario 1: churn-prediction, approved in dev, promoted, tested, approved, in prod"; \
 	echo "== a lead data scientist approves $$DEV_MODEL_PACKAGE_ARN in dev"; \
 	$(PROMOTE) local decide --out $(LOCAL)/approval-event.json; \
 	echo "== promote-model handles the forwarded approval event"; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \
 	echo "== EventBridge delivers the same event again: nothing is duplicated"; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json | grep '"outcome"'; \
-	echo "== promote status"; \
-	$(PROMOTE) status
+	echo "== the test endpoint will answer the test cases well"; \
+	$(PROMOTE) local replies --account $$TEST_ACCOUNT_ID 0.83 0.12; \
+	echo "== an ML engineer approves the central version; the pipeline runs locally, the governance officer approves prod"; \
+	$(PROMOTE) local pipeline --package $(CENTRAL_CHURN) --approve --comment "risk review passed"; \
+	echo; echo "######## scenario 2: fraud-detection, whose tests fail: the test endpoint is rolled back"; \
+	$(PROMOTE) local decide --package $$DEV_SECOND_MODEL_PACKAGE_ARN --out $(LOCAL)/approval-event-2.json; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event-2.json | grep '"outcome"\|central_package"'; \
+	$(PROMOTE) local replies --account $$TEST_ACCOUNT_ID "error: model not loaded" "error: model not loaded"; \
+	if $(PROMOTE) local pipeline --package $(CENTRAL_FRAUD); then echo "expected the tests to fail"; exit 1; fi; \
+	echo; echo "== promote status"; \
+	$(PROMOTE) status; \
+	echo; echo "== promote history churn-prediction-111111111111"; \
+	$(PROMOTE) history churn-prediction-111111111111
 
 test: venv
 	$(CARGO) test --workspace --no-fail-fast

@@ -7,7 +7,16 @@ use clap::{Parser, Subcommand};
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::{local, status};
 use serde_json::{json, Value};
-use shared::adapters::{load_sdk_config, promote_ports, sagemaker::SageMakerRegistry};
+use std::sync::Arc;
+use std::time::Duration;
+
+use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
+use shared::adapters::{deploy_ports, load_sdk_config, promote_ports, sagemaker::SageMakerRegistry};
+use shared::deployment::operate;
+use shared::deployment::start::StartOutcome;
+use shared::deployment::{DeployConfig, DeployPorts};
+use shared::domain::event::ApprovalStatus;
+use shared::domain::ids::Stage;
 use shared::config::PromoteConfig;
 use shared::domain::copy::CopySettings;
 
@@ -34,11 +43,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Approve the version of MODEL (a central group) that waits for the prod approval.
+    Approve(Decision),
+    /// Reject the version of MODEL that waits for the prod approval.
+    Reject(Decision),
+    /// Redeploy the version a stage ran before its latest deployment.
+    Rollback {
+        model: String,
+        #[arg(long)]
+        stage: Stage,
+    },
+    /// The ordered audit trail of every version of MODEL (a central group).
+    History {
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The local AWS emulator.
     Local {
         #[command(subcommand)]
         command: LocalCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct Decision {
+    model: String,
+    #[arg(long, default_value = "prod")]
+    stage: Stage,
+    #[arg(long, default_value = "")]
+    comment: String,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +91,26 @@ enum LocalCommand {
         reject: bool,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Queue the replies the emulated endpoints of ACCOUNT give to the next invocations.
+    Replies {
+        #[arg(long)]
+        account: String,
+        bodies: Vec<String>,
+    },
+    /// Approve the central version as an ML engineer and run the deploy pipeline locally, stage
+    /// by stage as infra/pipeline.json lists them, up to the prod approval (or through it).
+    Pipeline {
+        /// The central model package version.
+        #[arg(long)]
+        package: String,
+        /// Answer the prod approval at once (as `promote approve` would).
+        #[arg(long, conflicts_with = "reject")]
+        approve: bool,
+        #[arg(long)]
+        reject: bool,
+        #[arg(long, default_value = "approved in the local demo")]
+        comment: String,
     },
 }
 
@@ -88,6 +142,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Approve(decision) => decide(decision, true).await,
+        Command::Reject(decision) => decide(decision, false).await,
+        Command::Rollback { model, stage } => {
+            let (ports, config) = deploy_context().await?;
+            let restored = operate::roll_back(&ports, &config, &model.parse()?, stage, Duration::from_secs(5)).await?;
+            println!("{} {stage} runs {} again (config {})", restored.endpoint, restored.package, restored.config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { model, json } => {
+            let (ports, _) = deploy_context().await?;
+            let entries = operate::history(ports.ledger.as_ref(), &model.parse()?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            }
+            for entry in entries.iter().filter(|_| !json) {
+                println!("{}  {:<26} {}  {}", entry.at.to_rfc3339(), entry.action, entry.source, entry.detail);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Local { command: LocalCommand::Pipeline { package, approve, reject, comment } } => {
+            local_pipeline(&package, (approve || reject).then_some((approve, comment))).await
+        }
+        Command::Local { command: LocalCommand::Replies { account, bodies } } => {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL is not set: source .local/env")?;
+            let results: Vec<Value> = bodies.iter().map(|b| json!({ "Body": b, "ContentType": "text/csv" })).collect();
+            local::queue_endpoint_results(&endpoint, &account, &results).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Local { command: LocalCommand::Provision { endpoint } } => {
             let world = local::provision(&endpoint, local::Names::with_suffix(""), CopySettings::default()).await?;
             print!("{}", world.env_file().await?);
@@ -104,6 +186,66 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The deploy ports; with `PROMOTE_LOCAL_PIPELINE` set (by `make local-up`), the pipeline is the local driver's.
+async fn deploy_context() -> Result<(DeployPorts, DeployConfig)> {
+    let config = DeployConfig::from_env()?;
+    let sdk = load_sdk_config().await;
+    let mut ports = deploy_ports(&sdk, &config);
+    if let Some(state) = std::env::var_os("PROMOTE_LOCAL_PIPELINE") {
+        ports.runs = Arc::new(LocalRuns::new(PathBuf::from(state)));
+        ports.jobs = Arc::new(LocalJobs);
+    }
+    Ok((ports, config))
+}
+
+fn local_runs() -> Result<LocalRuns> {
+    let state = std::env::var_os("PROMOTE_LOCAL_PIPELINE").context("PROMOTE_LOCAL_PIPELINE is not set: source .local/env")?;
+    Ok(LocalRuns::new(PathBuf::from(state)))
+}
+
+fn definition() -> Result<PipelineDefinition> {
+    PipelineDefinition::load(std::path::Path::new("infra/pipeline.json"))
+}
+
+async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
+    anyhow::ensure!(decision.stage == Stage::Prod, "only the prod stage waits for an approval");
+    let (ports, config) = deploy_context().await?;
+    let answer = operate::answer_prod_approval(&ports, &config, &decision.model.parse()?, approve, &decision.comment).await?;
+    println!("tests of {}: {}", answer.package, answer.tests.map_or_else(|| "none recorded".to_owned(), |t| t.to_string()));
+    println!("{} {} for prod", if approve { "approved" } else { "rejected" }, answer.package);
+    if let (Some(execution), Ok(runs)) = (answer.execution_id.as_deref(), local_runs()) {
+        let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
+        println!("local pipeline {execution}: {}", pipeline.resume(execution).await?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an ML engineer's approval of the central version sets off, with the pipeline run locally.
+async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Result<ExitCode> {
+    let package: shared::domain::ids::ModelPackageArn = package.parse()?;
+    let (ports, config) = deploy_context().await?;
+    let runs = local_runs()?;
+    let central = ports.central_registry.describe_package(&package).await?;
+    ports.central_registry.set_approval(&central, ApprovalStatus::Approved, "approved by the ML engineer (local demo)", &[]).await?;
+    let mut context = Context::default();
+    context.deadline = u64::try_from((Utc::now() + chrono::Duration::minutes(1)).timestamp_millis())?;
+    let event = local::approval_event(&package, "Approved");
+    let started = start_deployment::handler(&ports, &config, LambdaEvent::new(event, context)).await?;
+    println!("{}", serde_json::to_string(&started)?);
+    let (StartOutcome::Started { execution_id, .. } | StartOutcome::AlreadyStarted { execution_id, .. }) = started else {
+        anyhow::bail!("the approval started no execution");
+    };
+    let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
+    let mut status = pipeline.resume(&execution_id).await?;
+    if let (Some((approve, comment)), "WaitingForApproval") = (decision, status.as_str()) {
+        let answer = operate::answer_prod_approval(&ports, &config, package.group(), approve, &comment).await?;
+        println!("tests before the decision: {}", answer.tests.map_or_else(|| "none recorded".to_owned(), |t| t.to_string()));
+        status = pipeline.resume(&execution_id).await?;
+    }
+    println!("local pipeline {execution_id}: {status}");
+    Ok(if status == "Failed" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 async fn invoke_promote_model(path: &PathBuf) -> Result<ExitCode> {

@@ -27,6 +27,21 @@ pub struct PipelineStage {
     pub stage: Option<Stage>,
 }
 
+/// The pipeline as `infra/pipeline.json` defines it for the templates and this driver alike.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PipelineDefinition {
+    pub name: String,
+    pub variable: String,
+    pub stages: Vec<PipelineStage>,
+}
+
+impl PipelineDefinition {
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let raw = std::fs::read(path).with_context(|| format!("read the pipeline definition {}", path.display()))?;
+        Ok(serde_json::from_slice(&raw).with_context(|| format!("{} is not a pipeline definition", path.display()))?)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Execution {
     package: String,
@@ -216,7 +231,7 @@ impl LocalPipeline<'_> {
     async fn outcome_event(&self, detail_type: &str, detail: Value) -> Result<()> {
         let event = json!({
             "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type, "source": "aws.codepipeline",
-            "account": self.config.central_account.to_string(), "time": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            "account": self.config.central_account.to_string(), "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             "region": "us-east-1", "resources": [], "detail": detail,
         });
         record_outcome::handler(self.ports, self.config, LambdaEvent::new(event, Context::default())).await?;

@@ -1,6 +1,8 @@
 //! `promote status`: every promoted version, where it came from and where it stands.
 
 use serde::Serialize;
+use shared::domain::deploy::endpoint_name;
+use shared::domain::ids::{GroupName, ModelPackageArn, Stage};
 use shared::ports::{Ledger, ModelRegistry, PortResult};
 
 #[derive(Debug, Serialize)]
@@ -10,6 +12,9 @@ pub struct StatusRow {
     pub central_package: Option<String>,
     pub central_approval: Option<String>,
     pub model_card_version: Option<u32>,
+    /// What the test and prod endpoints do with this version (`InService`, `RolledBack`…).
+    pub test: Option<String>,
+    pub prod: Option<String>,
     pub promoted_at: Option<String>,
     pub decided_at: String,
     pub reason: Option<String>,
@@ -20,6 +25,13 @@ pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry) -> PortRes
     records.sort_by_key(|r| std::cmp::Reverse(r.decided_at));
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
+        let (test, prod) = match (&record.central_group, &record.central_package) {
+            (Some(group), Some(central)) => (
+                on_stage(ledger, group, central, Stage::Test).await?,
+                on_stage(ledger, group, central, Stage::Prod).await?,
+            ),
+            _ => (None, None),
+        };
         let approval = match &record.central_package {
             Some(arn) => central.describe_package(arn).await?.status.map(|s| s.as_str().to_owned()),
             None => None,
@@ -30,6 +42,8 @@ pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry) -> PortRes
             central_package: record.central_package.map(|p| p.to_string()),
             central_approval: approval,
             model_card_version: record.card_version,
+            test,
+            prod,
             promoted_at: record.promoted_at.map(|t| t.to_rfc3339()),
             decided_at: record.decided_at.to_rfc3339(),
             reason: record.reason,
@@ -38,9 +52,14 @@ pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry) -> PortRes
     Ok(rows)
 }
 
+async fn on_stage(ledger: &dyn Ledger, group: &GroupName, central: &ModelPackageArn, stage: Stage) -> PortResult<Option<String>> {
+    let deployment = ledger.deployment(stage, &endpoint_name(group, stage)).await?;
+    Ok(deployment.filter(|d| &d.package == central).map(|d| format!("{:?}", d.state)))
+}
+
 pub fn render(rows: &[StatusRow]) -> String {
-    let header = ["SOURCE", "STATE", "CENTRAL VERSION", "CENTRAL APPROVAL", "CARD", "WHEN"];
-    let cells: Vec<[String; 6]> = rows
+    let header = ["SOURCE", "STATE", "CENTRAL VERSION", "CENTRAL APPROVAL", "CARD", "TEST", "PROD", "WHEN"];
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|row| {
             [
@@ -49,6 +68,8 @@ pub fn render(rows: &[StatusRow]) -> String {
                 row.central_package.clone().unwrap_or_else(|| "-".into()),
                 row.central_approval.clone().unwrap_or_else(|| "-".into()),
                 row.model_card_version.map_or_else(|| "-".into(), |v| v.to_string()),
+                row.test.clone().unwrap_or_else(|| "-".into()),
+                row.prod.clone().unwrap_or_else(|| "-".into()),
                 row.promoted_at.clone().unwrap_or_else(|| row.decided_at.clone()),
             ]
         })

@@ -507,7 +507,7 @@ impl Endpoints for FakeEndpoints {
         Ok(())
     }
 
-    async fn invoke(&self, name: &str, _content_type: &str, _payload: &[u8]) -> PortResult<InvokeResult> {
+    async fn invoke(&self, name: &str, _content_type: &str, _payload: &[u8], _inference_id: &str) -> PortResult<InvokeResult> {
         if self.endpoint(name).is_none() {
             return Err(PortError::new("InvokeEndpoint", FailureKind::Terminal, format!("endpoint {name} not found")));
         }

@@ -232,7 +232,8 @@ pub trait Endpoints: Send + Sync {
     async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()>;
     async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()>;
     async fn delete_endpoint(&self, name: &str) -> PortResult<()>;
-    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8]) -> PortResult<InvokeResult>;
+    /// `inference_id` tags the request in the endpoint's data capture and logs.
+    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8], inference_id: &str) -> PortResult<InvokeResult>;
 }
 
 #[async_trait]

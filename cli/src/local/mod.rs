@@ -41,6 +41,8 @@ pub struct Names {
     pub event_bus: String,
     pub events_queue: String,
     pub dev_group: String,
+    /// A second model of the dev team, for the demo's scenario whose tests fail.
+    pub second_dev_group: String,
 }
 
 impl Names {
@@ -53,6 +55,7 @@ impl Names {
             event_bus: format!("model-promotion{tail}"),
             events_queue: format!("model-promotion-events{tail}"),
             dev_group: format!("churn-prediction{tail}"),
+            second_dev_group: format!("fraud-detection{tail}"),
         }
     }
 }
@@ -95,6 +98,7 @@ pub struct World {
     pub names: Names,
     pub config: PromoteConfig,
     pub dev_package: ModelPackageArn,
+    pub second_dev_package: ModelPackageArn,
     pub events_queue_url: String,
 }
 
@@ -129,8 +133,10 @@ impl World {
             ("EVENT_BUS_NAME", self.config.event_bus.clone()),
             ("EVENTS_QUEUE_URL", self.events_queue_url.clone()),
             ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
+            ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
             ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(shared::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
             ("PIPELINE_NAME", PIPELINE_NAME.to_owned()),
+            ("PROMOTE_LOCAL_PIPELINE", ".local/pipeline-state.json".to_owned()),
         ];
         Ok(vars.iter().map(|(name, value)| format!("export {name}='{value}'\n")).collect())
     }
@@ -144,7 +150,8 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     create_ledger(&central, &names.ledger_table).await?;
     let events_queue_url = central_bus(&central, &names).await?;
     create_bucket(&dev, &names.dev_bucket).await?;
-    let dev_package = trained_model_version(&dev, &names).await?;
+    let dev_package = trained_model_version(&dev, &names, &names.dev_group, 3).await?;
+    let second_dev_package = trained_model_version(&dev, &names, &names.second_dev_group, 1).await?;
     let config = PromoteConfig {
         central_account: CENTRAL_ACCOUNT.parse()?,
         source_accounts: BTreeMap::from([(DEV_ACCOUNT.parse::<AccountId>()?, vec![names.dev_bucket.clone()])]),
@@ -155,7 +162,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         event_bus: names.event_bus.clone(),
         copy,
     };
-    Ok(World { endpoint: endpoint.to_owned(), central, dev, names, config, dev_package, events_queue_url })
+    Ok(World { endpoint: endpoint.to_owned(), central, dev, names, config, dev_package, second_dev_package, events_queue_url })
 }
 
 async fn central_key(central: &SdkConfig) -> Result<String> {
@@ -240,12 +247,12 @@ pub async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<
 
 /// A trained model version in the dev registry: a real archive of a few MB, its evaluation
 /// report and a drift baseline, registered PendingManualApproval as a training pipeline would.
-async fn trained_model_version(dev: &SdkConfig, names: &Names) -> Result<ModelPackageArn> {
-    let prefix = format!("{}/pipelines-7f3k/output", names.dev_group);
-    let model = put_object(dev, &names.dev_bucket, &format!("{prefix}/model.tar.gz"), model_archive(3)?).await?;
+async fn trained_model_version(dev: &SdkConfig, names: &Names, group: &str, megabytes: usize) -> Result<ModelPackageArn> {
+    let prefix = format!("{group}/pipelines-7f3k/output");
+    let model = put_object(dev, &names.dev_bucket, &format!("{prefix}/model.tar.gz"), model_archive(megabytes)?).await?;
     let evaluation = put_object(dev, &names.dev_bucket, &format!("{prefix}/evaluation/evaluation.json"), artifacts::evaluation_report()).await?;
     let constraints = put_object(dev, &names.dev_bucket, &format!("{prefix}/baseline/constraints.json"), artifacts::baseline_constraints()).await?;
-    register_version(dev, &names.dev_group, &model, Some((&evaluation, &constraints))).await
+    register_version(dev, group, &model, Some((&evaluation, &constraints))).await
 }
 
 /// Registers a dev model version naming `model_data` and, optionally, an evaluation report and constraints.

@@ -150,8 +150,9 @@ impl Endpoints for SageMakerEndpoints {
         Ok(())
     }
 
-    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8]) -> PortResult<InvokeResult> {
-        match self.runtime.invoke_endpoint().endpoint_name(name).content_type(content_type).body(Blob::new(payload)).send().await {
+    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8], inference_id: &str) -> PortResult<InvokeResult> {
+        let request = self.runtime.invoke_endpoint().endpoint_name(name).content_type(content_type).inference_id(inference_id);
+        match request.body(Blob::new(payload)).send().await {
             Ok(out) => Ok(InvokeResult { status: 200, body: out.body().map(|b| b.as_ref().to_vec()).unwrap_or_default() }),
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());

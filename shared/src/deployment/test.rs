@@ -53,8 +53,9 @@ pub async fn run_tests(ports: &DeployPorts, config: &DeployConfig, job: &Pipelin
     let endpoint = endpoint_name(package.group(), stage);
     let endpoints = ports.stages.endpoints(settings).await?;
     let mut cases = Vec::with_capacity(settings.tests.len());
-    for case in &settings.tests {
-        cases.push(run_case(endpoints.as_ref(), &endpoint, case).await);
+    for (index, case) in settings.tests.iter().enumerate() {
+        let inference_id: String = format!("{}-{index}", job.id).chars().take(64).collect();
+        cases.push(run_case(endpoints.as_ref(), &endpoint, case, &inference_id).await);
     }
     let failed: Vec<&CaseResult> = cases.iter().filter(|c| !c.passed).collect();
     let report = TestReport {
@@ -86,9 +87,9 @@ pub async fn run_tests(ports: &DeployPorts, config: &DeployConfig, job: &Pipelin
     Err(DeployError::TestsFailed { failed: failed.len(), total: cases.len(), names, endpoint, restored, report: report_uri.to_string() })
 }
 
-async fn run_case(endpoints: &dyn Endpoints, endpoint: &str, case: &TestCase) -> CaseResult {
+async fn run_case(endpoints: &dyn Endpoints, endpoint: &str, case: &TestCase, inference_id: &str) -> CaseResult {
     let started = Instant::now();
-    let answer = endpoints.invoke(endpoint, &case.content_type, case.payload.as_bytes()).await;
+    let answer = endpoints.invoke(endpoint, &case.content_type, case.payload.as_bytes(), inference_id).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (status, failure) = match answer {
         Err(error) => (None, Some(format!("invocation failed: {error}"))),
