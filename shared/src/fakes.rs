@@ -559,6 +559,19 @@ impl PipelineJobs for FakeJobs {
 }
 
 #[derive(Default)]
+pub struct FakeNotifier {
+    pub sent: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl Notifier for FakeNotifier {
+    async fn notify(&self, subject: &str, message: &str) -> PortResult<()> {
+        self.sent.lock().unwrap().push((subject.to_owned(), message.to_owned()));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 pub struct FakeRuns {
     /// Executions by id: the version each runs for and the token that started it.
     pub executions: Mutex<BTreeMap<String, (ModelPackageArn, String)>>,
@@ -608,6 +621,7 @@ pub struct DeployWorld {
     pub ledger: Arc<FakeLedger>,
     pub store: Arc<FakeStore>,
     pub cards: Arc<FakeCards>,
+    pub approvers: Arc<FakeNotifier>,
     pub ports: crate::deployment::DeployPorts,
     pub config: crate::deployment::DeployConfig,
     pub package: ModelPackageArn,
@@ -643,6 +657,7 @@ impl DeployWorld {
             accounts: HashMap::from([("333333333333".parse().expect("id"), test.clone()), ("444444444444".parse().expect("id"), prod.clone())]),
         };
         let (jobs, runs, store) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()), Arc::new(FakeStore::default()));
+        let approvers = Arc::new(FakeNotifier::default());
         let ports = crate::deployment::DeployPorts {
             stages: Arc::new(stages),
             central_registry: central.clone(),
@@ -651,6 +666,7 @@ impl DeployWorld {
             ledger: ledger.clone(),
             artifacts: store.clone(),
             cards: cards.clone(),
+            approvers: approvers.clone(),
         };
         let env = HashMap::from([
             ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
@@ -659,9 +675,10 @@ impl DeployWorld {
             ("ARTIFACT_KMS_KEY_ID", "key".to_owned()),
             ("LEDGER_TABLE", "ledger".to_owned()),
             ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
+            ("APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:222222222222:model-promotion-approvals".to_owned()),
         ]);
         let config = crate::deployment::DeployConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
-        Self { central, test, prod, jobs, runs, ledger, store, cards, ports, config, package }
+        Self { central, test, prod, jobs, runs, ledger, store, cards, approvers, ports, config, package }
     }
 
     pub fn last_answer(&self) -> JobAnswer {

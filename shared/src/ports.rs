@@ -262,6 +262,12 @@ pub struct ApprovalResult {
     pub comment: Option<String>,
 }
 
+/// Tells people that something waits for them.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn notify(&self, subject: &str, message: &str) -> PortResult<()>;
+}
+
 #[async_trait]
 pub trait PipelineRuns: Send + Sync {
     /// Starts an execution for exactly this version; `token` makes a repeated start a no-op.

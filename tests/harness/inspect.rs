@@ -76,22 +76,27 @@ impl TestWorld {
 
     /// The service's events on the central bus, as the queue subscribed to them received them.
     pub async fn published_events(&self) -> Vec<Value> {
+        let bodies = self.drain(&self.world.events_queue_url).await;
+        bodies.iter().map(|body| serde_json::from_str(body).expect("event json")).collect()
+    }
+
+    /// The approval requests sent to the governance officers' topic.
+    pub async fn approval_requests(&self) -> Vec<String> {
+        self.drain(&self.world.approvals_inbox_url).await
+    }
+
+    async fn drain(&self, queue_url: &str) -> Vec<String> {
         let sqs = aws_sdk_sqs::Client::new(self.central());
-        let mut events = Vec::new();
+        let mut bodies = Vec::new();
         loop {
-            let out = sqs
-                .receive_message()
-                .queue_url(&self.world.events_queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
+            let out = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.expect("receive");
             if out.messages().is_empty() {
-                return events;
+                return bodies;
             }
             for message in out.messages() {
-                events.push(serde_json::from_str(message.body().expect("body")).expect("event json"));
-                sqs.delete_message().queue_url(&self.world.events_queue_url).set_receipt_handle(message.receipt_handle().map(str::to_owned)).send().await.expect("delete");
+                bodies.push(message.body().expect("body").to_owned());
+                let receipt = message.receipt_handle().map(str::to_owned);
+                sqs.delete_message().queue_url(queue_url).set_receipt_handle(receipt).send().await.expect("delete");
             }
         }
     }

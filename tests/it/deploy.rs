@@ -41,6 +41,7 @@ async fn promoted_and_approved() -> Pipeline {
         ("ARTIFACT_KMS_KEY_ID", world.world.config.kms_key_id.clone()),
         ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
         ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
+        ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
     ];
     let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
     let jobs = Arc::new(FakeJobs::default());
@@ -116,6 +117,10 @@ async fn an_approved_version_goes_through_test_and_to_prod() {
     let report_key = format!("reports/{group}/1/test-{}.json", pipeline.test_job);
     let report: Value = serde_json::from_slice(&pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.artifact_bucket).parse().unwrap()).await).unwrap();
     assert_eq!(report["passed"], 2);
+
+    let inbox = pipeline.world.approval_requests().await;
+    assert_eq!(inbox.len(), 1, "the governance officers are told once");
+    assert!(inbox[0].contains(&report_key) && inbox[0].contains(&format!("#/model-cards/{group}")), "{}", inbox[0]);
 
     let to_prod = pipeline.deploy(Stage::Prod).await;
     assert!(matches!(to_prod, JobOutcome::Succeeded { .. }), "{to_prod:?}");

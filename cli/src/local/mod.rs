@@ -40,6 +40,9 @@ pub struct Names {
     pub ledger_table: String,
     pub event_bus: String,
     pub events_queue: String,
+    pub approval_topic: String,
+    /// A queue subscribed to the approval topic, standing in for the officers' mailboxes.
+    pub approvals_inbox: String,
     pub dev_group: String,
     /// A second model of the dev team, for the demo's scenario whose tests fail.
     pub second_dev_group: String,
@@ -54,6 +57,8 @@ impl Names {
             ledger_table: format!("model-promotion-ledger{tail}"),
             event_bus: format!("model-promotion{tail}"),
             events_queue: format!("model-promotion-events{tail}"),
+            approval_topic: format!("model-promotion-approvals{tail}"),
+            approvals_inbox: format!("model-promotion-approvals-inbox{tail}"),
             dev_group: format!("churn-prediction{tail}"),
             second_dev_group: format!("fraud-detection{tail}"),
         }
@@ -100,6 +105,8 @@ pub struct World {
     pub dev_package: ModelPackageArn,
     pub second_dev_package: ModelPackageArn,
     pub events_queue_url: String,
+    pub approval_topic_arn: String,
+    pub approvals_inbox_url: String,
 }
 
 impl World {
@@ -136,6 +143,8 @@ impl World {
             ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
             ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(shared::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
             ("PIPELINE_NAME", PIPELINE_NAME.to_owned()),
+            ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
+            ("APPROVALS_INBOX_URL", self.approvals_inbox_url.clone()),
             ("PROMOTE_LOCAL_PIPELINE", ".local/pipeline-state.json".to_owned()),
         ];
         Ok(vars.iter().map(|(name, value)| format!("export {name}='{value}'\n")).collect())
@@ -149,6 +158,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     create_bucket(&central, &names.artifact_bucket).await?;
     create_ledger(&central, &names.ledger_table).await?;
     let events_queue_url = central_bus(&central, &names).await?;
+    let (approval_topic_arn, approvals_inbox_url) = approval_topic(&central, &names).await?;
     create_bucket(&dev, &names.dev_bucket).await?;
     let dev_package = trained_model_version(&dev, &names, &names.dev_group, 3).await?;
     let second_dev_package = trained_model_version(&dev, &names, &names.second_dev_group, 1).await?;
@@ -162,7 +172,18 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         event_bus: names.event_bus.clone(),
         copy,
     };
-    Ok(World { endpoint: endpoint.to_owned(), central, dev, names, config, dev_package, second_dev_package, events_queue_url })
+    Ok(World {
+        endpoint: endpoint.to_owned(),
+        central,
+        dev,
+        names,
+        config,
+        dev_package,
+        second_dev_package,
+        events_queue_url,
+        approval_topic_arn,
+        approvals_inbox_url,
+    })
 }
 
 async fn central_key(central: &SdkConfig) -> Result<String> {
@@ -229,6 +250,25 @@ async fn central_bus(central: &SdkConfig, names: &Names) -> Result<String> {
         .await
         .context("add queue target")?;
     Ok(queue_url)
+}
+
+/// The topic of the prod approval, with a queue subscribed where a test or the demo reads it.
+async fn approval_topic(central: &SdkConfig, names: &Names) -> Result<(String, String)> {
+    let sns = aws_sdk_sns::Client::new(central);
+    let sqs = aws_sdk_sqs::Client::new(central);
+    let topic = sns.create_topic().name(&names.approval_topic).send().await.context("create topic")?;
+    let topic_arn = topic.topic_arn().context("no topic arn")?.to_owned();
+    let inbox = sqs.create_queue().queue_name(&names.approvals_inbox).send().await?.queue_url().context("no queue url")?.to_owned();
+    let inbox_arn = format!("arn:aws:sqs:{REGION}:{CENTRAL_ACCOUNT}:{}", names.approvals_inbox);
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(inbox_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .context("subscribe the inbox")?;
+    Ok((topic_arn, inbox))
 }
 
 /// Uploads `body` with a SHA-256 checksum, as training jobs do; returns its `s3://` URI.

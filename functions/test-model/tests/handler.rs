@@ -61,6 +61,10 @@ async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
     assert_eq!(card["evaluation_details"][0]["metric_groups"][0]["metric_data"][0]["value"], true);
     assert_eq!(world.test.endpoint(ENDPOINT).unwrap().config, CONFIG);
     assert_eq!(world.audit_actions(), ["tests-passed"]);
+    let sent = world.approvers.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "the governance officers are told");
+    assert!(sent[0].1.contains("reports/churn-prediction-111111111111/1/test-f41c2a9d"), "{}", sent[0].1);
+    assert!(sent[0].1.contains("#/model-cards/churn-prediction-111111111111"), "{}", sent[0].1);
 }
 
 #[tokio::test]
@@ -81,6 +85,7 @@ async fn a_failing_case_rolls_back_to_the_previous_config_and_rejects_the_versio
     assert_eq!(record.state, DeploymentState::RolledBack);
     assert_eq!(world.audit_actions(), ["tests-failed", "rolled-back", "rejected-by-tests"]);
     assert_eq!(report(&world)["cases"][0]["passed"], false);
+    assert!(world.approvers.sent.lock().unwrap().is_empty(), "nothing to approve");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod endpoints;
 pub mod eventbridge;
 pub mod s3;
 pub mod sagemaker;
+pub mod sns;
 pub mod sts;
 
 use std::sync::Arc;
@@ -48,5 +49,6 @@ pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
         ledger: Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table)),
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
+        approvers: Arc::new(sns::Topic::new(aws_sdk_sns::Client::new(sdk), &config.approval_topic_arn)),
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::config::ConfigError;
 use crate::domain::deploy::StageConfig;
 use crate::domain::ids::{AccountId, IdError};
-use crate::ports::{ArtifactStore, Ledger, ModelCards, ModelRegistry, PipelineJobs, PipelineRuns, StageSessions};
+use crate::ports::{ArtifactStore, Ledger, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, StageSessions};
 
 pub use error::DeployError;
 pub use job::{answer_job, JobOutcome, Step};
@@ -28,6 +28,8 @@ pub struct DeployPorts {
     pub ledger: Arc<dyn Ledger>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub cards: Arc<dyn ModelCards>,
+    /// The governance officers' approval topic.
+    pub approvers: Arc<dyn Notifier>,
 }
 
 /// The deployment functions' configuration, read once from the environment.
@@ -39,6 +41,7 @@ pub struct DeployConfig {
     pub kms_key_id: String,
     pub ledger_table: String,
     pub pipeline: String,
+    pub approval_topic_arn: String,
 }
 
 /// The stage settings of the local accounts (demo and tests); an example for real ones.
@@ -64,6 +67,7 @@ impl DeployConfig {
             kms_key_id: required("ARTIFACT_KMS_KEY_ID")?,
             ledger_table: required("LEDGER_TABLE")?,
             pipeline: required("PIPELINE_NAME")?,
+            approval_topic_arn: required("APPROVAL_TOPIC_ARN")?,
         })
     }
 }

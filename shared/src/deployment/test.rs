@@ -76,6 +76,7 @@ pub async fn run_tests(ports: &DeployPorts, config: &DeployConfig, job: &Pipelin
     audit(ports.ledger.as_ref(), package, &job.id, if failed.is_empty() { "tests-passed" } else { "tests-failed" }, summary).await?;
     info!(job_id = %job.id, package = %package, endpoint, passed = report.passed, failed = report.failed, decision = "tested", "tests");
     if failed.is_empty() {
+        ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, &report, &report_uri)).await?;
         return Ok(Step::Done { summary: format!("{}/{} test cases passed on {endpoint}; report {report_uri}", report.passed, cases.len()) });
     }
     let names = failed.iter().map(|c| format!("{}: {}", c.name, c.failure.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; ");
@@ -85,6 +86,24 @@ pub async fn run_tests(ports: &DeployPorts, config: &DeployConfig, job: &Pipelin
     ports.central_registry.set_approval(&central, ApprovalStatus::Rejected, &reason, &[]).await?;
     audit(ports.ledger.as_ref(), package, &job.id, "rejected-by-tests", json!({ "reason": reason })).await?;
     Err(DeployError::TestsFailed { failed: failed.len(), total: cases.len(), names, endpoint, restored, report: report_uri.to_string() })
+}
+
+/// What a governance officer reads before approving prod: the results and where to look.
+fn approval_request(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> String {
+    let region = package.region();
+    let card = crate::domain::card::card_name(package.group());
+    format!(
+        "{package} passed {passed} of {total} test cases on {endpoint} and waits for the prod approval.\n\n\
+         Test report: https://s3.console.aws.amazon.com/s3/object/{bucket}?region={region}&prefix={key}\n\
+         Model card: https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/model-cards/{card}\n\n\
+         Approve or reject in CodePipeline, or: promote approve {model} --stage prod --comment \"...\"",
+        passed = report.passed,
+        total = report.passed + report.failed,
+        endpoint = report.endpoint,
+        bucket = uri.bucket(),
+        key = uri.key(),
+        model = package.group(),
+    )
 }
 
 async fn run_case(endpoints: &dyn Endpoints, endpoint: &str, case: &TestCase, inference_id: &str) -> CaseResult {
