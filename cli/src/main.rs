@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
-use shared::adapters::{deploy_ports, load_sdk_config, promote_ports, sagemaker::SageMakerRegistry};
+use shared::adapters::{deploy_from_env, load_sdk_config, promote_ports, sagemaker::SageMakerRegistry};
 use shared::deployment::operate;
 use shared::deployment::start::StartOutcome;
 use shared::deployment::{DeployConfig, DeployPorts};
@@ -190,9 +190,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The deploy ports; with `PROMOTE_LOCAL_PIPELINE` set (by `make local-up`), the pipeline is the local driver's.
 async fn deploy_context() -> Result<(DeployPorts, DeployConfig)> {
-    let config = DeployConfig::from_env()?;
-    let sdk = load_sdk_config().await;
-    let mut ports = deploy_ports(&sdk, &config);
+    let (mut ports, config) = deploy_from_env().await?;
     if let Some(state) = std::env::var_os("PROMOTE_LOCAL_PIPELINE") {
         ports.runs = Arc::new(LocalRuns::new(PathBuf::from(state)));
         ports.jobs = Arc::new(LocalJobs);

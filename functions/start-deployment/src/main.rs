@@ -1,13 +1,10 @@
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
-use shared::deployment::DeployConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
-    let config = DeployConfig::from_env()?;
-    let sdk = shared::adapters::load_sdk_config().await;
-    let ports = shared::adapters::deploy_ports(&sdk, &config);
+    let (ports, config) = shared::adapters::deploy_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (ports, config) = (&ports, &config);
         async move { start_deployment::handler(ports, config, event).await.map_err(Diagnostic::from) }

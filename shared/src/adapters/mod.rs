@@ -38,6 +38,13 @@ pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
     }
 }
 
+/// The deployment functions' wiring: configuration from the environment, clients, ports.
+pub async fn deploy_from_env() -> Result<(DeployPorts, DeployConfig), crate::config::ConfigError> {
+    let config = DeployConfig::from_env()?;
+    let sdk = load_sdk_config().await;
+    Ok((deploy_ports(&sdk, &config), config))
+}
+
 pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
     let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
     let pipeline = Arc::new(codepipeline::CodePipeline::new(aws_sdk_codepipeline::Client::new(sdk)));
