@@ -33,7 +33,7 @@ enum Command {
     /// Run a function's handler in-process on an event file, against the AWS the environment
     /// names (replays a dead-lettered event). Prints the outcome as JSON.
     Invoke {
-        #[arg(value_parser = ["promote-model"])]
+        #[arg(value_parser = ["promote-model", "start-deployment", "deploy-model", "test-model", "record-outcome"])]
         function: String,
         #[arg(long)]
         event: PathBuf,
@@ -128,7 +128,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Invoke { event, .. } => invoke_promote_model(&event).await,
+        Command::Invoke { function, event } => invoke(&function, &event).await,
         Command::Status { json } => {
             let config = PromoteConfig::from_env()?;
             let sdk = load_sdk_config().await;
@@ -246,24 +246,37 @@ async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Resu
     Ok(if status == "Failed" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-async fn invoke_promote_model(path: &PathBuf) -> Result<ExitCode> {
+/// Runs a function's handler in-process, as Lambda would, and prints its answer as JSON.
+async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
     let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let payload: Value = serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", path.display()))?;
-    let config = PromoteConfig::from_env()?;
-    let sdk = load_sdk_config().await;
-    let ports = promote_ports(&sdk, &config);
     let mut context = Context::default();
     context.request_id = format!("cli-{}", uuid::Uuid::new_v4());
     context.deadline = u64::try_from((Utc::now() + chrono::Duration::minutes(15)).timestamp_millis())?;
-    match promote_model::handler(&ports, &config, LambdaEvent::new(payload, context)).await {
-        Ok(outcome) => {
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-            Ok(ExitCode::SUCCESS)
+    let event = LambdaEvent::new(payload, context);
+    let answer = if function == "promote-model" {
+        let config = PromoteConfig::from_env()?;
+        let ports = promote_ports(&load_sdk_config().await, &config);
+        answer(promote_model::handler(&ports, &config, event).await.map_err(|e| (e.error_type(), e.to_string())))
+    } else {
+        let (ports, config) = deploy_context().await?;
+        let failed = |e: shared::deployment::DeployError| (e.error_type(), e.to_string());
+        match function {
+            "start-deployment" => answer(start_deployment::handler(&ports, &config, event).await.map_err(failed)),
+            "deploy-model" => answer(deploy_model::handler(&ports, &config, event).await.map_err(failed)),
+            "test-model" => answer(test_model::handler(&ports, &config, event).await.map_err(failed)),
+            _ => answer(record_outcome::handler(&ports, &config, event).await.map_err(failed)),
         }
-        Err(error) => {
-            let report = json!({ "error_type": error.error_type(), "error_message": error.to_string() });
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    };
+    let (code, report) = answer?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(code)
+}
+
+/// The outcome, or the typed error with a failing exit code (how a replay tells it was refused).
+fn answer<T: serde::Serialize>(result: Result<T, (String, String)>) -> Result<(ExitCode, Value)> {
+    Ok(match result {
+        Ok(outcome) => (ExitCode::SUCCESS, serde_json::to_value(outcome)?),
+        Err((error_type, error_message)) => (ExitCode::FAILURE, json!({ "error_type": error_type, "error_message": error_message })),
+    })
 }
