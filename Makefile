@@ -77,3 +77,4 @@ test: venv
 	$(MAKE) --no-print-directory lint
 
 -include infra/Makefile.mk
+include bench/Makefile.mk

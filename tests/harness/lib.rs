@@ -129,3 +129,4 @@ pub fn lambda_event(payload: Value) -> LambdaEvent<Value> {
 
 pub mod inspect;
 pub mod faults;
+pub mod chaos;

@@ -126,11 +126,12 @@ impl Promotion<'_> {
         record.promoted_at = Some(promoted_at);
         let summary = summary_of(&record)?;
         self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
+        // The audit entry is idempotent and goes first: once the record says Promoted, redeliveries stop.
+        ledger.append(&self.audit("promoted", json!({ "central_package": central, "model_card_version": card_version }))).await?;
         record.state = PromotionState::Promoted;
         record.owner = None;
         record.lease_until = None;
         ledger.save(&record, owner).await?;
-        ledger.append(&self.audit("promoted", json!({ "central_package": central, "model_card_version": card_version }))).await?;
         self.log("promoted", &record);
         Ok(summary)
     }
