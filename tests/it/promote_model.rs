@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::copy::CopySettings;
 use shared::domain::ids::{ModelPackageArn, S3Uri};
+use shared::domain::ledger::{Claim, ClaimResult, PromotionState};
 use shared::promotion::{Outcome, PromotionSummary};
 
 const MIB: u64 = 1024 * 1024;
@@ -131,6 +132,33 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].central_approval.as_deref(), Some("PendingManualApproval"));
     assert_eq!(rows[0].model_card_version, Some(1));
+}
+
+#[tokio::test]
+async fn a_claim_retried_by_its_own_invocation_is_still_its_own_and_no_one_elses() {
+    // The SDK retries a claim whose answer was lost after DynamoDB applied it; the retry must
+    // not find the invocation locked out by itself until its lease ends.
+    let world = TestWorld::new().await;
+    let now = chrono::Utc::now();
+    let claim = |owner: &str| Claim {
+        source: world.world.dev_package.clone(),
+        event_id: "e-1".into(),
+        event_time: now,
+        owner: owner.into(),
+        lease_until: now + chrono::Duration::minutes(5),
+        now,
+    };
+    let ledger = world.ports.ledger.as_ref();
+
+    let first = ledger.claim(&claim("invocation-a")).await.expect("first claim");
+    let retried = ledger.claim(&claim("invocation-a")).await.expect("retried claim");
+    let other = ledger.claim(&claim("invocation-b")).await.expect("another invocation's claim");
+
+    assert!(matches!(first, ClaimResult::Granted(ref r) if r.owner.as_deref() == Some("invocation-a")), "{first:?}");
+    assert!(matches!(retried, ClaimResult::Granted(ref r) if r.owner.as_deref() == Some("invocation-a")), "{retried:?}");
+    assert!(matches!(other, ClaimResult::Held(ref r) if r.owner.as_deref() == Some("invocation-a")), "{other:?}");
+    let stored = ledger.get(&world.world.dev_package).await.unwrap().expect("the claim is stored");
+    assert_eq!((stored.state, stored.owner.as_deref()), (PromotionState::InProgress, Some("invocation-a")));
 }
 
 #[tokio::test]

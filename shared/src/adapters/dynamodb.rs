@@ -91,7 +91,7 @@ impl Ledger for DynamoLedger {
                  decided_at = :event_time, source_arn = :source REMOVE reason",
             )
             .condition_expression(
-                "attribute_not_exists(pk) OR (#state = :in_progress AND lease_until < :now) \
+                "attribute_not_exists(pk) OR (#state = :in_progress AND (lease_until < :now OR #owner = :owner)) \
                  OR (#state = :rejected AND decided_at < :event_time)",
             )
             .expression_attribute_names("#state", "state")

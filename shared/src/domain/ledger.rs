@@ -84,7 +84,8 @@ impl PromotionRecord {
 }
 
 /// A conditional claim on a source version: granted when nobody holds it, when the holder's
-/// lease ran out (its invocation is dead), or when only an older dev rejection is recorded.
+/// lease ran out (its invocation is dead), when the holder is this very claim (a retried call
+/// whose first answer was lost), or when only an older dev rejection is recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     pub source: ModelPackageArn,
@@ -101,7 +102,9 @@ impl Claim {
         match existing {
             None => true,
             Some(record) => match record.state {
-                PromotionState::InProgress => record.lease_until.is_none_or(|lease| lease < self.now),
+                PromotionState::InProgress => {
+                    record.owner.as_deref() == Some(self.owner.as_str()) || record.lease_until.is_none_or(|lease| lease < self.now)
+                }
                 PromotionState::RejectedInDev => record.decided_at < self.event_time,
                 PromotionState::Promoted | PromotionState::Revoked => false,
             },
