@@ -46,6 +46,18 @@ def branches(value: Any) -> Iterator[Any]:
         yield value
 
 
+def strings(value: Any) -> Iterator[str]:
+    """Every string anywhere in a template node, Fn::Sub templates included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
 def as_list(value: Any) -> list[Any]:
     """A policy field that may be one item or a list (or an Fn::If of either)."""
     out: list[Any] = []

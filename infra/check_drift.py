@@ -296,6 +296,21 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
         for _, r in cfn.resources(target, "AWS::CloudWatch::Alarm")
     ]
     report.same("target rollback alarms", sorted(alarms), sorted(names["rollback_alarms"]))
+    check_hosting_scope(target, names["hosting_name_prefix"], report)
+
+
+HOSTING_RESOURCE = re.compile(r":sagemaker:.*:(model|endpoint-config|endpoint)/([^/]*)$")
+
+
+def check_hosting_scope(target: dict[str, Any], prefix: str, report: Report) -> None:
+    """Every model, endpoint config and endpoint the target roles may touch is the service's own."""
+    scoped = 0
+    for arn in cfn.strings(target):
+        match = HOSTING_RESOURCE.search(arn)
+        if match:
+            scoped += 1
+            report.expect(match.group(2) == prefix + "*", f"target: {arn} is not limited to the names starting {prefix!r}")
+    report.expect(scoped > 0, "target: no SageMaker hosting resource found to check against hosting_name_prefix")
 
 
 def pascal(name: str) -> str:

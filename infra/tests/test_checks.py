@@ -465,6 +465,18 @@ def environment_drift_fails_both_ways() -> None:
 
 
 @test
+def a_deploy_role_reaching_beyond_the_service_names_fails() -> None:
+    target = cfn.load(INFRA / "target-account.yaml")
+    statement = target["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    statement["Resource"][0] = {"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model/*"}
+    report = check_drift.Report()
+    check_drift.check_hosting_scope(target, "promoted-", report)
+    assert report.errors == [
+        "target: arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model/* is not limited to the names starting 'promoted-'"
+    ], report.errors
+
+
+@test
 def pipeline_drift_fails() -> None:
     central = cfn.load(INFRA / "central-account.yaml")
     names = json.loads((INFRA / "names.json").read_text())

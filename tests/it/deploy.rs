@@ -40,7 +40,7 @@ async fn promoted_and_approved() -> Pipeline {
         ("ARTIFACT_BUCKET", world.world.config.artifact_bucket.clone()),
         ("ARTIFACT_KMS_KEY_ID", world.world.config.kms_key_id.clone()),
         ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
-        ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
+        ("PIPELINE_NAME", promote_cli::local::service_names().pipeline.clone()),
         ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
     ];
     let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
@@ -108,8 +108,8 @@ async fn an_approved_version_goes_through_test_and_to_prod() {
     let deployed = pipeline.deploy(Stage::Test).await;
     assert!(matches!(deployed, JobOutcome::Succeeded { .. }), "{deployed:?}");
     let group = pipeline.central.group().to_string();
-    let test_endpoint = pipeline.account("333333333333").await.describe_endpoint().endpoint_name(format!("{group}-test")).send().await.unwrap();
-    assert_eq!(test_endpoint.endpoint_config_name(), Some(format!("{group}-v1-test").as_str()));
+    let test_endpoint = pipeline.account("333333333333").await.describe_endpoint().endpoint_name(format!("promoted-{group}-test")).send().await.unwrap();
+    assert_eq!(test_endpoint.endpoint_config_name(), Some(format!("promoted-{group}-v1-test").as_str()));
     assert_eq!(test_endpoint.endpoint_status().map(|s| s.as_str()), Some("InService"));
 
     let tested = pipeline.test_with_replies(&["0.83", "0.12"]).await;
@@ -124,13 +124,13 @@ async fn an_approved_version_goes_through_test_and_to_prod() {
 
     let to_prod = pipeline.deploy(Stage::Prod).await;
     assert!(matches!(to_prod, JobOutcome::Succeeded { .. }), "{to_prod:?}");
-    let prod = pipeline.account("444444444444").await.describe_endpoint().endpoint_name(format!("{group}-prod")).send().await.unwrap();
-    assert_eq!(prod.endpoint_config_name(), Some(format!("{group}-v1-prod").as_str()));
-    let prod_config = pipeline.account("444444444444").await.describe_endpoint_config().endpoint_config_name(format!("{group}-v1-prod")).send().await.unwrap();
+    let prod = pipeline.account("444444444444").await.describe_endpoint().endpoint_name(format!("promoted-{group}-prod")).send().await.unwrap();
+    assert_eq!(prod.endpoint_config_name(), Some(format!("promoted-{group}-v1-prod").as_str()));
+    let prod_config = pipeline.account("444444444444").await.describe_endpoint_config().endpoint_config_name(format!("promoted-{group}-v1-prod")).send().await.unwrap();
     let variant = &prod_config.production_variants()[0];
     assert_eq!((variant.instance_type().map(|t| t.as_str()), variant.initial_instance_count()), (Some("ml.m5.xlarge"), Some(2)));
 
-    let record = pipeline.ports.ledger.deployment(Stage::Prod, &format!("{group}-prod")).await.unwrap().unwrap();
+    let record = pipeline.ports.ledger.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
     assert_eq!((record.state, &record.package), (DeploymentState::InService, &pipeline.central));
     let trail: Vec<String> = pipeline.ports.ledger.history(&pipeline.central).await.unwrap().into_iter().map(|e| e.action).collect();
     for action in ["pipeline-started", "deploy-started", "deployed", "tests-passed"] {
@@ -152,13 +152,13 @@ async fn a_failed_test_removes_the_new_endpoint_and_rejects_the_version() {
     assert_eq!(error_type, "Rejected.TestsFailed");
     assert!(message.contains("scores a typical customer: response lacks \"0.\""), "{message}");
     let group = pipeline.central.group().to_string();
-    let gone = pipeline.account("333333333333").await.describe_endpoint().endpoint_name(format!("{group}-test")).send().await;
+    let gone = pipeline.account("333333333333").await.describe_endpoint().endpoint_name(format!("promoted-{group}-test")).send().await;
     assert!(gone.is_err(), "a first deployment that fails its tests leaves no endpoint");
     let central = pipeline.world.sagemaker().describe_model_package().model_package_name(pipeline.central.as_str()).send().await.unwrap();
     assert_eq!(central.model_approval_status().map(|s| s.as_str()), Some("Rejected"));
     assert!(central.approval_description().unwrap().contains("failed tests"));
     assert_eq!(central.customer_metadata_properties().unwrap()["promotion:source-arn"], pipeline.world.world.dev_package.to_string());
-    let record = pipeline.ports.ledger.deployment(Stage::Test, &format!("{group}-test")).await.unwrap().unwrap();
+    let record = pipeline.ports.ledger.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap().unwrap();
     assert_eq!(record.state, DeploymentState::RolledBack);
     let last = pipeline.jobs.answers.lock().unwrap().last().cloned().unwrap();
     assert!(!last.succeeded && last.message.contains("report: s3://"));

@@ -5,17 +5,20 @@ mod artifacts;
 mod events;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use anyhow::{Context as _, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
+use serde::Deserialize;
 use aws_sdk_sagemaker::types::{
     DriftCheckBaselines, DriftCheckModelQuality, InferenceSpecification, MetricsSource, ModelApprovalStatus,
     ModelMetrics, ModelPackageContainerDefinition, ModelQuality,
 };
-use shared::config::{PromoteConfig, DEFAULT_SOURCE_READ_ROLE};
+use shared::adapters::dynamodb::{PARTITION_KEY, SORT_KEY};
+use shared::config::PromoteConfig;
 use shared::domain::copy::CopySettings;
 use shared::domain::ids::{AccountId, ModelPackageArn};
 
@@ -29,8 +32,34 @@ pub const TEST_ACCOUNT: &str = "333333333333";
 pub const PROD_ACCOUNT: &str = "444444444444";
 /// The emulator needs no such role to exist; in AWS each account has its own roles.
 const LOCAL_ADMIN_ROLE: &str = "model-promotion-local-admin";
-pub const PIPELINE_NAME: &str = "model-promotion-deploy";
 const TRAINING_IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
+
+/// The names the templates' parameter defaults use too: `infra/check_drift.py` holds the
+/// templates to this file, and the tests below hold the code's own constants to it.
+#[derive(Debug, Deserialize)]
+pub struct ServiceNames {
+    pub event_bus: String,
+    pub event_source: String,
+    pub promoted_detail_type: String,
+    pub ledger_table: String,
+    pub ledger_key: LedgerKey,
+    pub artifact_bucket_prefix: String,
+    pub approval_topic: String,
+    pub pipeline: String,
+    pub hosting_name_prefix: String,
+    pub roles: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LedgerKey {
+    pub hash: String,
+    pub range: String,
+}
+
+pub fn service_names() -> &'static ServiceNames {
+    static NAMES: OnceLock<ServiceNames> = OnceLock::new();
+    NAMES.get_or_init(|| serde_json::from_str(include_str!("../../../infra/names.json")).expect("infra/names.json is valid"))
+}
 
 /// Resource names; tests add a suffix so that each test has a world of its own.
 #[derive(Debug, Clone)]
@@ -51,14 +80,15 @@ pub struct Names {
 impl Names {
     pub fn with_suffix(suffix: &str) -> Self {
         let tail = if suffix.is_empty() { String::new() } else { format!("-{suffix}") };
+        let service = service_names();
         Self {
-            artifact_bucket: format!("model-promotion-artifacts-{CENTRAL_ACCOUNT}{tail}"),
+            artifact_bucket: format!("{}-{CENTRAL_ACCOUNT}{tail}", service.artifact_bucket_prefix),
             dev_bucket: format!("dev-ml-artifacts-{DEV_ACCOUNT}{tail}"),
-            ledger_table: format!("model-promotion-ledger{tail}"),
-            event_bus: format!("model-promotion{tail}"),
-            events_queue: format!("model-promotion-events{tail}"),
-            approval_topic: format!("model-promotion-approvals{tail}"),
-            approvals_inbox: format!("model-promotion-approvals-inbox{tail}"),
+            ledger_table: format!("{}{tail}", service.ledger_table),
+            event_bus: format!("{}{tail}", service.event_bus),
+            events_queue: format!("{}-events{tail}", service.event_bus),
+            approval_topic: format!("{}{tail}", service.approval_topic),
+            approvals_inbox: format!("{}-inbox{tail}", service.approval_topic),
             dev_group: format!("churn-prediction{tail}"),
             second_dev_group: format!("fraud-detection{tail}"),
         }
@@ -142,7 +172,7 @@ impl World {
             ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
             ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
             ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(shared::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
-            ("PIPELINE_NAME", PIPELINE_NAME.to_owned()),
+            ("PIPELINE_NAME", service_names().pipeline.clone()),
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
             ("APPROVALS_INBOX_URL", self.approvals_inbox_url.clone()),
             ("PROMOTE_LOCAL_PIPELINE", ".local/pipeline-state.json".to_owned()),
@@ -165,7 +195,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     let config = PromoteConfig {
         central_account: CENTRAL_ACCOUNT.parse()?,
         source_accounts: BTreeMap::from([(DEV_ACCOUNT.parse::<AccountId>()?, vec![names.dev_bucket.clone()])]),
-        source_read_role: DEFAULT_SOURCE_READ_ROLE.to_owned(),
+        source_read_role: service_names().roles["source_read"].clone(),
         artifact_bucket: names.artifact_bucket.clone(),
         kms_key_id,
         ledger_table: names.ledger_table.clone(),
@@ -214,10 +244,10 @@ async fn create_ledger(central: &SdkConfig, table: &str) -> Result<()> {
     aws_sdk_dynamodb::Client::new(central)
         .create_table()
         .table_name(table)
-        .attribute_definitions(attribute("pk")?)
-        .attribute_definitions(attribute("sk")?)
-        .key_schema(key("pk", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attribute(PARTITION_KEY)?)
+        .attribute_definitions(attribute(SORT_KEY)?)
+        .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(SORT_KEY, KeyType::Range)?)
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -354,4 +384,19 @@ pub async fn queue_endpoint_results(endpoint: &str, account: &str, results: &[se
     let accepted = reply.split(' ').nth(1).is_some_and(|status| status.starts_with('2'));
     anyhow::ensure!(accepted, "moto refused the endpoint results: {reply}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_names_what_the_templates_name() {
+        let names = service_names();
+        assert_eq!(shared::adapters::eventbridge::EVENT_SOURCE, names.event_source);
+        assert_eq!(shared::promotion::PROMOTED_DETAIL_TYPE, names.promoted_detail_type);
+        assert_eq!(shared::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
+        assert_eq!(shared::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
+        assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));
+    }
 }

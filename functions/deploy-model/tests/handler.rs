@@ -46,14 +46,14 @@ async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
 
     assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(invocations, 4, "start, two polls while Creating, then InService");
-    let endpoint = world.test.endpoint("churn-prediction-111111111111-test").unwrap();
-    assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, "churn-prediction-111111111111-v1-test"));
-    assert_eq!(world.test.models.lock().unwrap().as_slice(), ["churn-prediction-111111111111-v1-test"]);
+    let endpoint = world.test.endpoint("promoted-churn-prediction-111111111111-test").unwrap();
+    assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, "promoted-churn-prediction-111111111111-v1-test"));
+    assert_eq!(world.test.models.lock().unwrap().as_slice(), ["promoted-churn-prediction-111111111111-v1-test"]);
     let answers = world.jobs.answers.lock().unwrap().clone();
     assert_eq!(answers.len(), 4);
     assert!(answers[..3].iter().all(|a| a.succeeded && a.continuation.is_some()));
     assert!(answers[3].succeeded && answers[3].continuation.is_none());
-    let record = world.ports.ledger.deployment(Stage::Test, "churn-prediction-111111111111-test").await.unwrap().unwrap();
+    let record = world.ports.ledger.deployment(Stage::Test, "promoted-churn-prediction-111111111111-test").await.unwrap().unwrap();
     assert_eq!((record.state, record.previous_config), (DeploymentState::InService, None));
     assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
 }
@@ -61,15 +61,15 @@ async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
 #[tokio::test]
 async fn a_prod_update_is_blue_green_and_remembers_the_previous_config() {
     let world = DeployWorld::new(1);
-    world.prod.create_endpoint_for_test("churn-prediction-111111111111-prod", "churn-prediction-111111111111-v0-prod");
+    world.prod.create_endpoint_for_test("promoted-churn-prediction-111111111111-prod", "promoted-churn-prediction-111111111111-v0-prod");
 
     let (outcome, _) = run_job(&world, fixture("codepipeline-job-deploy-prod.json")).await;
 
     assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
     let calls = world.prod.calls.lock().unwrap().clone();
-    assert!(calls.contains(&"UpdateEndpoint churn-prediction-111111111111-prod churn-prediction-111111111111-v1-prod blue-green".to_owned()), "{calls:?}");
-    let record = world.ports.ledger.deployment(Stage::Prod, "churn-prediction-111111111111-prod").await.unwrap().unwrap();
-    assert_eq!(record.previous_config.as_deref(), Some("churn-prediction-111111111111-v0-prod"));
+    assert!(calls.contains(&"UpdateEndpoint promoted-churn-prediction-111111111111-prod promoted-churn-prediction-111111111111-v1-prod blue-green".to_owned()), "{calls:?}");
+    let record = world.ports.ledger.deployment(Stage::Prod, "promoted-churn-prediction-111111111111-prod").await.unwrap().unwrap();
+    assert_eq!(record.previous_config.as_deref(), Some("promoted-churn-prediction-111111111111-v0-prod"));
 }
 
 #[tokio::test]
@@ -89,14 +89,14 @@ async fn an_endpoint_that_fails_fails_the_job_with_the_reason() {
 #[tokio::test]
 async fn a_silent_rollback_by_sagemaker_fails_the_job() {
     let world = DeployWorld::new(0);
-    world.test.create_endpoint_for_test("churn-prediction-111111111111-test", "churn-prediction-111111111111-v0-test");
+    world.test.create_endpoint_for_test("promoted-churn-prediction-111111111111-test", "promoted-churn-prediction-111111111111-v0-test");
     *world.test.transition.lock().unwrap() = Transition::SilentRollback;
 
     let (outcome, _) = run_job(&world, fixture("codepipeline-job-deploy-test.json")).await;
 
     let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error_type, "Rejected.SilentRollback");
-    assert!(message.contains("runs churn-prediction-111111111111-v0-test"), "{message}");
+    assert!(message.contains("runs promoted-churn-prediction-111111111111-v0-test"), "{message}");
 }
 
 #[tokio::test]
@@ -108,7 +108,7 @@ async fn a_version_not_approved_centrally_is_not_deployed() {
 
     assert_eq!(invocations, 1);
     assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == "Rejected.NotApproved"), "{outcome:?}");
-    assert!(world.test.endpoint("churn-prediction-111111111111-test").is_none());
+    assert!(world.test.endpoint("promoted-churn-prediction-111111111111-test").is_none());
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use shared::domain::ledger::{DeploymentRecord, DeploymentState};
 use shared::fakes::DeployWorld;
 use shared::ports::{EndpointStatus, InvokeResult};
 
-const ENDPOINT: &str = "churn-prediction-111111111111-test";
-const CONFIG: &str = "churn-prediction-111111111111-v1-test";
+const ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
+const CONFIG: &str = "promoted-churn-prediction-111111111111-v1-test";
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -69,7 +69,7 @@ async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
 
 #[tokio::test]
 async fn a_failing_case_rolls_back_to_the_previous_config_and_rejects_the_version() {
-    let world = deployed(Some("churn-prediction-111111111111-v0-test")).await;
+    let world = deployed(Some("promoted-churn-prediction-111111111111-v0-test")).await;
     world.test.replies.lock().unwrap().push_back(InvokeResult { status: 500, body: b"model error".to_vec() });
 
     let outcome = invoke(&world).await;
@@ -77,8 +77,8 @@ async fn a_failing_case_rolls_back_to_the_previous_config_and_rejects_the_versio
     let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error_type, "Rejected.TestsFailed");
     assert!(message.contains("scores a typical customer: status 500, expected 200"), "{message}");
-    assert!(message.contains("rolled back to churn-prediction-111111111111-v0-test"), "{message}");
-    assert!(world.test.calls.lock().unwrap().contains(&format!("UpdateEndpoint {ENDPOINT} churn-prediction-111111111111-v0-test direct")));
+    assert!(message.contains("rolled back to promoted-churn-prediction-111111111111-v0-test"), "{message}");
+    assert!(world.test.calls.lock().unwrap().contains(&format!("UpdateEndpoint {ENDPOINT} promoted-churn-prediction-111111111111-v0-test direct")));
     let central = world.central.packages.lock().unwrap()[world.package.as_str()].clone();
     assert_eq!(central.status, Some(ApprovalStatus::Rejected));
     let record = world.ports.ledger.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap();

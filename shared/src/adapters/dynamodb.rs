@@ -17,6 +17,9 @@ use super::classify;
 type Item = HashMap<String, AttributeValue>;
 
 const PROMOTION_SK: &str = "PROMOTION";
+/// The table's key attributes; the expressions below name them too.
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
 
 pub struct DynamoLedger {
     client: Client,
@@ -47,7 +50,7 @@ fn partition(package: &ModelPackageArn) -> String {
 }
 
 fn item_key(pk: String, sk: &str) -> Item {
-    HashMap::from([("pk".to_owned(), AttributeValue::S(pk)), ("sk".to_owned(), s(sk))])
+    HashMap::from([(PARTITION_KEY.to_owned(), AttributeValue::S(pk)), (SORT_KEY.to_owned(), s(sk))])
 }
 
 fn deployment_key(stage: Stage, endpoint: &str) -> Item {

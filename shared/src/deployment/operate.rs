@@ -134,16 +134,16 @@ mod tests {
     #[tokio::test]
     async fn a_rollback_restores_the_previous_version_and_records_it() {
         let world = DeployWorld::new(1);
-        let endpoint = "churn-prediction-111111111111-prod";
-        world.prod.create_endpoint_for_test(endpoint, "churn-prediction-111111111111-v2-prod");
+        let endpoint = "promoted-churn-prediction-111111111111-prod";
+        world.prod.create_endpoint_for_test(endpoint, "promoted-churn-prediction-111111111111-v2-prod");
         let earlier: ModelPackageArn = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/2".parse().unwrap();
         let current = DeploymentRecord {
             stage: Stage::Prod,
             endpoint: endpoint.into(),
             package: world.package.clone(),
-            config: "churn-prediction-111111111111-v1-prod".into(),
+            config: "promoted-churn-prediction-111111111111-v1-prod".into(),
             state: DeploymentState::InService,
-            previous_config: Some("churn-prediction-111111111111-v2-prod".into()),
+            previous_config: Some("promoted-churn-prediction-111111111111-v2-prod".into()),
             previous_package: Some(earlier.clone()),
             at: chrono::Utc::now(),
         };
@@ -151,9 +151,9 @@ mod tests {
 
         let restored = roll_back(&world.ports, &world.config, &model(), Stage::Prod, Duration::from_millis(1)).await.unwrap();
 
-        assert_eq!((restored.package, restored.config.as_str()), (earlier.clone(), "churn-prediction-111111111111-v2-prod"));
+        assert_eq!((restored.package, restored.config.as_str()), (earlier.clone(), "promoted-churn-prediction-111111111111-v2-prod"));
         assert_eq!(restored.previous_package, Some(world.package.clone()));
-        assert_eq!(world.prod.endpoint(endpoint).unwrap().config, "churn-prediction-111111111111-v2-prod");
+        assert_eq!(world.prod.endpoint(endpoint).unwrap().config, "promoted-churn-prediction-111111111111-v2-prod");
         assert!(world.prod.calls.lock().unwrap().iter().any(|c| c.starts_with("UpdateEndpoint") && c.ends_with("direct")));
         assert_eq!(world.audit_actions(), ["rolled-back-by-operator"]);
     }

@@ -101,14 +101,18 @@ pub fn fit_name(wanted: &str) -> String {
     format!("{prefix}-{hash}")
 }
 
+/// Starts the name of every model, endpoint config and endpoint the service creates, so that the
+/// deploy role in the stage accounts may touch those and nothing else (infra/names.json).
+pub const HOSTING_NAME_PREFIX: &str = "promoted-";
+
 /// The endpoint a model group runs on in a stage.
 pub fn endpoint_name(group: &GroupName, stage: Stage) -> String {
-    fit_name(&format!("{group}-{stage}"))
+    fit_name(&format!("{HOSTING_NAME_PREFIX}{group}-{stage}"))
 }
 
 /// The model and the endpoint config of one version in one stage share this name.
 pub fn deployment_name(package: &ModelPackageArn, stage: Stage) -> String {
-    fit_name(&format!("{}-v{}-{stage}", package.group(), package.version()))
+    fit_name(&format!("{HOSTING_NAME_PREFIX}{}-v{}-{stage}", package.group(), package.version()))
 }
 
 /// `UserParameters` of the deploy-model and test-model actions; the pipeline resolves
@@ -201,6 +205,7 @@ mod tests {
             assert!(name.len() <= 63, "{name}");
             assert!(crate::domain::ids::is_sagemaker_name(&name), "{name}");
             assert!(endpoint_name(&group, stage).len() <= 63);
+            assert!(name.starts_with(HOSTING_NAME_PREFIX) && endpoint_name(&group, stage).starts_with(HOSTING_NAME_PREFIX));
         }
         let other = ModelPackageArn::new("us-east-1", &"222222222222".parse().unwrap(), &group, 123_457);
         assert_ne!(deployment_name(&package, Stage::Test), deployment_name(&other, Stage::Test));
@@ -210,8 +215,8 @@ mod tests {
     #[test]
     fn short_names_stay_readable() {
         let package: ModelPackageArn = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/4".parse().unwrap();
-        assert_eq!(deployment_name(&package, Stage::Prod), "churn-111111111111-v4-prod");
-        assert_eq!(endpoint_name(package.group(), Stage::Test), "churn-111111111111-test");
+        assert_eq!(deployment_name(&package, Stage::Prod), "promoted-churn-111111111111-v4-prod");
+        assert_eq!(endpoint_name(package.group(), Stage::Test), "promoted-churn-111111111111-test");
     }
 
     #[test]

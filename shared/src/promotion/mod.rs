@@ -16,6 +16,7 @@ use crate::ports::PromotePorts;
 
 pub use error::PromoteError;
 pub use outcome::{Outcome, PromotionSummary};
+pub use promote::PROMOTED_DETAIL_TYPE;
 
 /// What the runtime tells about this invocation.
 #[derive(Debug, Clone)]
