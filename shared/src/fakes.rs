@@ -543,18 +543,31 @@ pub struct FakeJobs {
     pub answers: Mutex<Vec<JobAnswer>>,
 }
 
-#[async_trait]
-impl PipelineJobs for FakeJobs {
-    async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
-        let answer = JobAnswer { job_id: job_id.into(), succeeded: true, continuation: continuation.map(str::to_owned), message: summary.into() };
-        self.answers.lock().unwrap().push(answer);
+impl FakeJobs {
+    /// As CodePipeline: a job takes one answer, and a second one is refused.
+    fn settle(&self, answer: JobAnswer) -> PortResult<()> {
+        let mut answers = self.answers.lock().unwrap();
+        if answers.iter().any(|earlier| earlier.job_id == answer.job_id) {
+            return Err(PortError::new("PutJobResult", FailureKind::Conflict, format!("InvalidJobStateException: job {} is already answered", answer.job_id)));
+        }
+        answers.push(answer);
         Ok(())
     }
 
+    /// The answer a job got, if any.
+    pub fn answer(&self, job_id: &str) -> Option<JobAnswer> {
+        self.answers.lock().unwrap().iter().find(|a| a.job_id == job_id).cloned()
+    }
+}
+
+#[async_trait]
+impl PipelineJobs for FakeJobs {
+    async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
+        self.settle(JobAnswer { job_id: job_id.into(), succeeded: true, continuation: continuation.map(str::to_owned), message: summary.into() })
+    }
+
     async fn fail(&self, job_id: &str, message: &str) -> PortResult<()> {
-        let answer = JobAnswer { job_id: job_id.into(), succeeded: false, continuation: None, message: message.into() };
-        self.answers.lock().unwrap().push(answer);
-        Ok(())
+        self.settle(JobAnswer { job_id: job_id.into(), succeeded: false, continuation: None, message: message.into() })
     }
 }
 

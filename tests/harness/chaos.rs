@@ -1,4 +1,4 @@
-//! Chaos over the ports: every call promote-model makes is numbered, and chosen calls fail the
+//! Chaos over the ports: every call promote-model or deploy-model makes is numbered, and chosen calls fail the
 //! way AWS fails (throttling, 5xx, timeouts), either before the call takes effect or after it
 //! took effect with its answer lost. Wraps the real adapters (or fakes) without changing them.
 
@@ -9,14 +9,17 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shared::deployment::DeployPorts;
 use shared::domain::copy::{ByteRange, ObjectInfo};
+use shared::domain::deploy::{BlueGreen, StageSettings};
 use shared::domain::event::ApprovalStatus;
 use shared::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use shared::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use shared::domain::package::{NewPackage, RegisteredPackage};
 use shared::ports::{
-    AccountSessions, ArtifactStore, CardSnapshot, CardStatus, CopiedPart, CopyTarget, EventPublisher, FailureKind, Ledger,
-    ModelCards, ModelRegistry, PortError, PortResult, PromotePorts,
+    AccountSessions, ArtifactStore, CardSnapshot, CardStatus, CopiedPart, CopyTarget, EndpointConfigSpec, EndpointState, Endpoints,
+    EventPublisher, FailureKind, InvokeResult, Ledger, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError,
+    PortResult, PromotePorts, StageSessions,
 };
 
 /// How an injected failure meets the call it hits.
@@ -74,6 +77,20 @@ impl Chaos {
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             events: Arc::new(ChaosEvents { inner: inner.events.clone(), chaos: self.clone() }),
             ledger: Arc::new(ChaosLedger { inner: inner.ledger.clone(), chaos: self.clone() }),
+        }
+    }
+
+    /// `inner` with every port a deployment function calls wrapped; pipeline runs are not.
+    pub fn deploy_ports(self: &Arc<Self>, inner: &DeployPorts) -> DeployPorts {
+        DeployPorts {
+            stages: Arc::new(ChaosStages { inner: inner.stages.clone(), chaos: self.clone() }),
+            central_registry: Arc::new(ChaosRegistry { inner: inner.central_registry.clone(), chaos: self.clone(), account: "central" }),
+            jobs: Arc::new(ChaosJobs { inner: inner.jobs.clone(), chaos: self.clone() }),
+            runs: inner.runs.clone(),
+            ledger: Arc::new(ChaosLedger { inner: inner.ledger.clone(), chaos: self.clone() }),
+            artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
+            cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
+            approvers: Arc::new(ChaosNotifier { inner: inner.approvers.clone(), chaos: self.clone() }),
         }
     }
 
@@ -253,5 +270,75 @@ impl Ledger for ChaosLedger {
     }
     async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()> {
         self.chaos.call("Ledger.record_start", self.inner.record_start(event_id, execution_id)).await
+    }
+}
+
+pub struct ChaosStages {
+    inner: Arc<dyn StageSessions>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl StageSessions for ChaosStages {
+    async fn endpoints(&self, stage: &StageSettings) -> PortResult<Arc<dyn Endpoints>> {
+        let inner = self.chaos.call("AssumeRole(stage)", self.inner.endpoints(stage)).await?;
+        Ok(Arc::new(ChaosEndpoints { inner, chaos: self.chaos.clone() }))
+    }
+}
+
+pub struct ChaosEndpoints {
+    inner: Arc<dyn Endpoints>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl Endpoints for ChaosEndpoints {
+    async fn ensure_model(&self, spec: &ModelSpec<'_>) -> PortResult<()> {
+        self.chaos.call("CreateModel", self.inner.ensure_model(spec)).await
+    }
+    async fn ensure_endpoint_config(&self, spec: &EndpointConfigSpec<'_>) -> PortResult<()> {
+        self.chaos.call("CreateEndpointConfig", self.inner.ensure_endpoint_config(spec)).await
+    }
+    async fn describe_endpoint(&self, name: &str) -> PortResult<Option<EndpointState>> {
+        self.chaos.call("DescribeEndpoint", self.inner.describe_endpoint(name)).await
+    }
+    async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()> {
+        self.chaos.call("CreateEndpoint", self.inner.create_endpoint(name, config)).await
+    }
+    async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()> {
+        self.chaos.call("UpdateEndpoint", self.inner.update_endpoint(name, config, blue_green)).await
+    }
+    async fn delete_endpoint(&self, name: &str) -> PortResult<()> {
+        self.chaos.call("DeleteEndpoint", self.inner.delete_endpoint(name)).await
+    }
+    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8], inference_id: &str) -> PortResult<InvokeResult> {
+        self.chaos.call("InvokeEndpoint", self.inner.invoke(name, content_type, payload, inference_id)).await
+    }
+}
+
+pub struct ChaosJobs {
+    inner: Arc<dyn PipelineJobs>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl PipelineJobs for ChaosJobs {
+    async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
+        self.chaos.call("PutJobSuccessResult", self.inner.succeed(job_id, continuation, summary)).await
+    }
+    async fn fail(&self, job_id: &str, message: &str) -> PortResult<()> {
+        self.chaos.call("PutJobFailureResult", self.inner.fail(job_id, message)).await
+    }
+}
+
+pub struct ChaosNotifier {
+    inner: Arc<dyn Notifier>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl Notifier for ChaosNotifier {
+    async fn notify(&self, subject: &str, message: &str) -> PortResult<()> {
+        self.chaos.call("Publish", self.inner.notify(subject, message)).await
     }
 }

@@ -17,7 +17,10 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn continued(mut job: Value, token: &str) -> Value {
+/// The next job of the action, as CodePipeline makes it: a job id of its own, and the token.
+fn continued(mut job: Value, token: &str, invocation: usize) -> Value {
+    let id = format!("{}-{invocation}", job["CodePipeline.job"]["id"].as_str().unwrap_or_default());
+    job["CodePipeline.job"]["id"] = Value::String(id);
     job["CodePipeline.job"]["data"]["continuationToken"] = Value::String(token.to_owned());
     job
 }
@@ -31,7 +34,7 @@ async fn run_job(world: &DeployWorld, job: Value) -> (JobOutcome, usize) {
     let mut outcome = invoke(world, job.clone()).await;
     let mut invocations = 1;
     while let JobOutcome::Continuing { continuation, .. } = &outcome {
-        outcome = invoke(world, continued(job.clone(), continuation)).await;
+        outcome = invoke(world, continued(job.clone(), continuation, invocations)).await;
         invocations += 1;
         assert!(invocations < 20, "the job never settles");
     }

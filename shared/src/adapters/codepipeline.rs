@@ -199,6 +199,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_answer_to_a_settled_job_is_a_conflict() {
+        use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultError;
+        use aws_sdk_codepipeline::types::error::InvalidJobStateException;
+        let rule = mock!(Client::put_job_success_result).then_error(|| {
+            PutJobSuccessResultError::InvalidJobStateException(
+                InvalidJobStateException::builder()
+                    .message("The job was in an invalid state: Succeeded")
+                    .meta(aws_sdk_codepipeline::error::ErrorMetadata::builder().code("InvalidJobStateException").build())
+                    .build(),
+            )
+        });
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&rule]));
+
+        let error = pipeline.succeed("job-1", None, "deployed").await.unwrap_err();
+
+        assert_eq!(error.kind, FailureKind::Conflict, "{error}");
+    }
+
+    #[tokio::test]
     async fn a_job_failure_says_why() {
         let rule = mock!(Client::put_job_failure_result)
             .match_requests(|r| {

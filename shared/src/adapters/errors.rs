@@ -26,7 +26,8 @@ const THROTTLING: &[&str] = &[
     "ServiceUnavailable",
 ];
 const NOT_FOUND: &[&str] = &["ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "NoSuchUpload"];
-const CONFLICT: &[&str] = &["ConditionalCheckFailedException", "ConflictException", "ResourceInUse"];
+/// CodePipeline says InvalidJobStateException to a second answer to one job.
+const CONFLICT: &[&str] = &["ConditionalCheckFailedException", "ConflictException", "ResourceInUse", "InvalidJobStateException"];
 
 /// Sorts an SDK error into what the domain can act on. The SDK has already retried the
 /// retryable ones (standard mode); what is still retryable here is worth a redelivery.

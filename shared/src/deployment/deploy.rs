@@ -88,29 +88,56 @@ impl Deployment<'_> {
                 instance_count: self.settings.instance_count,
             })
             .await?;
-        let current = endpoints.describe_endpoint(&endpoint).await?;
-        let previous_config = match &current {
+        let previous_config = match endpoints.describe_endpoint(&endpoint).await? {
             None => {
                 endpoints.create_endpoint(&endpoint, &name).await?;
                 None
             }
+            // An earlier delivery of this job asked for this config already: its answer was lost,
+            // or the job is redelivered after it finished.
+            Some(state) if state.config_name == name => return self.resume(&endpoint, &name, state.status).await,
             Some(state) if state.status.is_transitional() => {
                 return Err(DeployError::EndpointBusy { endpoint, status: format!("{:?}", state.status) });
             }
-            Some(state) if state.config_name == name && state.status == EndpointStatus::InService => {
-                // A redelivered job whose deployment is already done.
-                return self.finish(&endpoint, &name, None).await;
-            }
             Some(state) => {
                 endpoints.update_endpoint(&endpoint, &name, self.settings.blue_green.as_ref()).await?;
-                Some(state.config_name.clone())
+                Some(state.config_name)
             }
         };
-        self.record(&endpoint, &name, previous_config.clone(), DeploymentState::Deploying).await?;
-        self.audit("deploy-started", json!({ "stage": self.stage(), "endpoint": endpoint, "config": name, "previous_config": previous_config })).await?;
-        self.log("deploy-started", &endpoint);
-        let wait = Progress::Wait { endpoint: endpoint.clone(), config: name.clone(), previous_config };
-        Ok(Step::Continue { token: wait.token(), summary: format!("deploying {} to {endpoint} ({})", self.package(), self.stage()) })
+        self.started(&endpoint, &name, previous_config.clone()).await?;
+        Ok(self.waiting(endpoint, name, previous_config))
+    }
+
+    /// Picks up a deployment an earlier delivery began. The config it replaced is gone from the
+    /// endpoint by now, so the rollback target comes from what the ledger knew before.
+    async fn resume(&self, endpoint: &str, config: &str, status: EndpointStatus) -> Result<Step, DeployError> {
+        let recorded = self.ports.ledger.deployment(self.stage(), endpoint).await?;
+        let previous_config = match &recorded {
+            Some(record) if record.config == config => record.previous_config.clone(),
+            Some(record) => Some(record.config.clone()),
+            None => None,
+        };
+        if recorded.is_none_or(|record| record.config != config) {
+            self.started(endpoint, config, previous_config.clone()).await?;
+        }
+        if status == EndpointStatus::InService {
+            return self.finish(endpoint, config, previous_config.as_deref()).await;
+        }
+        Ok(self.waiting(endpoint.to_owned(), config.to_owned(), previous_config))
+    }
+
+    /// The audit entry goes first: a redelivery writes it again unless the record followed it,
+    /// so a lost entry is repaired and never skipped.
+    async fn started(&self, endpoint: &str, config: &str, previous_config: Option<String>) -> Result<(), DeployError> {
+        self.audit("deploy-started", json!({ "stage": self.stage(), "endpoint": endpoint, "config": config, "previous_config": previous_config })).await?;
+        self.record(endpoint, config, previous_config, DeploymentState::Deploying).await?;
+        self.log("deploy-started", endpoint);
+        Ok(())
+    }
+
+    fn waiting(&self, endpoint: String, config: String, previous_config: Option<String>) -> Step {
+        let summary = format!("deploying {} to {endpoint} ({})", self.package(), self.stage());
+        Step::Continue { token: Progress::Wait { endpoint, config, previous_config }.token(), summary }
     }
 
     async fn wait(&self, endpoint: &str, config: &str, previous_config: Option<&str>) -> Result<Step, DeployError> {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::ports::PipelineJobs;
+use crate::ports::{FailureKind, PipelineJobs, PortResult};
 
 use super::error::DeployError;
 
@@ -30,12 +30,12 @@ pub enum JobOutcome {
 pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step, DeployError>) -> Result<JobOutcome, DeployError> {
     match step {
         Ok(Step::Done { summary }) => {
-            jobs.succeed(job_id, None, &summary).await?;
+            settled(job_id, jobs.succeed(job_id, None, &summary).await)?;
             info!(job_id, decision = "succeeded", summary = %summary, "job answered");
             Ok(JobOutcome::Succeeded { summary })
         }
         Ok(Step::Continue { token, summary }) => {
-            jobs.succeed(job_id, Some(&token), &summary).await?;
+            settled(job_id, jobs.succeed(job_id, Some(&token), &summary).await)?;
             info!(job_id, decision = "continue", summary = %summary, "job answered");
             Ok(JobOutcome::Continuing { summary, continuation: token })
         }
@@ -45,9 +45,21 @@ pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step
                 let cut = (0..=MESSAGE_MAX).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
                 message.truncate(cut);
             }
-            jobs.fail(job_id, &message).await?;
+            settled(job_id, jobs.fail(job_id, &message).await)?;
             warn!(job_id, decision = "failed", error_type = %error.error_type(), error = %message, "job answered");
             Ok(JobOutcome::Failed { error_type: error.error_type(), message })
         }
+    }
+}
+
+/// A job takes one answer. A redelivered invocation whose first answer went through (its
+/// reply was lost) finds the job settled: CodePipeline has moved on with that first answer.
+fn settled(job_id: &str, answered: PortResult<()>) -> Result<(), DeployError> {
+    match answered {
+        Err(error) if error.kind == FailureKind::Conflict => {
+            info!(job_id, decision = "already-answered", %error, "job answered by an earlier delivery; this answer is dropped");
+            Ok(())
+        }
+        other => Ok(other?),
     }
 }
