@@ -33,19 +33,30 @@ impl Promotion<'_> {
         // Everything before the claim only reads, so bad input leaves no trace.
         let (package, sources) = self.read_source().await?;
         let owner = uuid::Uuid::new_v4().to_string();
-        let record = match self.claim(&owner).await? {
-            ClaimResult::Granted(record) => record,
-            ClaimResult::Held(record) => return self.already_handled(record),
+        let record = match self.claim(&owner).await {
+            Ok(ClaimResult::Granted(record)) => record,
+            Ok(ClaimResult::Held(record)) => return self.already_handled(record),
+            Err(error) => {
+                // The claim may have taken effect with its answer lost: free it now, not at the
+                // lease, or the redeliveries would find it held by nobody alive.
+                self.release(&owner).await;
+                return Err(error);
+            }
         };
         self.log("claimed", &record);
         match self.promote(&package, &sources, record, &owner).await {
             Ok(summary) => Ok(Outcome::Promoted(summary)),
             Err(error) => {
-                if let Err(release) = self.ports.ledger.release(&self.change.package, &owner).await {
-                    warn!(event_id = %self.change.event_id, package = %self.change.package, %release, "claim not released; it lapses at the lease");
-                }
+                self.release(&owner).await;
                 Err(error)
             }
+        }
+    }
+
+    /// Frees this invocation's claim, if it holds one, for the next delivery.
+    async fn release(&self, owner: &str) {
+        if let Err(release) = self.ports.ledger.release(&self.change.package, owner).await {
+            warn!(event_id = %self.change.event_id, package = %self.change.package, %release, "claim not released; it lapses at the lease");
         }
     }
 
