@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod domain;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod invocation;
 pub mod ports;
 pub mod promotion;
 pub mod telemetry;

@@ -1,9 +1,10 @@
 //! promote-model: a dev approval, forwarded by EventBridge, becomes one central version.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use lambda_runtime::{Context, LambdaEvent};
+use chrono::Duration;
+use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use shared::config::PromoteConfig;
+use shared::invocation::deadline;
 use shared::ports::PromotePorts;
 use shared::promotion::{handle_state_change, Invocation, Outcome, PromoteError};
 use tracing::error;
@@ -12,7 +13,7 @@ use tracing::error;
 const LONGEST_INVOCATION: Duration = Duration::minutes(15);
 
 pub async fn handler(ports: &PromotePorts, config: &PromoteConfig, event: LambdaEvent<Value>) -> Result<Outcome, PromoteError> {
-    let invocation = Invocation { request_id: event.context.request_id.clone(), deadline: deadline(&event.context) };
+    let invocation = Invocation { request_id: event.context.request_id.clone(), deadline: deadline(&event.context, LONGEST_INVOCATION) };
     let outcome = handle_state_change(ports, config, &event.payload, &invocation).await;
     if let Err(failure) = &outcome {
         let event_id = event.payload.get("id").and_then(serde_json::Value::as_str);
@@ -27,12 +28,4 @@ pub async fn handler(ports: &PromotePorts, config: &PromoteConfig, event: Lambda
         );
     }
     outcome
-}
-
-fn deadline(context: &Context) -> DateTime<Utc> {
-    i64::try_from(context.deadline)
-        .ok()
-        .filter(|ms| *ms > 0)
-        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-        .unwrap_or_else(|| Utc::now() + LONGEST_INVOCATION)
 }
