@@ -167,11 +167,12 @@ impl LocalPipeline<'_> {
     }
 
     async fn lambda_action(&self, execution_id: &str, stage: &PipelineStage, package: &ModelPackageArn) -> Result<bool> {
-        let job_id = uuid::Uuid::new_v4().to_string();
         let parameters = json!({ "stage": stage.stage, "model_package_arn": package }).to_string();
         self.action_event(execution_id, stage, "STARTED").await?;
         let mut continuation: Option<String> = None;
         let outcome = loop {
+            // As in CodePipeline, every invocation of an action is a job of its own.
+            let job_id = uuid::Uuid::new_v4().to_string();
             let event = job_event(&job_id, &stage.action, &parameters, continuation.as_deref());
             let context = Context::default();
             let outcome = match stage.action.as_str() {
