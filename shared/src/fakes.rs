@@ -213,6 +213,12 @@ impl ArtifactStore for FakeStore {
         Ok(())
     }
 
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
+        self.record("ListMultipartUploads");
+        let uploads = self.uploads.lock().unwrap();
+        Ok(uploads.iter().filter(|(_, (to, _, _))| to == destination).map(|(id, _)| id.clone()).collect())
+    }
+
     async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
         self.record("DeleteObject");
         self.objects.lock().unwrap().remove(uri);
@@ -330,6 +336,16 @@ impl Ledger for FakeLedger {
             return Err(PortError::new("PutItem", FailureKind::Retryable, "claim lost"));
         }
         records.insert(record.source.to_string(), record.clone());
+        Ok(())
+    }
+
+    async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: chrono::DateTime<chrono::Utc>) -> PortResult<()> {
+        let mut records = self.records.lock().unwrap();
+        let held = records
+            .get_mut(source.as_str())
+            .filter(|r| r.owner.as_deref() == Some(owner) && r.state == crate::domain::ledger::PromotionState::InProgress);
+        let record = held.ok_or_else(|| PortError::new("UpdateItem", FailureKind::Retryable, "claim lost"))?;
+        record.lease_until = Some(lease_until);
         Ok(())
     }
 

@@ -102,6 +102,8 @@ pub trait ArtifactStore: Send + Sync {
         parts: &[CopiedPart],
     ) -> PortResult<Option<String>>;
     async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()>;
+    /// The ids of the incomplete multipart uploads to exactly `destination`.
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>>;
     async fn delete(&self, uri: &S3Uri) -> PortResult<()>;
     /// Writes a small object (a report) into the central bucket.
     async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()>;
@@ -149,6 +151,8 @@ pub trait Ledger: Send + Sync {
     async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
     /// Writes the record's progress while `owner` still holds the claim.
     async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()>;
+    /// Extends the lease of a claim that `owner` still holds.
+    async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()>;
     /// Gives the claim up after a failure so that a redelivery need not wait for the lease.
     async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()>;
     /// Writes a decision record unless a newer one is there; false when a newer one was.

@@ -187,6 +187,9 @@ impl ArtifactStore for ChaosStore {
     async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
         self.chaos.call("AbortMultipartUpload", self.inner.abort_multipart(destination, upload_id)).await
     }
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
+        self.chaos.call("ListMultipartUploads", self.inner.incomplete_uploads(destination)).await
+    }
     async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
         self.chaos.call("DeleteObject", self.inner.delete(uri)).await
     }
@@ -243,6 +246,9 @@ impl Ledger for ChaosLedger {
     }
     async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()> {
         self.chaos.call("Ledger.save", self.inner.save(record, owner)).await
+    }
+    async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()> {
+        self.chaos.call("Ledger.renew", self.inner.renew(source, owner, lease_until)).await
     }
     async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()> {
         self.chaos.call("Ledger.release", self.inner.release(source, owner)).await

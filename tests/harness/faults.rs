@@ -42,6 +42,9 @@ impl ArtifactStore for CorruptCopies {
     async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
         self.inner.abort_multipart(destination, upload_id).await
     }
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
+        self.inner.incomplete_uploads(destination).await
+    }
     async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
         self.inner.delete(uri).await
     }

@@ -79,6 +79,10 @@ fn wait_until_ready(port: u16) -> Result<()> {
     anyhow::bail!("moto server on port {port} did not answer within 60 s")
 }
 
+/// Every test of a binary shares the emulator (a read guard), except those that compare
+/// account-wide listings (groups, cards), which need it alone (the write guard).
+pub static EMULATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// A test's own world on the shared emulator.
 pub struct TestWorld {
     pub world: World,

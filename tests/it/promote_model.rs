@@ -5,13 +5,18 @@ use std::sync::Arc;
 use base64::Engine;
 use promote_cli::local::register_version;
 use promotion_tests::faults::{CorruptCopies, Crash, CrashingRegistry};
-use promotion_tests::TestWorld;
+use promotion_tests::{TestWorld, EMULATOR};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::copy::CopySettings;
 use shared::domain::ids::{ModelPackageArn, S3Uri};
 use shared::domain::ledger::{Claim, ClaimResult, PromotionState};
 use shared::promotion::{Outcome, PromotionSummary};
+
+/// The stage settings the local accounts run with: they name the endpoints `promote status` reads.
+fn local_stages() -> shared::domain::deploy::StageConfig {
+    shared::domain::deploy::StageConfig::parse(shared::deployment::LOCAL_STAGE_CONFIG).unwrap()
+}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -32,6 +37,7 @@ async fn upload(world: &TestWorld, bucket: &str, key: &str, body: Vec<u8>) -> St
 
 #[tokio::test]
 async fn an_approved_dev_version_becomes_one_central_version_with_its_artifacts_card_and_record() {
+    let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
     let source = world.world.dev_package.clone();
     let event = world.decide(&source, true).await;
@@ -100,6 +106,7 @@ async fn an_approved_dev_version_becomes_one_central_version_with_its_artifacts_
 
 #[tokio::test]
 async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version() {
+    let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
     let event = world.decide(&world.world.dev_package, true).await;
 
@@ -128,7 +135,7 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
     assert_eq!(world.card_versions(&group).await.len(), 1);
     assert_eq!(world.published_events().await.len(), 1);
     let central_registry = shared::adapters::sagemaker::SageMakerRegistry::new(world.sagemaker());
-    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry).await.unwrap();
+    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].central_approval.as_deref(), Some("PendingManualApproval"));
     assert_eq!(rows[0].model_card_version, Some(1));
@@ -136,6 +143,7 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
 
 #[tokio::test]
 async fn a_claim_retried_by_its_own_invocation_is_still_its_own_and_no_one_elses() {
+    let _shared = EMULATOR.read().await;
     // The SDK retries a claim whose answer was lost after DynamoDB applied it; the retry must
     // not find the invocation locked out by itself until its lease ends.
     let world = TestWorld::new().await;
@@ -163,6 +171,7 @@ async fn a_claim_retried_by_its_own_invocation_is_still_its_own_and_no_one_elses
 
 #[tokio::test]
 async fn a_later_rejection_in_dev_revokes_the_central_version() {
+    let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
     let source = world.world.dev_package.clone();
     let approval = world.decide(&source, true).await;
@@ -186,7 +195,7 @@ async fn a_later_rejection_in_dev_revokes_the_central_version() {
     assert_eq!(record.reason.as_deref(), Some(reason.as_str()));
 
     let central_registry = shared::adapters::sagemaker::SageMakerRegistry::new(world.sagemaker());
-    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry).await.unwrap();
+    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].state.as_str(), rows[0].central_approval.as_deref()), ("Revoked", Some("Rejected")));
     assert_eq!(rows[0].central_package.as_deref(), Some(summary.central_package.as_str()));
@@ -202,6 +211,7 @@ async fn a_later_rejection_in_dev_revokes_the_central_version() {
 
 #[tokio::test]
 async fn a_rejection_before_promotion_bars_an_older_approval() {
+    let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
     let source = world.world.dev_package.clone();
     let approval = world.decide(&source, true).await;
@@ -224,6 +234,7 @@ fn with(mut event: Value, pointer: &str, value: Value) -> Value {
 
 #[tokio::test]
 async fn bad_input_gets_a_typed_error_and_creates_nothing() {
+    let _alone = EMULATOR.write().await;
     let world = TestWorld::new().await;
     let source = world.world.dev_package.clone();
     let good = world.decide(&source, true).await;
@@ -258,6 +269,7 @@ async fn bad_input_gets_a_typed_error_and_creates_nothing() {
 
 #[tokio::test]
 async fn a_large_artifact_is_copied_in_parallel_parts_and_arrives_whole() {
+    let _shared = EMULATOR.read().await;
     let copy = CopySettings { multipart_threshold: 8 * MIB, part_size: 5 * MIB, concurrency: 4 };
     let world = TestWorld::with_copy_settings(copy).await;
     let bytes: Vec<u8> = (0..(32 * MIB + 12345)).map(|i| (i * 2_654_435_761 % 251) as u8).collect();
@@ -273,10 +285,13 @@ async fn a_large_artifact_is_copied_in_parallel_parts_and_arrives_whole() {
     assert_eq!(world.open_multipart_uploads().await, 0);
     let head = world.s3().head_object().bucket(artifact.central.bucket()).key(artifact.central.key()).send().await.unwrap();
     assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    // A multipart object's ETag ends in its part count: 32 MiB and a bit in 5 MiB parts.
+    assert!(head.e_tag().is_some_and(|etag| etag.ends_with("-7\"")), "not copied in 7 parts: {:?}", head.e_tag());
 }
 
 #[tokio::test]
 async fn a_copy_whose_checksum_differs_fails_and_leaves_no_version_then_heals_on_redelivery() {
+    let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
     let event = world.decide(&world.world.dev_package, true).await;
     let mut corrupting = world.ports.clone();
@@ -320,16 +335,19 @@ async fn crash_then_redeliver(crash: Crash) {
 
 #[tokio::test]
 async fn a_crash_between_copy_and_registration_is_completed_by_the_next_delivery() {
+    let _shared = EMULATOR.read().await;
     crash_then_redeliver(Crash::BeforeRegistration).await;
 }
 
 #[tokio::test]
 async fn a_crash_after_registration_before_the_ledger_write_does_not_duplicate_the_version() {
+    let _shared = EMULATOR.read().await;
     crash_then_redeliver(Crash::AfterRegistration).await;
 }
 
 #[tokio::test]
 async fn a_second_version_of_the_same_model_gets_a_new_card_version() {
+    let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
     promoted(world.deliver(&world.decide(&world.world.dev_package, true).await).await.unwrap());
     let model = upload(&world, &world.world.names.dev_bucket, "v2/model.tar.gz", vec![7; 4096]).await;

@@ -7,25 +7,20 @@ use shared::config::PromoteConfig;
 use shared::invocation::deadline;
 use shared::ports::PromotePorts;
 use shared::promotion::{handle_state_change, Invocation, Outcome, PromoteError};
-use tracing::error;
+use tracing::{error, info_span, Instrument};
 
 /// Lambda's longest timeout: the lease of an invocation that reports no deadline.
 const LONGEST_INVOCATION: Duration = Duration::minutes(15);
 
 pub async fn handler(ports: &PromotePorts, config: &PromoteConfig, event: LambdaEvent<Value>) -> Result<Outcome, PromoteError> {
     let invocation = Invocation { request_id: event.context.request_id.clone(), deadline: deadline(&event.context, LONGEST_INVOCATION) };
-    let outcome = handle_state_change(ports, config, &event.payload, &invocation).await;
+    // As the event says, before it is validated: every line of the invocation carries them.
+    let event_id = event.payload.get("id").and_then(Value::as_str);
+    let package = event.payload.pointer("/detail/ModelPackageArn").and_then(Value::as_str);
+    let span = info_span!("promote-model", request_id = %invocation.request_id, event_id, package);
+    let outcome = handle_state_change(ports, config, &event.payload, &invocation).instrument(span.clone()).await;
     if let Err(failure) = &outcome {
-        let event_id = event.payload.get("id").and_then(serde_json::Value::as_str);
-        let package = event.payload.pointer("/detail/ModelPackageArn").and_then(serde_json::Value::as_str);
-        error!(
-            request_id = %invocation.request_id,
-            event_id,
-            package,
-            error_type = %failure.error_type(),
-            error = %failure,
-            "promotion failed"
-        );
+        span.in_scope(|| error!(error_type = %failure.error_type(), error = %failure, "promotion failed"));
     }
     outcome
 }

@@ -7,13 +7,13 @@ use chrono::{Duration, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use shared::config::PromoteConfig;
-use shared::domain::copy::CopySettings;
+use shared::domain::copy::{ByteRange, CopySettings, ObjectInfo};
 use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{ModelPackageArn, S3Uri};
+use shared::domain::ids::{AccountId, ModelPackageArn, S3Uri};
 use shared::domain::ledger::{PromotionRecord, PromotionState};
 use shared::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
 use shared::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
-use shared::ports::PromotePorts;
+use shared::ports::{ArtifactStore, CopiedPart, CopyTarget, PortResult, PromotePorts};
 use shared::promotion::{Outcome, PromoteError};
 
 const SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
@@ -236,4 +236,142 @@ async fn a_missing_artifact_is_a_terminal_error_before_any_claim() {
     assert_eq!(error.error_type(), "Rejected.MissingArtifact");
     assert!(world.ledger.records.lock().unwrap().is_empty());
     assert!(world.store.keys_in(CENTRAL_BUCKET).is_empty());
+}
+
+fn refused_before_any_claim(world: &World, error: &PromoteError, expected: &str) {
+    assert_eq!(error.error_type(), expected, "{error}");
+    assert!(world.ledger.records.lock().unwrap().is_empty());
+    assert!(world.store.keys_in(CENTRAL_BUCKET).is_empty());
+    assert!(world.central.versions(&world.central_group()).is_empty());
+    assert!(world.publisher.events.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_version_naming_ten_thousand_artifacts_is_refused_before_any_read_of_them() {
+    let world = default_world();
+    let many: Vec<Artifact> = (0..10_000)
+        .map(|i| Artifact {
+            slot: ArtifactSlot::ModelData { container: i },
+            uri: uri(&format!("s3://dev-ml-artifacts-111111111111/many/{i}/model.tar.gz")),
+            content_type: None,
+        })
+        .collect();
+    world.dev.packages.lock().unwrap().get_mut(SOURCE).unwrap().artifacts = many;
+
+    let error = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
+
+    refused_before_any_claim(&world, &error, "Rejected.TooManyArtifacts");
+    assert!(error.to_string().contains("10000"), "{error}");
+    assert!(world.store.calls.lock().unwrap().is_empty(), "not one of them was read");
+}
+
+#[tokio::test]
+async fn an_approval_the_dev_registry_does_not_hold_is_refused() {
+    let world = default_world();
+    world.dev.packages.lock().unwrap().get_mut(SOURCE).unwrap().status = Some(ApprovalStatus::PendingManualApproval);
+
+    let error = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
+
+    refused_before_any_claim(&world, &error, "Rejected.NotApprovedInDev");
+    assert!(error.to_string().contains("PendingManualApproval"), "{error}");
+}
+
+#[tokio::test]
+async fn a_version_without_an_inference_container_is_refused() {
+    let world = default_world();
+    world.dev.packages.lock().unwrap().get_mut(SOURCE).unwrap().inference.containers.clear();
+
+    let error = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
+
+    refused_before_any_claim(&world, &error, "Rejected.NoContainers");
+}
+
+/// A copy that takes `delay` (of tokio's clock), recording the claim's lease before and after.
+struct SlowCopies {
+    inner: Arc<FakeStore>,
+    ledger: Arc<FakeLedger>,
+    delay: std::time::Duration,
+    leases: std::sync::Mutex<Vec<chrono::DateTime<Utc>>>,
+}
+
+impl SlowCopies {
+    fn lease(&self) -> chrono::DateTime<Utc> {
+        self.ledger.record(&SOURCE.parse().unwrap()).and_then(|r| r.lease_until).expect("a claim with a lease")
+    }
+}
+
+#[async_trait::async_trait]
+impl ArtifactStore for SlowCopies {
+    async fn head(&self, uri: &S3Uri, owner: &AccountId) -> PortResult<Option<ObjectInfo>> {
+        self.inner.head(uri, owner).await
+    }
+    async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {
+        self.leases.lock().unwrap().push(self.lease());
+        tokio::time::sleep(self.delay).await;
+        self.leases.lock().unwrap().push(self.lease());
+        self.inner.copy_whole(source, target).await
+    }
+    async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String> {
+        self.inner.start_multipart(target).await
+    }
+    async fn copy_part(&self, source: &S3Uri, target: &CopyTarget<'_>, upload_id: &str, range: ByteRange) -> PortResult<CopiedPart> {
+        self.inner.copy_part(source, target, upload_id, range).await
+    }
+    async fn complete_multipart(&self, destination: &S3Uri, upload_id: &str, parts: &[CopiedPart]) -> PortResult<Option<String>> {
+        self.inner.complete_multipart(destination, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
+        self.inner.abort_multipart(destination, upload_id).await
+    }
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
+        self.inner.incomplete_uploads(destination).await
+    }
+    async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
+        self.inner.delete(uri).await
+    }
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()> {
+        self.inner.put(uri, body, content_type).await
+    }
+    async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.inner.read_small(uri, max_bytes).await
+    }
+}
+
+fn slow_world(delay: std::time::Duration) -> (World, Arc<SlowCopies>) {
+    let mut world = default_world();
+    let slow = Arc::new(SlowCopies { inner: world.store.clone(), ledger: world.ledger.clone(), delay, leases: Default::default() });
+    world.ports.artifacts = slow.clone();
+    (world, slow)
+}
+
+/// A claim lapses a minute after its last renewal, not at the invocation's deadline: a crashed
+/// invocation holds redeliveries off for a minute at most, however long its timeout.
+#[tokio::test(start_paused = true)]
+async fn the_claim_is_short_and_renewed_while_a_long_copy_runs() {
+    let (world, slow) = slow_world(std::time::Duration::from_secs(150));
+    let claimed_by = Utc::now();
+
+    let outcome = world.invoke(fixture("model-package-approved.json")).await.expect("promoted");
+
+    assert!(matches!(outcome, Outcome::Promoted(_)), "{outcome:?}");
+    let leases = slow.leases.lock().unwrap().clone();
+    assert!(leases[0] <= claimed_by + Duration::seconds(61), "the first lease is a minute, not the 5-minute deadline: {leases:?}");
+    // tokio's clock ran 150 s (seven renewals at 20 s) while the wall clock barely moved.
+    assert!(leases[1] > leases[0], "the lease was renewed during the copy: {leases:?}");
+}
+
+/// An invocation that dies mid-copy (its future dropped, as a crash would) leaves its claim to
+/// lapse within a minute; its copy is reused by the next delivery.
+#[tokio::test(start_paused = true)]
+async fn a_crashed_invocation_leaves_a_claim_that_lapses_within_a_minute() {
+    let (world, _slow) = slow_world(std::time::Duration::from_secs(3600));
+
+    let crashed = tokio::time::timeout(std::time::Duration::from_secs(90), world.invoke(fixture("model-package-approved.json"))).await;
+
+    assert!(crashed.is_err(), "the copy was still running: {crashed:?}");
+    let record = world.ledger.record(&SOURCE.parse().unwrap()).expect("claimed");
+    assert_eq!(record.state, PromotionState::InProgress);
+    let lease = record.lease_until.expect("lease");
+    assert!(lease <= Utc::now() + Duration::seconds(60), "the claim lapses within a minute: {lease}");
+    assert!(world.central.versions(&world.central_group()).is_empty());
 }

@@ -172,6 +172,24 @@ impl ArtifactStore for S3Artifacts {
         Ok(())
     }
 
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(destination.bucket())
+            .prefix(destination.key())
+            .expected_bucket_owner(&self.central_account)
+            .send()
+            .await
+            .map_err(|e| classify("ListMultipartUploads", &e))?;
+        Ok(out
+            .uploads()
+            .iter()
+            .filter(|upload| upload.key() == Some(destination.key()))
+            .filter_map(|upload| upload.upload_id().map(str::to_owned))
+            .collect())
+    }
+
     async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
         self.client
             .delete_object()
@@ -261,6 +279,43 @@ mod retry_tests {
 
         assert_eq!(head.map(|h| (h.size, h.sha256)), Some((42, Some("AAA=".into()))));
         assert_eq!(rule.num_calls(), 3);
+    }
+
+    /// S3 refuses a copy whose source bucket another account owns: no confused deputy. moto does
+    /// not enforce it, so the requests themselves are checked here.
+    #[tokio::test]
+    async fn every_copy_request_names_the_dev_account_as_the_source_bucket_owner() {
+        let whole = mock!(Client::copy_object)
+            .match_requests(|r| {
+                r.expected_source_bucket_owner() == Some("111111111111")
+                    && r.expected_bucket_owner() == Some("222222222222")
+                    && r.copy_source_if_match() == Some("\"e\"")
+                    && r.server_side_encryption() == Some(&ServerSideEncryption::AwsKms)
+                    && r.ssekms_key_id() == Some("key")
+            })
+            .then_output(|| aws_sdk_s3::operation::copy_object::CopyObjectOutput::builder().build());
+        let part = mock!(Client::upload_part_copy)
+            .match_requests(|r| {
+                r.expected_source_bucket_owner() == Some("111111111111")
+                    && r.expected_bucket_owner() == Some("222222222222")
+                    && r.copy_source_range() == Some("bytes=0-5242879")
+                    && r.copy_source() == Some("dev-b/k")
+            })
+            .then_output(|| aws_sdk_s3::operation::upload_part_copy::UploadPartCopyOutput::builder().build());
+        let store = {
+            let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&whole, &part]);
+            S3Artifacts::new(client, &"222222222222".parse().unwrap(), "key")
+        };
+        let destination: S3Uri = "s3://central-b/k".parse().unwrap();
+        let owner: AccountId = "111111111111".parse().unwrap();
+        let target = CopyTarget { destination: &destination, source_owner: &owner, source_etag: "\"e\"", content_type: None };
+        let source: S3Uri = "s3://dev-b/k".parse().unwrap();
+
+        store.copy_whole(&source, &target).await.expect("the copy request matches");
+        let range = ByteRange { part_number: 1, first: 0, last: 5 * 1024 * 1024 - 1 };
+        store.copy_part(&source, &target, "upload-1", range).await.expect("the part request matches");
+
+        assert_eq!((whole.num_calls(), part.num_calls()), (1, 1));
     }
 
     #[tokio::test]

@@ -67,6 +67,11 @@ impl CopyJob<'_> {
         target: &CopyTarget<'_>,
         ranges: &[ByteRange],
     ) -> Result<Option<String>, PromoteError> {
+        // Keys are deterministic per source version and we hold its claim: an upload to this
+        // key was left by an earlier holder that was killed before it could abort.
+        for abandoned in self.store.incomplete_uploads(target.destination).await? {
+            self.store.abort_multipart(target.destination, &abandoned).await?;
+        }
         let upload_id = self.store.start_multipart(target).await?;
         let copied = self.copy_and_complete(source, target, &upload_id, ranges).await;
         if copied.is_err() {

@@ -11,6 +11,10 @@ pub enum PromoteError {
     UnknownAccount(AccountId),
     #[error("the registry described {described} when asked for {requested}")]
     PackageMismatch { requested: ModelPackageArn, described: ModelPackageArn },
+    #[error("{package} is {status} in the dev registry, not Approved: the event is stale or forged")]
+    NotApprovedInDev { package: ModelPackageArn, status: &'static str },
+    #[error("{0} names no inference container: there is nothing to deploy")]
+    NoContainers(ModelPackageArn),
     #[error("artifact {uri} is outside the buckets configured for account {account}")]
     ForeignBucket { uri: S3Uri, account: AccountId },
     #[error("the package names {0} artifacts, more than the {max} a promotion carries", max = crate::domain::lineage::MAX_ARTIFACTS)]
@@ -45,6 +49,8 @@ impl PromoteError {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::UnknownAccount(_) => "UnknownSourceAccount",
             Self::PackageMismatch { .. } => "PackageMismatch",
+            Self::NotApprovedInDev { .. } => "NotApprovedInDev",
+            Self::NoContainers(_) => "NoContainers",
             Self::ForeignBucket { .. } => "ForeignBucket",
             Self::TooManyArtifacts(_) => "TooManyArtifacts",
             Self::MissingArtifact(_) => "MissingArtifact",

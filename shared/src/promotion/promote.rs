@@ -1,11 +1,14 @@
-use chrono::{SecondsFormat, Utc};
+use std::convert::Infallible;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::config::PromoteConfig;
 use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
 use crate::domain::copy::ObjectInfo;
-use crate::domain::event::StateChange;
+use crate::domain::event::{ApprovalStatus, StateChange};
 use crate::domain::ids::{GroupName, ModelPackageArn};
 use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
 use crate::domain::lineage::{self, MAX_ARTIFACTS};
@@ -20,6 +23,23 @@ use super::Invocation;
 
 pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
 
+/// How long a claim outlives its last renewal: a crashed invocation blocks redeliveries no longer.
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+/// Renewals come often enough that a slow ledger call does not let a live claim lapse.
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The lease the ledger holds for this invocation's claim, as last renewed.
+struct ClaimLease(Mutex<DateTime<Utc>>);
+
+impl ClaimLease {
+    fn until(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn extend_to(&self, until: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = until;
+    }
+}
+
 pub(super) struct Promotion<'a> {
     pub ports: &'a PromotePorts,
     pub config: &'a PromoteConfig,
@@ -31,7 +51,11 @@ pub(super) struct Promotion<'a> {
 impl Promotion<'_> {
     pub async fn run(&self) -> Result<Outcome, PromoteError> {
         // Everything before the claim only reads, so bad input leaves no trace.
-        let (package, sources) = self.read_source().await?;
+        let (package, sources) = match self.read_source().await {
+            Ok(read) => read,
+            Err(refused @ PromoteError::NotApprovedInDev { .. }) => return self.decided_since(refused).await,
+            Err(error) => return Err(error),
+        };
         let owner = uuid::Uuid::new_v4().to_string();
         let record = match self.claim(&owner).await {
             Ok(ClaimResult::Granted(record)) => record,
@@ -44,13 +68,41 @@ impl Promotion<'_> {
             }
         };
         self.log("claimed", &record);
-        match self.promote(&package, &sources, record, &owner).await {
+        let lease = ClaimLease(Mutex::new(record.lease_until.unwrap_or(self.invocation.deadline)));
+        let promoted = tokio::select! {
+            promoted = self.promote(&package, &sources, record, &owner, &lease) => promoted,
+            never = self.keep_claim(&owner, &lease) => match never {},
+        };
+        match promoted {
             Ok(summary) => Ok(Outcome::Promoted(summary)),
             Err(error) => {
                 self.release(&owner).await;
                 Err(error)
             }
         }
+    }
+
+    /// The end of a lease taken or renewed now: never past the invocation's own deadline.
+    fn lease_from_now(&self) -> DateTime<Utc> {
+        (Utc::now() + CLAIM_LEASE).min(self.invocation.deadline)
+    }
+
+    /// Renews the claim while the promotion works; a copy of many gigabytes outlasts one lease.
+    async fn keep_claim(&self, owner: &str, lease: &ClaimLease) -> Infallible {
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            let until = self.lease_from_now();
+            match self.ports.ledger.renew(&self.change.package, owner, until).await {
+                Ok(()) => lease.extend_to(until),
+                Err(error) => warn!(event_id = %self.change.event_id, package = %self.change.package, %error, "claim not renewed"),
+            }
+        }
+    }
+
+    /// Writes progress under the claim, keeping the lease as last renewed.
+    async fn save(&self, record: &mut PromotionRecord, owner: &str, lease: &ClaimLease) -> Result<(), PromoteError> {
+        record.lease_until = Some(lease.until());
+        Ok(self.ports.ledger.save(record, owner).await?)
     }
 
     /// Frees this invocation's claim, if it holds one, for the next delivery.
@@ -66,6 +118,13 @@ impl Promotion<'_> {
         let package = registry.describe_package(&self.change.package).await?;
         if package.arn != self.change.package {
             return Err(PromoteError::PackageMismatch { requested: self.change.package.clone(), described: package.arn });
+        }
+        if package.status != Some(ApprovalStatus::Approved) {
+            let status = package.status.as_ref().map_or("no status", ApprovalStatus::as_str);
+            return Err(PromoteError::NotApprovedInDev { package: package.arn, status });
+        }
+        if package.inference.containers.is_empty() {
+            return Err(PromoteError::NoContainers(package.arn));
         }
         if package.artifacts.len() > MAX_ARTIFACTS {
             return Err(PromoteError::TooManyArtifacts(package.artifacts.len()));
@@ -87,10 +146,19 @@ impl Promotion<'_> {
             event_id: self.change.event_id.clone(),
             event_time: self.change.time,
             owner: owner.to_owned(),
-            lease_until: self.invocation.deadline,
+            lease_until: self.lease_from_now(),
             now: Utc::now(),
         };
         Ok(self.ports.ledger.claim(&claim).await?)
+    }
+
+    /// The dev registry no longer says Approved: what the ledger knows of the version answers a
+    /// redelivery; an approval it never saw is stale or forged.
+    async fn decided_since(&self, refused: PromoteError) -> Result<Outcome, PromoteError> {
+        match self.ports.ledger.get(&self.change.package).await? {
+            Some(record) => self.already_handled(record),
+            None => Err(refused),
+        }
     }
 
     fn already_handled(&self, record: PromotionRecord) -> Result<Outcome, PromoteError> {
@@ -112,12 +180,13 @@ impl Promotion<'_> {
         sources: &[ObjectInfo],
         mut record: PromotionRecord,
         owner: &str,
+        lease: &ClaimLease,
     ) -> Result<PromotionSummary, PromoteError> {
         let ledger = &self.ports.ledger;
         let group = central_group_name(&self.change.package);
         record.central_group = Some(group.clone());
         record.artifacts = self.copy_artifacts(package, sources, &group).await?;
-        ledger.save(&record, owner).await?;
+        self.save(&mut record, owner, lease).await?;
         self.log("artifacts copied", &record);
 
         let description = central_description(&self.change.package);
@@ -127,7 +196,7 @@ impl Promotion<'_> {
             .await?;
         let central = match record.central_package.clone() {
             Some(central) => central,
-            None => self.register(package, &mut record, owner, &group, &description).await?,
+            None => self.register(package, &mut record, owner, lease, &group, &description).await?,
         };
         self.log("registered", &record);
 
@@ -173,6 +242,7 @@ impl Promotion<'_> {
         package: &RegisteredPackage,
         record: &mut PromotionRecord,
         owner: &str,
+        lease: &ClaimLease,
         group: &GroupName,
         description: &str,
     ) -> Result<ModelPackageArn, PromoteError> {
@@ -182,12 +252,12 @@ impl Promotion<'_> {
             Some(central) => central,
             None => {
                 record.registering = true;
-                self.ports.ledger.save(record, owner).await?;
+                self.save(record, owner, lease).await?;
                 registry.create_package(&self.new_package(package, record, group, description)).await?
             }
         };
         record.central_package = Some(central.clone());
-        self.ports.ledger.save(record, owner).await?;
+        self.save(record, owner, lease).await?;
         Ok(central)
     }
 
@@ -223,19 +293,23 @@ impl Promotion<'_> {
             promoted_at: &promoted_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             inference: &package.inference,
             artifacts: &record.artifacts,
-            metrics: self.metrics(&record.artifacts).await,
+            metrics: self.metrics(&record.artifacts).await?,
         });
         upsert_card(self.ports.cards.as_ref(), &card::card_name(group), &content).await
     }
 
-    /// Metrics make the card richer but are not worth failing a promotion over.
-    async fn metrics(&self, artifacts: &[CopiedArtifact]) -> Option<MetricGroups> {
-        let report = artifacts.iter().find(|a| a.slot == ArtifactSlot::Metrics(Report::ModelQualityStatistics))?;
+    /// Metrics make the card richer but a report too large or unreadable is not worth failing a
+    /// promotion over; a transient failure is, or the card would lack them for good.
+    async fn metrics(&self, artifacts: &[CopiedArtifact]) -> Result<Option<MetricGroups>, PromoteError> {
+        let Some(report) = artifacts.iter().find(|a| a.slot == ArtifactSlot::Metrics(Report::ModelQualityStatistics)) else {
+            return Ok(None);
+        };
         match self.ports.artifacts.read_small(&report.central, METRICS_READ_MAX).await {
-            Ok(bytes) => card::metric_groups(&bytes),
+            Ok(bytes) => Ok(card::metric_groups(&bytes)),
+            Err(error) if error.is_retryable() => Err(error.into()),
             Err(error) => {
                 warn!(event_id = %self.change.event_id, package = %self.change.package, %error, "metrics left off the card");
-                None
+                Ok(None)
             }
         }
     }
