@@ -19,6 +19,19 @@ Fails (exit 1) when
   * a rule targets something that is not a function (or state machine) of the templates, a
     rule target has no dead-letter queue, or a function is neither a rule target nor a
     pipeline action;
+  * a function has no EventInvokeConfig with explicit MaximumRetryAttempts and
+    MaximumEventAgeInSeconds, a rule-driven function has no on-failure SQS destination, or a
+    pipeline action has one (its event is the CodePipeline job, with artifactCredentials that
+    must never be stored);
+  * the group-policy rule can fire for a central group that is not named {group}-{dev account}
+    of an allow-listed dev account (it replaces the group's whole resource policy), judged on
+    the sample events, or its state machine reads another lineage key than promote-model writes;
+  * a central role that may read (so HEAD) artifact bucket objects may not list the bucket
+    (S3 then answers 403, not 404, for a missing key);
+  * the forwarding role name of the central bus policy and of the dev stack differ, or the dev
+    ArtifactKeyPattern default differs from names.json, does not match the sample events' dev
+    artifacts, or the samconfig example's DevArtifactObjectArns do not use it;
+  * the prod approval has no ExternalEntityLink, or its CustomData does not name the version;
   * infra/samconfig.toml.example sets a parameter a template does not have, or misses one
     a template requires.
 
@@ -27,6 +40,8 @@ usage: check_drift.py
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import json
 import re
 import sys
@@ -249,6 +264,10 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
     report.same("dev SourceReadRoleName", d.get("SourceReadRoleName"), roles["source_read"])
     report.same("dev ForwardRoleName", d.get("ForwardRoleName"), roles["forward_approvals"])
     report.same("dev PromoteFunctionRoleName", d.get("PromoteFunctionRoleName"), function_roles["promote-model"])
+    # The bus admits the forwarding role by name: one name for both stacks.
+    report.same("central ForwardRoleName", c.get("ForwardRoleName"), roles["forward_approvals"])
+    report.same("central ForwardRoleName (dev-account.yaml ForwardRoleName)", c.get("ForwardRoleName"), d.get("ForwardRoleName"), "dev-account.yaml")
+    report.same("dev ArtifactKeyPattern", d.get("ArtifactKeyPattern"), names.get("dev_artifact_key_pattern"))
 
     report.same("target DeployRoleName", t.get("DeployRoleName"), roles["deploy"])
     report.same("target SageMakerExecutionRoleName", t.get("SageMakerExecutionRoleName"), roles["sagemaker_execution"])
@@ -279,6 +298,10 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
     principal = (((bus_policy.get("Properties") or {}).get("Statement") or {}).get("Condition") or {}).get("ArnLike", {})
     forward = cfn.substitute(principal.get("aws:PrincipalArn"), c_params) or ""
     report.same("central bus policy forwarding role", forward.rsplit("/", 1)[-1], roles["forward_approvals"])
+    report.expect(
+        (cfn.sub_text(principal.get("aws:PrincipalArn")) or "").endswith(":role/${ForwardRoleName}"),
+        "central bus policy: the forwarding role name is not the ForwardRoleName parameter (the dev stack's name source)",
+    )
     # promote-model may publish its own event only.
     promote_role = dict(cfn.resources(central, "AWS::IAM::Role")).get("PromoteModelRole", {})
     publish = [
@@ -357,6 +380,11 @@ def check_pipeline(central: dict[str, Any], definition: dict[str, Any], names: d
         if wanted["action"] == "approval":
             report.same(f"stage {stage['Name']} provider", (kind.get("Category"), kind.get("Provider")), ("Approval", "Manual"), source)
             report.same(f"stage {stage['Name']} notifies", config.get("NotificationArn"), {"Ref": "ApprovalTopic"}, "the design")
+            report.expect("ExternalEntityLink" in config, f"stage {stage['Name']}: no ExternalEntityLink to the test reports")
+            report.expect(
+                "#{variables." + definition["variable"] + "}" in (cfn.sub_text(config.get("CustomData")) or ""),
+                f"stage {stage['Name']}: CustomData does not name the version (#{{variables.{definition['variable']}}})",
+            )
             continue
         report.same(f"stage {stage['Name']} provider", (kind.get("Category"), kind.get("Provider")), ("Invoke", "Lambda"), source)
         target = config.get("FunctionName", {})
@@ -403,7 +431,165 @@ def check_rules(central: dict[str, Any], invoked: set[str], report: Report) -> N
                 report.error(f"rule {logical}: target {name} has no dead-letter queue or retry policy")
     for function in sorted(set(functions.values()) - targeted - invoked):
         report.error(f"function {function} is neither a rule target nor a pipeline action")
+    check_invoke_configs(central, functions, targeted, invoked, report)
     report.notes.append("rule targets: " + ", ".join(sorted(targeted)) + "; pipeline actions: " + ", ".join(sorted(invoked)))
+
+
+def check_invoke_configs(
+    central: dict[str, Any], functions: dict[str, str], targeted: set[str], invoked: set[str], report: Report
+) -> None:
+    """Every function is invoked asynchronously (EventBridge or CodePipeline): its retries and
+    event age are explicit; a rule's function dead-letters to SQS; a pipeline action does not
+    (its event carries the job's artifactCredentials, which must never be stored)."""
+    for logical, resource in cfn.resources(central, "AWS::Serverless::Function"):
+        name = functions[logical]
+        config = (resource.get("Properties") or {}).get("EventInvokeConfig")
+        if not isinstance(config, dict):
+            report.error(f"function {name} has no EventInvokeConfig (retries and event age of its asynchronous invocations)")
+            continue
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            report.expect(key in config, f"function {name}: EventInvokeConfig has no explicit {key}")
+        on_failure = ((config.get("DestinationConfig") or {}).get("OnFailure")) or None
+        if name in invoked:
+            report.expect(
+                on_failure is None,
+                f"function {name} is a pipeline action: no on-failure destination (its event carries artifactCredentials)",
+            )
+        elif name in targeted:
+            report.expect(
+                isinstance(on_failure, dict) and on_failure.get("Type") == "SQS" and "Destination" in on_failure,
+                f"function {name} is a rule target: its failed events need an on-failure SQS destination",
+            )
+
+
+# ------------------------------------------------------------------ group policy scope
+
+GROUP_POLICY_SAMPLE_ACCOUNTS = ["111111111111", "555555555555"]
+
+
+def event_matches(pattern: Any, event: Any) -> bool:
+    """EventBridge matching, for the forms the templates use: exact values, prefix and suffix."""
+    if isinstance(pattern, dict):
+        return isinstance(event, dict) and all(key in event and event_matches(sub, event[key]) for key, sub in pattern.items())
+    values = event if isinstance(event, list) else [event]
+    for wanted in pattern:
+        for value in values:
+            if isinstance(wanted, dict):
+                if "prefix" in wanted and isinstance(value, str) and value.startswith(wanted["prefix"]):
+                    return True
+                if "suffix" in wanted and isinstance(value, str) and value.endswith(wanted["suffix"]):
+                    return True
+            elif wanted == value:
+                return True
+    return False
+
+
+def rendered_pattern(rule: dict[str, Any], accounts: list[str]) -> Any:
+    pattern = (rule.get("Properties") or {}).get("EventPattern")
+    values = {**LOCAL_PSEUDO, "AWS::AccountId": LOCAL_ACCOUNTS["AWS::AccountId"], "DevAccountIds": accounts}
+    rendered = cfn.substitute(pattern, values)
+    return json.loads(rendered) if isinstance(rendered, str) else rendered
+
+
+def check_group_policy_scope(central: dict[str, Any], events: Path, report: Report) -> None:
+    """The rule that (re)writes a group's whole resource policy fires only for the service's
+    groups, {group}-{dev account}: judged on the central sample event, renamed."""
+    machines = {logical for logical, _ in cfn.resources(central, "AWS::StepFunctions::StateMachine")}
+    rules = [
+        (logical, rule)
+        for logical, rule in cfn.resources(central, "AWS::Events::Rule")
+        if any((t.get("Arn") or {}).get("Ref") in machines for t in (rule.get("Properties") or {}).get("Targets", []) if isinstance(t.get("Arn"), dict))
+    ]
+    if not rules:
+        report.error("no rule starts the group-policy state machine")
+        return
+    # The state machine's lineage test reads the key promote-model writes.
+    lineage = (ROOT / "shared" / "src" / "domain" / "lineage.rs").read_text()
+    key = re.search(r'pub const SOURCE_ACCOUNT: &str = "([^"]+)";', lineage)
+    machine_text = json.dumps([r for _, r in cfn.resources(central, "AWS::StepFunctions::StateMachine")])
+    report.expect(
+        key is not None and f"`{key.group(1)}`" in machine_text,
+        "the group-policy state machine does not read the lineage key SOURCE_ACCOUNT of shared/src/domain/lineage.rs",
+    )
+    sample = json.loads((events / "sagemaker-central-approval.json").read_text())
+    for logical, rule in rules:
+        try:
+            pattern = rendered_pattern(rule, GROUP_POLICY_SAMPLE_ACCOUNTS)
+        except (TypeError, json.JSONDecodeError) as error:
+            report.error(f"rule {logical}: its event pattern is not JSON with sample accounts: {error}")
+            continue
+        for account in GROUP_POLICY_SAMPLE_ACCOUNTS:
+            event = copy.deepcopy(sample)
+            event["detail"]["ModelPackageGroupName"] = f"churn-prediction-{account}"
+            report.expect(event_matches(pattern, event), f"rule {logical} misses the service's group churn-prediction-{account}")
+        for foreign in ("churn-prediction", "team-owned-group", "churn-prediction-999999999999"):
+            event = copy.deepcopy(sample)
+            event["detail"]["ModelPackageGroupName"] = foreign
+            report.expect(
+                not event_matches(pattern, event),
+                f"rule {logical} fires for group {foreign}, which the service did not create: it would replace that group's policy",
+            )
+
+
+# ------------------------------------------------------------------ central bucket reads
+
+
+def statements_of(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in cfn.as_list((role.get("Properties") or {}).get("Policies", []))
+        for statement in cfn.as_list(((policy.get("PolicyDocument") or {}).get("Statement")) or [])
+        if isinstance(statement, dict) and statement.get("Effect") == "Allow"
+    ]
+
+
+def check_missing_keys_are_404(central: dict[str, Any], report: Report) -> None:
+    """A role that may GetObject (so HeadObject) in the artifact bucket may also list it: S3
+    answers a HEAD of a missing key with 404 only then (403 otherwise, which the code treats
+    as terminal)."""
+    bucket_arn = {"Fn::GetAtt": "ArtifactBucket.Arn"}
+    for logical, role in cfn.resources(central, "AWS::IAM::Role"):
+        reads = lists = False
+        for statement in statements_of(role):
+            actions = {a.lower() for a in cfn.as_list(statement.get("Action", [])) if isinstance(a, str)}
+            for resource in cfn.as_list(statement.get("Resource", [])):
+                text = cfn.sub_text(resource) or ""
+                if "s3:getobject" in actions and text.startswith("${ArtifactBucket.Arn}/"):
+                    reads = True
+                if "s3:listbucket" in actions and (resource == bucket_arn or resource == {"Fn::GetAtt": ["ArtifactBucket", "Arn"]}):
+                    lists = True
+        if reads and not lists:
+            report.error(f"{logical} may HEAD artifact bucket objects but not s3:ListBucket the bucket: a missing key answers 403, not 404")
+
+
+# ------------------------------------------------------------------ dev artifact keys
+
+
+def check_dev_artifact_keys(templates: dict[str, dict[str, Any]], samconfig: Path, events: Path, report: Report) -> None:
+    """The key pattern the dev bucket policy admits covers the artifacts the sample (and local)
+    model versions name, and the central role's DevArtifactObjectArns in the example use it."""
+    pattern = cfn.parameter_defaults(templates["dev-account.yaml"]).get("ArtifactKeyPattern") or ""
+    uris = sorted(
+        {
+            uri
+            for path in sorted(events.glob("*.json"))
+            for uri in re.findall(r"s3://(dev-ml-artifacts-[0-9]{12})/([^\"]+)", path.read_text())
+        }
+    )
+    report.expect(bool(uris), "no dev artifact (s3://dev-ml-artifacts-…) in events/*.json to check ArtifactKeyPattern against")
+    for bucket, key in uris:
+        # IAM's * matches any characters, slashes too, as fnmatch's does.
+        report.expect(
+            fnmatch.fnmatchcase(key, pattern),
+            f"dev ArtifactKeyPattern {pattern!r} does not admit s3://{bucket}/{key} (events/*.json): the central role could not copy it",
+        )
+    config = tomllib.loads(samconfig.read_text())
+    arns = (((config.get("central") or {}).get("deploy") or {}).get("parameters") or {}).get("parameter_overrides", {}).get("DevArtifactObjectArns", [])
+    for arn in arns:
+        report.expect(
+            arn.endswith("/" + pattern),
+            f"{samconfig.name} DevArtifactObjectArns {arn!r} is not the dev stack's ArtifactKeyPattern {pattern!r} in its bucket",
+        )
 
 
 # ------------------------------------------------------------------ samconfig example
@@ -459,6 +645,9 @@ def run() -> Report:
     check_names(templates, names, report)
     invoked = check_pipeline(templates["central-account.yaml"], definition, names, report)
     check_rules(templates["central-account.yaml"], invoked, report)
+    check_group_policy_scope(templates["central-account.yaml"], ROOT / "events", report)
+    check_missing_keys_are_404(templates["central-account.yaml"], report)
+    check_dev_artifact_keys(templates, INFRA / "samconfig.toml.example", ROOT / "events", report)
     check_samconfig(templates, INFRA / "samconfig.toml.example", report)
     report.notes.insert(0, f"functions: {', '.join(sorted(in_templates))}")
     return report

@@ -527,6 +527,149 @@ def a_rule_without_dead_letters_fails() -> None:
     assert any("no dead-letter queue" in e for e in report.errors), report.errors
 
 
+@test
+def every_function_has_an_explicit_event_invoke_config() -> None:
+    central = cfn.load(INFRA / "central-account.yaml")
+    del central["Resources"]["DeployModelFunction"]["Properties"]["EventInvokeConfig"]
+    del central["Resources"]["TestModelFunction"]["Properties"]["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
+    report = check_drift.Report()
+    check_drift.check_rules(central, {"deploy-model", "test-model"}, report)
+    assert any("deploy-model has no EventInvokeConfig" in e for e in report.errors), report.errors
+    assert any("test-model: EventInvokeConfig has no explicit MaximumEventAgeInSeconds" in e for e in report.errors), report.errors
+
+
+@test
+def a_pipeline_action_must_not_dead_letter_its_job() -> None:
+    central = cfn.load(INFRA / "central-account.yaml")
+    central["Resources"]["TestModelFunction"]["Properties"]["EventInvokeConfig"]["DestinationConfig"] = {
+        "OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": "PromoteModelDlq.Arn"}}
+    }
+    del central["Resources"]["RecordOutcomeFunction"]["Properties"]["EventInvokeConfig"]["DestinationConfig"]
+    report = check_drift.Report()
+    check_drift.check_rules(central, {"deploy-model", "test-model"}, report)
+    assert any("test-model is a pipeline action" in e and "artifactCredentials" in e for e in report.errors), report.errors
+    assert any("record-outcome is a rule target" in e for e in report.errors), report.errors
+
+
+@test
+def the_group_policy_rule_spares_groups_the_service_did_not_create() -> None:
+    central = cfn.load(INFRA / "central-account.yaml")
+    report = check_drift.Report()
+    check_drift.check_group_policy_scope(central, check_drift.ROOT / "events", report)
+    assert not report.errors, report.errors
+    # The rule as it was: every model package state change of the central account.
+    central["Resources"]["GroupPolicyRule"]["Properties"]["EventPattern"] = {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "account": [{"Ref": "AWS::AccountId"}],
+    }
+    report = check_drift.Report()
+    check_drift.check_group_policy_scope(central, check_drift.ROOT / "events", report)
+    assert any("fires for group team-owned-group" in e for e in report.errors), report.errors
+    # The lineage key the state machine reads must be the one promote-model writes.
+    central = cfn.load(INFRA / "central-account.yaml")
+    assign = central["Resources"]["GroupPolicyStateMachine"]["Properties"]["Definition"]["States"]["DescribeVersion"]["Assign"]
+    assign["sourceAccount"] = assign["sourceAccount"].replace("promotion:source-account", "promotion:account")
+    report = check_drift.Report()
+    check_drift.check_group_policy_scope(central, check_drift.ROOT / "events", report)
+    assert any("lineage key SOURCE_ACCOUNT" in e for e in report.errors), report.errors
+
+
+@test
+def the_group_policy_state_machine_skips_versions_it_did_not_promote() -> None:
+    import jsonata
+
+    states = cfn.load(INFRA / "central-account.yaml")["Resources"]["GroupPolicyStateMachine"]["Properties"]["Definition"]["States"]
+    assign = states["DescribeVersion"]["Assign"]["sourceAccount"].strip()[2:-2]
+    (choice,) = states["PromotedByTheService"]["Choices"]
+    assert choice["Next"] == "PutModelPackageGroupPolicy" and states["PromotedByTheService"]["Default"] == "NotTheServicesGroup"
+
+    def evaluate(expression: str, **bindings: object) -> object:
+        query = jsonata.Jsonata(expression)
+        frame = query.create_frame()
+        for name, value in bindings.items():
+            frame.bind(name, value)
+        return query.evaluate(None, frame)
+
+    def puts(group: str, metadata: dict[str, str] | None) -> bool:
+        result = {} if metadata is None else {"CustomerMetadataProperties": metadata}
+        account = evaluate(assign, states={"result": result})
+        event = {"detail": {"ModelPackageGroupName": group}}
+        return bool(evaluate(choice["Condition"].strip()[2:-2], states={"input": event}, sourceAccount=account))
+
+    lineage = {"promotion:source-account": "111111111111"}
+    assert puts("churn-prediction-111111111111", lineage)
+    assert not puts("churn-prediction-111111111111", None)  # no lineage: not promoted by the service
+    assert not puts("churn-prediction-111111111111", {"promotion:source-account": "555555555555"})
+    assert not puts("team-owned-group", lineage)
+
+
+@test
+def a_reader_of_the_artifact_bucket_must_be_able_to_list_it() -> None:
+    central = cfn.load(INFRA / "central-account.yaml")
+    report = check_drift.Report()
+    check_drift.check_missing_keys_are_404(central, report)
+    assert not report.errors, report.errors
+    policy = central["Resources"]["PromoteModelRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != "ListCentralArtifacts"]
+    report = check_drift.Report()
+    check_drift.check_missing_keys_are_404(central, report)
+    assert report.errors == [
+        "PromoteModelRole may HEAD artifact bucket objects but not s3:ListBucket the bucket: a missing key answers 403, not 404"
+    ], report.errors
+
+
+@test
+def the_forwarding_role_has_one_name_source() -> None:
+    templates = {path.name: cfn.load(path) for path in cfn.TEMPLATES}
+    names = json.loads((INFRA / "names.json").read_text())
+    changed = copy.deepcopy(templates)
+    changed["central-account.yaml"]["Parameters"]["ForwardRoleName"]["Default"] = "another-forwarder"
+    report = check_drift.Report()
+    check_drift.check_names(changed, names, report)
+    assert any("central ForwardRoleName (dev-account.yaml ForwardRoleName)" in e for e in report.errors), report.errors
+    # The bus policy building the name from ServiceName again: equal at the defaults, not otherwise.
+    changed = copy.deepcopy(templates)
+    statement = changed["central-account.yaml"]["Resources"]["EventBusOrganizationPolicy"]["Properties"]["Statement"]
+    statement["Condition"]["ArnLike"]["aws:PrincipalArn"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${ServiceName}-forward-approvals"
+    }
+    report = check_drift.Report()
+    check_drift.check_names(changed, names, report)
+    assert any("not the ForwardRoleName parameter" in e for e in report.errors), report.errors
+
+
+@test
+def the_dev_key_pattern_must_cover_the_model_artifacts() -> None:
+    templates = {path.name: cfn.load(path) for path in cfn.TEMPLATES}
+    names = json.loads((INFRA / "names.json").read_text())
+    templates["dev-account.yaml"]["Parameters"]["ArtifactKeyPattern"]["Default"] = "models/*"
+    report = check_drift.Report()
+    check_drift.check_dev_artifact_keys(templates, INFRA / "samconfig.toml.example", check_drift.ROOT / "events", report)
+    assert any("does not admit s3://dev-ml-artifacts-111111111111/churn-prediction/" in e for e in report.errors), report.errors
+    assert any("DevArtifactObjectArns" in e for e in report.errors), report.errors
+    report = check_drift.Report()
+    check_drift.check_names(templates, names, report)
+    assert any("dev ArtifactKeyPattern" in e for e in report.errors), report.errors
+
+
+@test
+def the_prod_approval_links_the_evidence() -> None:
+    central = cfn.load(INFRA / "central-account.yaml")
+    names = json.loads((INFRA / "names.json").read_text())
+    definition = json.loads((INFRA / "pipeline.json").read_text())
+    report = check_drift.Report()
+    check_drift.check_pipeline(central, definition, names, report)
+    assert not report.errors, report.errors
+    stage = next(s for s in central["Resources"]["Pipeline"]["Properties"]["Stages"] if s["Name"] == "ApproveProd")
+    del stage["Actions"][0]["Configuration"]["ExternalEntityLink"]
+    stage["Actions"][0]["Configuration"]["CustomData"] = "Deploy to prod?"
+    report = check_drift.Report()
+    check_drift.check_pipeline(central, definition, names, report)
+    assert any("no ExternalEntityLink" in e for e in report.errors), report.errors
+    assert any("CustomData does not name the version" in e for e in report.errors), report.errors
+
+
 def main() -> int:
     passed = failed = 0
     for fn in TESTS:
