@@ -13,6 +13,8 @@ MOTO_PORT ?= 5000
 ENDPOINT := http://$(MOTO_HOST):$(MOTO_PORT)
 CARGO ?= cargo
 PROMOTE := target/debug/promote
+# The tests and the bench start their own moto server from the project's virtualenv.
+MOTO_SERVER = $(abspath $(VENV))/bin/moto_server
 
 .PHONY: help venv build-cli local-up local-down demo test lint bench
 
@@ -21,6 +23,9 @@ help:
 	@echo "make test        set up and run every test (unit, handler, integration against moto, lint)"
 	@echo "make local-up    start moto on $(ENDPOINT) and provision the four accounts; env in $(LOCAL)/env"
 	@echo "make local-down  stop the local AWS"
+	@echo "make lint        cfn-lint, the policy check, the SAM transform and the drift check of infra/"
+	@echo "make bench       the figures of docs/benchmarks.md (release build, its own moto server)"
+	@echo "make build       every function for Lambda (cargo-lambda, arm64); make deploy-central|deploy-dev|deploy-target"
 
 $(VENV)/.installed: requirements.txt $(wildcard infra/requirements.txt)
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +78,7 @@ demo: local-up
 	$(PROMOTE) history churn-prediction-111111111111
 
 test: venv
-	$(CARGO) test --workspace --no-fail-fast
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory lint
 
 -include infra/Makefile.mk

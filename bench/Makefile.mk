@@ -10,8 +10,9 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: venv
 	$(CARGO) build --release $(addprefix -p ,$(BENCH_FUNCTIONS))
+	rm -rf $(BENCH_TARGET_DIR)/criterion/parse
 	$(CARGO) bench --profile release -p promotion-bench --bench parse -- --noplot
-	$(CARGO) run --release -p promotion-bench -- \
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --release -p promotion-bench -- \
 	  --out $(BENCH_REPORT) \
 	  --bin-dir $(BENCH_TARGET_DIR)/release \
 	  --criterion-dir $(BENCH_TARGET_DIR)/criterion \

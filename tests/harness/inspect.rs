@@ -41,6 +41,12 @@ impl TestWorld {
         out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
     }
 
+    /// Every central object as `key size etag`: an overwrite shows as well as a new key.
+    pub async fn central_objects(&self) -> Vec<String> {
+        let out = self.s3().list_objects_v2().bucket(&self.world.names.artifact_bucket).send().await.expect("list");
+        out.contents().iter().map(|o| format!("{} {} {}", o.key().unwrap_or_default(), o.size().unwrap_or_default(), o.e_tag().unwrap_or_default())).collect()
+    }
+
     pub async fn open_multipart_uploads(&self) -> usize {
         let out = self.s3().list_multipart_uploads().bucket(&self.world.names.artifact_bucket).send().await.expect("list uploads");
         out.uploads().len()
@@ -101,12 +107,14 @@ impl TestWorld {
         }
     }
 
-    /// What a rejected event must leave untouched: central objects, groups, cards and ledger.
+    /// What a rejected event must leave untouched: buckets, central objects, groups, cards and ledger.
     pub async fn snapshot(&self) -> Snapshot {
         let groups = self.sagemaker().list_model_package_groups().send().await.expect("groups");
         let cards = self.sagemaker().list_model_cards().send().await.expect("cards");
+        let buckets = self.s3().list_buckets().send().await.expect("buckets");
         Snapshot {
-            central_objects: self.central_keys().await,
+            buckets: buckets.buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect(),
+            central_objects: self.central_objects().await,
             groups: groups.model_package_group_summary_list().iter().filter_map(|g| g.model_package_group_name().map(str::to_owned)).collect(),
             cards: cards.model_card_summaries().iter().filter_map(|c| c.model_card_name().map(str::to_owned)).collect(),
             ledger: self.ledger_items().await,
@@ -116,6 +124,7 @@ impl TestWorld {
 
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
+    pub buckets: Vec<String>,
     pub central_objects: Vec<String>,
     pub groups: Vec<String>,
     pub cards: Vec<String>,
