@@ -1,6 +1,8 @@
 //! The `promote` command's library: the local AWS world shared by the demo and the tests,
 //! and the operator commands.
 
+pub mod governance;
 pub mod local;
 pub mod pipeline;
+pub mod replay;
 pub mod status;

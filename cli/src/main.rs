@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use lambda_runtime::{Context, LambdaEvent};
-use promote_cli::{local, status};
+use promote_cli::{governance, local, replay, status};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use shared::adapters::{deploy_from_env, load_sdk_config, promote_ports, sagemake
 use shared::deployment::operate;
 use shared::deployment::start::StartOutcome;
 use shared::deployment::{DeployConfig, DeployPorts};
+use shared::domain::deploy::StageConfig;
 use shared::domain::event::ApprovalStatus;
 use shared::domain::ids::Stage;
 use shared::config::PromoteConfig;
@@ -31,7 +32,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a function's handler in-process on an event file, against the AWS the environment
-    /// names (replays a dead-lettered event). Prints the outcome as JSON.
+    /// names (replays a dead-lettered event; a Lambda destination record is replayed as the
+    /// `requestPayload` it wraps). Prints the outcome as JSON.
     Invoke {
         #[arg(value_parser = ["promote-model", "start-deployment", "deploy-model", "test-model", "record-outcome"])]
         function: String,
@@ -134,7 +136,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let sdk = load_sdk_config().await;
             let ports = promote_ports(&sdk, &config);
             let central = SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&sdk));
-            let rows = status::status(ports.ledger.as_ref(), &central).await?;
+            let stages = StageConfig::parse(&std::env::var("STAGE_CONFIG").context("STAGE_CONFIG is not set: source .local/env")?)?;
+            let rows = status::status(ports.ledger.as_ref(), &central, &stages).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -210,12 +213,10 @@ fn definition() -> Result<PipelineDefinition> {
 async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
     anyhow::ensure!(decision.stage == Stage::Prod, "only the prod stage waits for an approval");
     let (ports, config) = deploy_context().await?;
-    let answer = operate::answer_prod_approval(&ports, &config, &decision.model.parse()?, approve, &decision.comment).await?;
-    println!("tests of {}: {}", answer.package, answer.tests.map_or_else(|| "none recorded".to_owned(), |t| t.to_string()));
-    println!("{} {} for prod", if approve { "approved" } else { "rejected" }, answer.package);
-    if let (Some(execution), Ok(runs)) = (answer.execution_id.as_deref(), local_runs()) {
+    let answered = governance::decide_prod(&ports, &config, &decision.model.parse()?, approve, &decision.comment, &mut std::io::stdout()).await?;
+    if let Ok(runs) = local_runs() {
         let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
-        println!("local pipeline {execution}: {}", pipeline.resume(execution).await?);
+        println!("local pipeline {}: {}", answered.execution_id, pipeline.resume(&answered.execution_id).await?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -238,8 +239,7 @@ async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Resu
     let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
     let mut status = pipeline.resume(&execution_id).await?;
     if let (Some((approve, comment)), "WaitingForApproval") = (decision, status.as_str()) {
-        let answer = operate::answer_prod_approval(&ports, &config, package.group(), approve, &comment).await?;
-        println!("tests before the decision: {}", answer.tests.map_or_else(|| "none recorded".to_owned(), |t| t.to_string()));
+        governance::decide_prod(&ports, &config, package.group(), approve, &comment, &mut std::io::stdout()).await?;
         status = pipeline.resume(&execution_id).await?;
     }
     println!("local pipeline {execution_id}: {status}");
@@ -250,6 +250,8 @@ async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Resu
 async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
     let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let payload: Value = serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", path.display()))?;
+    // A dead-lettered record of Lambda's on-failure destination is replayed as the event it wraps.
+    let payload = replay::lambda_event(payload);
     let mut context = Context::default();
     context.request_id = format!("cli-{}", uuid::Uuid::new_v4());
     context.deadline = u64::try_from((Utc::now() + chrono::Duration::minutes(15)).timestamp_millis())?;

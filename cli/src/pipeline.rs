@@ -14,6 +14,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shared::deployment::{DeployConfig, DeployPorts, JobOutcome, APPROVAL_ACTION};
+use shared::domain::deploy::OutputVariables;
 use shared::domain::ids::{ModelPackageArn, Stage};
 use shared::ports::{ApprovalResult, PendingApproval, PipelineJobs, PipelineRuns, PortResult};
 
@@ -25,20 +26,22 @@ pub struct PipelineStage {
     pub action: String,
     #[serde(default)]
     pub stage: Option<Stage>,
+    /// Where the action's output variables go: later actions read `#{namespace.Name}`.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
-/// The pipeline as `infra/pipeline.json` defines it for the templates and this driver alike.
+/// The pipeline as `infra/pipeline.json` defines it for the templates and this driver alike;
+/// the driver needs its stages only.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PipelineDefinition {
-    pub name: String,
-    pub variable: String,
     pub stages: Vec<PipelineStage>,
 }
 
 impl PipelineDefinition {
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let raw = std::fs::read(path).with_context(|| format!("read the pipeline definition {}", path.display()))?;
-        Ok(serde_json::from_slice(&raw).with_context(|| format!("{} is not a pipeline definition", path.display()))?)
+        serde_json::from_slice(&raw).with_context(|| format!("{} is not a pipeline definition", path.display()))
     }
 }
 
@@ -49,6 +52,9 @@ struct Execution {
     status: String,
     approval_token: Option<String>,
     decision: Option<(bool, String)>,
+    /// The output variables of the finished actions, as `Namespace.Name`.
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -127,6 +133,9 @@ impl PipelineJobs for LocalJobs {
     async fn succeed(&self, _job_id: &str, _continuation: Option<&str>, _summary: &str) -> PortResult<()> {
         Ok(())
     }
+    async fn succeed_with_variables(&self, _job_id: &str, _summary: &str, _variables: &OutputVariables) -> PortResult<()> {
+        Ok(())
+    }
     async fn fail(&self, _job_id: &str, _message: &str) -> PortResult<()> {
         Ok(())
     }
@@ -189,8 +198,12 @@ impl LocalPipeline<'_> {
                 done => break done,
             }
         };
+        if let (JobOutcome::Succeeded { variables, .. }, Some(namespace)) = (&outcome, &stage.namespace) {
+            let named = variables.iter().map(|(name, value)| (format!("{namespace}.{name}"), value.clone()));
+            self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.variables.extend(named)));
+        }
         let (passed, text) = match &outcome {
-            JobOutcome::Succeeded { summary } => (true, summary.clone()),
+            JobOutcome::Succeeded { summary, .. } => (true, summary.clone()),
             JobOutcome::Failed { message, .. } => (false, message.clone()),
             JobOutcome::Continuing { .. } => unreachable!("the loop ends on a final answer"),
         };
@@ -208,6 +221,10 @@ impl LocalPipeline<'_> {
         }
         let decision = self.runs.load().executions.get(execution_id).and_then(|e| e.decision.clone());
         let Some((approved, comment)) = decision else {
+            // What CodePipeline resolves in the approval's link and text.
+            for (name, value) in &execution.variables {
+                println!("   #{{{name}}} = {value}");
+            }
             println!("   waiting for a governance officer: promote approve|reject MODEL --stage prod --comment ...");
             return Ok(None);
         };

@@ -1,7 +1,7 @@
 //! `promote status`: every promoted version, where it came from and where it stands.
 
 use serde::Serialize;
-use shared::domain::deploy::endpoint_name;
+use shared::domain::deploy::StageConfig;
 use shared::domain::ids::{GroupName, ModelPackageArn, Stage};
 use shared::ports::{Ledger, ModelRegistry, PortResult};
 
@@ -20,15 +20,16 @@ pub struct StatusRow {
     pub reason: Option<String>,
 }
 
-pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry) -> PortResult<Vec<StatusRow>> {
+/// `stages` names each stage's endpoint of a model.
+pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry, stages: &StageConfig) -> PortResult<Vec<StatusRow>> {
     let mut records = ledger.promotions().await?;
     records.sort_by_key(|r| std::cmp::Reverse(r.decided_at));
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         let (test, prod) = match (&record.central_group, &record.central_package) {
             (Some(group), Some(central)) => (
-                on_stage(ledger, group, central, Stage::Test).await?,
-                on_stage(ledger, group, central, Stage::Prod).await?,
+                on_stage(ledger, stages, group, central, Stage::Test).await?,
+                on_stage(ledger, stages, group, central, Stage::Prod).await?,
             ),
             _ => (None, None),
         };
@@ -52,8 +53,8 @@ pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry) -> PortRes
     Ok(rows)
 }
 
-async fn on_stage(ledger: &dyn Ledger, group: &GroupName, central: &ModelPackageArn, stage: Stage) -> PortResult<Option<String>> {
-    let deployment = ledger.deployment(stage, &endpoint_name(group, stage)).await?;
+async fn on_stage(ledger: &dyn Ledger, stages: &StageConfig, group: &GroupName, central: &ModelPackageArn, stage: Stage) -> PortResult<Option<String>> {
+    let deployment = ledger.deployment(stage, &stages.stage(stage).endpoint_name(group, stage)).await?;
     Ok(deployment.filter(|d| &d.package == central).map(|d| format!("{:?}", d.state)))
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::domain::copy::{composite_sha256, ByteRange, ObjectInfo};
-use crate::domain::deploy::{BlueGreen, StageSettings};
+use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use crate::domain::ledger::{decision_supersedes, AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
@@ -367,7 +367,7 @@ impl Ledger for FakeLedger {
     }
 
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        let key = format!("{}#{}#{}#{}", entry.source, entry.at, entry.event_id, entry.action);
+        let key = format!("{}#{}#{}", entry.source, entry.event_id, entry.action);
         self.audit.lock().unwrap().entry(key).or_insert_with(|| entry.clone());
         Ok(())
     }
@@ -437,6 +437,17 @@ pub struct FakeEndpoints {
     pub endpoints: Mutex<HashMap<String, FakeEndpoint>>,
     pub replies: Mutex<std::collections::VecDeque<InvokeResult>>,
     pub calls: Mutex<Vec<String>>,
+    /// What the next calls of an operation (`"InvokeEndpoint"`, `"DescribeEndpoint"`…) do instead
+    /// of their work, first come first served.
+    pub faults: Mutex<Vec<(&'static str, Fault)>>,
+}
+
+/// A call of a fake that goes wrong.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Fail(PortError),
+    /// Never answers, as a hung endpoint or connection.
+    Hang,
 }
 
 impl FakeEndpoints {
@@ -449,6 +460,24 @@ impl FakeEndpoints {
             endpoints: Mutex::default(),
             replies: Mutex::default(),
             calls: Mutex::default(),
+            faults: Mutex::default(),
+        }
+    }
+
+    /// The next call of `operation` goes wrong as `fault` says.
+    pub fn fault(&self, operation: &'static str, fault: Fault) {
+        self.faults.lock().unwrap().push((operation, fault));
+    }
+
+    async fn faulty(&self, operation: &'static str) -> PortResult<()> {
+        let fault = {
+            let mut faults = self.faults.lock().unwrap();
+            faults.iter().position(|(op, _)| *op == operation).map(|at| faults.remove(at).1)
+        };
+        match fault {
+            None => Ok(()),
+            Some(Fault::Fail(error)) => Err(error),
+            Some(Fault::Hang) => std::future::pending().await,
         }
     }
 
@@ -465,6 +494,7 @@ impl FakeEndpoints {
 #[async_trait]
 impl Endpoints for FakeEndpoints {
     async fn ensure_model(&self, spec: &ModelSpec<'_>) -> PortResult<()> {
+        self.faulty("CreateModel").await?;
         let mut models = self.models.lock().unwrap();
         if !models.iter().any(|m| m == spec.name) {
             models.push(spec.name.to_owned());
@@ -473,6 +503,7 @@ impl Endpoints for FakeEndpoints {
     }
 
     async fn ensure_endpoint_config(&self, spec: &EndpointConfigSpec<'_>) -> PortResult<()> {
+        self.faulty("CreateEndpointConfig").await?;
         let mut configs = self.configs.lock().unwrap();
         if !configs.iter().any(|c| c == spec.name) {
             configs.push(spec.name.to_owned());
@@ -481,6 +512,7 @@ impl Endpoints for FakeEndpoints {
     }
 
     async fn describe_endpoint(&self, name: &str) -> PortResult<Option<EndpointState>> {
+        self.faulty("DescribeEndpoint").await?;
         let transition = self.transition.lock().unwrap().clone();
         let mut endpoints = self.endpoints.lock().unwrap();
         let Some(endpoint) = endpoints.get_mut(name) else { return Ok(None) };
@@ -504,12 +536,14 @@ impl Endpoints for FakeEndpoints {
     }
 
     async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()> {
+        self.faulty("CreateEndpoint").await?;
         self.calls.lock().unwrap().push(format!("CreateEndpoint {name} {config}"));
         self.begin(name, EndpointStatus::Creating, config, config);
         Ok(())
     }
 
     async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()> {
+        self.faulty("UpdateEndpoint").await?;
         let mode = if blue_green.is_some() { "blue-green" } else { "direct" };
         self.calls.lock().unwrap().push(format!("UpdateEndpoint {name} {config} {mode}"));
         let current = self.endpoint(name).map(|e| e.config).unwrap_or_default();
@@ -518,12 +552,14 @@ impl Endpoints for FakeEndpoints {
     }
 
     async fn delete_endpoint(&self, name: &str) -> PortResult<()> {
+        self.faulty("DeleteEndpoint").await?;
         self.calls.lock().unwrap().push(format!("DeleteEndpoint {name}"));
         self.endpoints.lock().unwrap().remove(name);
         Ok(())
     }
 
     async fn invoke(&self, name: &str, _content_type: &str, _payload: &[u8], _inference_id: &str) -> PortResult<InvokeResult> {
+        self.faulty("InvokeEndpoint").await?;
         if self.endpoint(name).is_none() {
             return Err(PortError::new("InvokeEndpoint", FailureKind::Terminal, format!("endpoint {name} not found")));
         }
@@ -552,6 +588,8 @@ pub struct JobAnswer {
     pub succeeded: bool,
     pub continuation: Option<String>,
     pub message: String,
+    /// The output variables a final success handed on.
+    pub variables: OutputVariables,
 }
 
 #[derive(Default)]
@@ -579,11 +617,16 @@ impl FakeJobs {
 #[async_trait]
 impl PipelineJobs for FakeJobs {
     async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
-        self.settle(JobAnswer { job_id: job_id.into(), succeeded: true, continuation: continuation.map(str::to_owned), message: summary.into() })
+        let continuation = continuation.map(str::to_owned);
+        self.settle(JobAnswer { job_id: job_id.into(), succeeded: true, continuation, message: summary.into(), variables: OutputVariables::new() })
+    }
+
+    async fn succeed_with_variables(&self, job_id: &str, summary: &str, variables: &OutputVariables) -> PortResult<()> {
+        self.settle(JobAnswer { job_id: job_id.into(), succeeded: true, continuation: None, message: summary.into(), variables: variables.clone() })
     }
 
     async fn fail(&self, job_id: &str, message: &str) -> PortResult<()> {
-        self.settle(JobAnswer { job_id: job_id.into(), succeeded: false, continuation: None, message: message.into() })
+        self.settle(JobAnswer { job_id: job_id.into(), succeeded: false, continuation: None, message: message.into(), variables: OutputVariables::new() })
     }
 }
 
@@ -731,5 +774,55 @@ impl FakeEndpoints {
     pub fn create_endpoint_for_test(&self, name: &str, config: &str) {
         let endpoint = FakeEndpoint { status: EndpointStatus::InService, config: config.to_owned(), target: None, polls_left: 0 };
         self.endpoints.lock().unwrap().insert(name.to_owned(), endpoint);
+    }
+}
+
+/// What the tracing macros write while a capture is installed: for tests that assert what never
+/// reaches a log line, such as a CodePipeline job's artifactCredentials.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Captures every event at every level, as JSON lines, on this thread until the guard drops.
+    pub fn everything() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let subscriber = tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(logs.clone()).finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Panics when a line holds any value of the job event's artifactCredentials, or names them.
+    pub fn assert_free_of_credentials(&self, job: &Value) {
+        let credentials = job["CodePipeline.job"]["data"]["artifactCredentials"].as_object().expect("the job carries artifactCredentials");
+        assert!(!credentials.is_empty(), "the job's artifactCredentials are empty");
+        for line in self.text().lines() {
+            for (name, value) in credentials {
+                let value = value.as_str().expect("credentials are strings");
+                assert!(!line.contains(value), "{name} leaked into a log line");
+            }
+            assert!(!line.contains("artifactCredentials"), "a log line names the artifactCredentials");
+        }
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
     }
 }

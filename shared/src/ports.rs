@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::copy::{ByteRange, ObjectInfo};
-use crate::domain::deploy::{BlueGreen, StageSettings};
+use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
@@ -129,7 +129,6 @@ pub enum CardStatus {
     Draft,
     PendingReview,
     Approved,
-    Archived,
 }
 
 #[async_trait]
@@ -157,7 +156,8 @@ pub trait Ledger: Send + Sync {
     async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()>;
     /// Writes a decision record unless a newer one is there; false when a newer one was.
     async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool>;
-    /// Idempotent: the same entry written twice is kept once.
+    /// Idempotent: an entry is identified by its package, event id and action, and a second
+    /// write of those is dropped whatever its time (a redelivered job repeats no entry).
     async fn append(&self, entry: &AuditEntry) -> PortResult<()>;
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>>;
     /// The audit trail of a package version (source or central), oldest first.
@@ -250,6 +250,9 @@ pub trait StageSessions: Send + Sync {
 #[async_trait]
 pub trait PipelineJobs: Send + Sync {
     async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()>;
+    /// The job is done and hands `variables` to the later actions of the execution. CodePipeline
+    /// takes output variables with a final answer only: there is no continuation token here.
+    async fn succeed_with_variables(&self, job_id: &str, summary: &str, variables: &OutputVariables) -> PortResult<()>;
     async fn fail(&self, job_id: &str, message: &str) -> PortResult<()>;
 }
 

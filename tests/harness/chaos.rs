@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shared::deployment::DeployPorts;
 use shared::domain::copy::{ByteRange, ObjectInfo};
-use shared::domain::deploy::{BlueGreen, StageSettings};
+use shared::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use shared::domain::event::ApprovalStatus;
 use shared::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use shared::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
@@ -331,6 +331,9 @@ pub struct ChaosJobs {
 impl PipelineJobs for ChaosJobs {
     async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
         self.chaos.call("PutJobSuccessResult", self.inner.succeed(job_id, continuation, summary)).await
+    }
+    async fn succeed_with_variables(&self, job_id: &str, summary: &str, variables: &OutputVariables) -> PortResult<()> {
+        self.chaos.call("PutJobSuccessResult", self.inner.succeed_with_variables(job_id, summary, variables)).await
     }
     async fn fail(&self, job_id: &str, message: &str) -> PortResult<()> {
         self.chaos.call("PutJobFailureResult", self.inner.fail(job_id, message)).await

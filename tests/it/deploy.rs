@@ -1,7 +1,8 @@
 //! The staged deployment against moto's server: SageMaker hosting in the test and prod
 //! accounts, the ledger, the card and the report bucket are real; CodePipeline's job and
-//! approval calls, which the emulator lacks, are fakes.
+//! approval calls, which the emulator lacks, are fakes or the local pipeline driver.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -17,14 +18,19 @@ use shared::domain::event::ApprovalStatus;
 use shared::domain::ids::{ModelPackageArn, Stage};
 use shared::domain::ledger::{DeploymentRecord, DeploymentState};
 use shared::fakes::{stage_config_json, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
-use shared::ports::{Ledger, ModelRegistry};
+use shared::ports::{ApprovalResult, Ledger, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
 use shared::promotion::Outcome;
+
+/// moto keeps one queue of endpoint replies per account: tests that queue replies and run the
+/// tests take turns.
+static REPLY_QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Pipeline {
     world: Arc<TestWorld>,
     ports: DeployPorts,
     config: DeployConfig,
     jobs: Arc<FakeJobs>,
+    runs: Arc<FakeRuns>,
     central: ModelPackageArn,
     /// Inference ids derive from the job id; moto keys its queued replies on them.
     test_job: String,
@@ -54,11 +60,11 @@ impl Pipeline {
             ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
         ];
         let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
-        let jobs = Arc::new(FakeJobs::default());
+        let (jobs, runs) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()));
         let mut ports = shared::adapters::deploy_ports(world.central(), &config);
         ports.jobs = jobs.clone();
-        ports.runs = Arc::new(FakeRuns::default());
-        Self { world, ports, config, jobs, central: summary.central_package, test_job: format!("test-{}", uuid::Uuid::new_v4()) }
+        ports.runs = runs.clone();
+        Self { world, ports, config, jobs, runs, central: summary.central_package, test_job: format!("test-{}", uuid::Uuid::new_v4()) }
     }
 }
 
@@ -113,10 +119,8 @@ impl Pipeline {
         run_action(ports, &self.config, &self.jobs, |id, continuation| job(id, stage, &self.central, continuation)).await
     }
 
-    /// Queues the endpoint's replies and runs the tests. moto keeps one reply queue per account,
-    /// so tests that queue replies take turns.
+    /// Queues the endpoint's replies and runs the tests.
     async fn test_with_replies(&self, bodies: &[&str]) -> JobOutcome {
-        static REPLY_QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _turn = REPLY_QUEUE.lock().await;
         self.queue_endpoint_replies("333333333333", bodies).await;
         let event = LambdaEvent::new(job(&self.test_job, Stage::Test, &self.central, None), Context::default());
@@ -131,16 +135,44 @@ impl Pipeline {
         let results: Vec<Value> = bodies.iter().map(|b| json!({ "Body": b, "ContentType": "text/csv" })).collect();
         promote_cli::local::queue_endpoint_results(&self.world.world.endpoint, account, &results).await.unwrap();
     }
+
+    /// A delivery of `approval`, the central approval of the version, to start-deployment.
+    async fn start(&self, ports: &DeployPorts, approval: &Value) -> Result<StartOutcome, shared::deployment::DeployError> {
+        let approval = approval.clone();
+        let mut context = Context::default();
+        context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
+        start_deployment::handler(ports, &self.config, LambdaEvent::new(approval, context)).await
+    }
+
+    /// A CodePipeline state-change event of `events/`, for this pipeline's execution.
+    async fn outcome(&self, fixture: &str, execution_id: &str) -> shared::deployment::outcome::Recorded {
+        let mut event: Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/../events/{fixture}", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
+        event["detail"]["pipeline"] = self.config.pipeline.clone().into();
+        event["detail"]["execution-id"] = execution_id.into();
+        record_outcome::handler(&self.ports, &self.config, LambdaEvent::new(event, Context::default())).await.unwrap()
+    }
+
+    async fn card_status(&self) -> String {
+        let card = self.world.sagemaker().describe_model_card().model_card_name(self.central.group().as_str()).send().await.unwrap();
+        card.model_card_status().map(|s| s.as_str().to_owned()).unwrap_or_default()
+    }
+
+    /// The version's audit trail in the ledger, oldest first.
+    async fn trail(&self) -> Vec<shared::domain::ledger::AuditEntry> {
+        self.ports.ledger.history(&self.central).await.unwrap()
+    }
+}
+
+fn actions(trail: &[shared::domain::ledger::AuditEntry]) -> Vec<String> {
+    trail.iter().map(|e| e.action.clone()).collect()
 }
 
 #[tokio::test]
-async fn an_approved_version_goes_through_test_and_to_prod() {
+async fn an_approved_version_goes_through_test_and_the_governance_approval_to_prod() {
     let pipeline = promoted_and_approved().await;
-    let approval = promote_cli::local::approval_event(&pipeline.central, "Approved");
-    let mut context = Context::default();
-    context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
-    let started = start_deployment::handler(&pipeline.ports, &pipeline.config, LambdaEvent::new(approval, context)).await.unwrap();
-    assert!(matches!(started, StartOutcome::Started { ref package, .. } if package == &pipeline.central), "{started:?}");
+    let started = pipeline.start(&pipeline.ports, &promote_cli::local::approval_event(&pipeline.central, "Approved")).await.unwrap();
+    let StartOutcome::Started { ref package, ref execution_id } = started else { panic!("{started:?}") };
+    assert_eq!(package, &pipeline.central);
 
     let deployed = pipeline.deploy(Stage::Test).await;
     assert!(deployed.succeeded, "{deployed:?}");
@@ -150,7 +182,7 @@ async fn an_approved_version_goes_through_test_and_to_prod() {
     assert_eq!(test_endpoint.endpoint_status().map(|s| s.as_str()), Some("InService"));
 
     let tested = pipeline.test_with_replies(&["0.83", "0.12"]).await;
-    assert!(matches!(tested, JobOutcome::Succeeded { ref summary } if summary.contains("2/2")), "{tested:?}");
+    assert!(matches!(tested, JobOutcome::Succeeded { ref summary, .. } if summary.contains("2/2")), "{tested:?}");
     let report_key = format!("reports/{group}/1/test-{}.json", pipeline.test_job);
     let report: Value = serde_json::from_slice(&pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.artifact_bucket).parse().unwrap()).await).unwrap();
     assert_eq!(report["passed"], 2);
@@ -158,6 +190,21 @@ async fn an_approved_version_goes_through_test_and_to_prod() {
     let inbox = pipeline.world.approval_requests().await;
     assert_eq!(inbox.len(), 1, "the governance officers are told once");
     assert!(inbox[0].contains(&report_key) && inbox[0].contains(&format!("#/model-cards/{group}")), "{}", inbox[0]);
+
+    // The pipeline waits at ApproveProd; the governance officer answers as `promote approve` does.
+    *pipeline.runs.pending.lock().unwrap() = Some(PendingApproval { token: "approval-token".into(), execution_id: Some(execution_id.clone()) });
+    pipeline.outcome("codepipeline-approval-started.json", execution_id).await;
+    assert_eq!(pipeline.card_status().await, "PendingReview");
+    let mut screen = Vec::new();
+    promote_cli::governance::decide_prod(&pipeline.ports, &pipeline.config, pipeline.central.group(), true, "risk review passed", &mut screen).await.unwrap();
+    let screen = String::from_utf8(screen).unwrap();
+    assert!(screen.starts_with(&format!("tests of {} (execution {execution_id}): tests-passed", pipeline.central)) && screen.contains(&report_key), "{screen}");
+    assert_eq!(pipeline.runs.answers.lock().unwrap().as_slice(), [("approval-token".to_owned(), true, "risk review passed".to_owned())]);
+    // What CodePipeline's ListActionExecutions reports afterwards (moto has no approvals).
+    let officer = "arn:aws:sts::222222222222:assumed-role/Governance/alice";
+    let answered = ApprovalResult { approved: true, by: Some(officer.into()), comment: Some("risk review passed".into()) };
+    pipeline.runs.approval_results.lock().unwrap().insert(execution_id.clone(), answered);
+    pipeline.outcome("codepipeline-approval-succeeded.json", execution_id).await;
 
     let to_prod = pipeline.deploy(Stage::Prod).await;
     assert!(to_prod.succeeded, "{to_prod:?}");
@@ -167,14 +214,23 @@ async fn an_approved_version_goes_through_test_and_to_prod() {
     let variant = &prod_config.production_variants()[0];
     assert_eq!((variant.instance_type().map(|t| t.as_str()), variant.initial_instance_count()), (Some("ml.m5.xlarge"), Some(2)));
 
+    pipeline.outcome("codepipeline-deploy-prod-succeeded.json", execution_id).await;
+
     let record = pipeline.ports.ledger.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
     assert_eq!((record.state, &record.package), (DeploymentState::InService, &pipeline.central));
-    let trail: Vec<String> = pipeline.ports.ledger.history(&pipeline.central).await.unwrap().into_iter().map(|e| e.action).collect();
-    for action in ["pipeline-started", "deploy-started", "deployed", "tests-passed"] {
-        assert!(trail.contains(&action.to_owned()), "{action} missing from {trail:?}");
+    let trail = pipeline.trail().await;
+    let done = actions(&trail);
+    for action in ["pipeline-started", "deploy-started", "deployed", "tests-passed", "awaiting-approval", "prod-approved", "prod-deployed"] {
+        assert!(done.contains(&action.to_owned()), "{action} missing from {done:?}");
     }
+    let approval = trail.iter().find(|e| e.action == "prod-approved").unwrap();
+    assert_eq!(approval.detail["execution_id"], json!(execution_id));
+    assert_eq!((approval.detail["detail"]["by"].as_str(), approval.detail["detail"]["comment"].as_str()), (Some(officer), Some("risk review passed")));
+    assert_eq!(pipeline.card_status().await, "Approved");
     let cards = pipeline.world.card_versions(&group).await;
-    assert_eq!(cards.last().unwrap().1["evaluation_details"].as_array().unwrap().len(), 2, "training metrics and the test report");
+    let last = &cards.last().unwrap().1;
+    assert_eq!(last["evaluation_details"].as_array().unwrap().len(), 2, "training metrics and the test report");
+    assert_eq!(last["additional_information"]["custom_details"]["governance_decision"], "approved");
     assert!(pipeline.jobs.answers.lock().unwrap().iter().all(|a| a.succeeded));
 }
 
@@ -199,6 +255,212 @@ async fn a_failed_test_removes_the_new_endpoint_and_rejects_the_version() {
     assert_eq!(record.state, DeploymentState::RolledBack);
     let last = pipeline.jobs.answers.lock().unwrap().last().cloned().unwrap();
     assert!(!last.succeeded && last.message.contains("report: s3://"));
+}
+
+/// Counts the executions started: moto ignores `clientRequestToken`, so every
+/// StartPipelineExecution that reached it would be an execution of its own.
+struct CountingRuns {
+    inner: Arc<FakeRuns>,
+    starts: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl PipelineRuns for CountingRuns {
+    async fn start(&self, pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        self.inner.start(pipeline, package, token).await
+    }
+    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
+        self.inner.execution_package(pipeline, execution_id).await
+    }
+    async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>> {
+        self.inner.pending_approval(pipeline, stage, action).await
+    }
+    async fn answer_approval(&self, pipeline: &str, stage: &str, action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()> {
+        self.inner.answer_approval(pipeline, stage, action, token, approve, summary).await
+    }
+    async fn approval_result(&self, pipeline: &str, execution_id: &str, action: &str) -> PortResult<Option<ApprovalResult>> {
+        self.inner.approval_result(pipeline, execution_id, action).await
+    }
+}
+
+#[tokio::test]
+async fn a_central_approval_delivered_twice_and_five_times_at_once_starts_one_execution() {
+    let pipeline = promoted_and_approved().await;
+    let counting = Arc::new(CountingRuns { inner: pipeline.runs.clone(), starts: AtomicUsize::new(0) });
+    let mut ports = pipeline.ports.clone();
+    ports.runs = counting.clone();
+    let approval = promote_cli::local::approval_event(&pipeline.central, "Approved");
+    let (ports, pipeline, approval) = (&ports, &pipeline, &approval);
+    // EventBridge retries a delivery that failed: one turned away while another holds the claim.
+    let deliver = move || async move {
+        for _ in 0..50 {
+            match pipeline.start(ports, approval).await {
+                Ok(outcome) => return outcome,
+                Err(error) => assert_eq!(error.error_type(), "Retryable.StartInProgress", "{error}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the approval was never started")
+    };
+
+    // Five deliveries race for the claim on a fresh event, then the event comes twice more.
+    let mut outcomes = futures::future::join_all((0..5).map(|_| deliver())).await;
+    outcomes.extend([deliver().await, deliver().await]);
+
+    let started: Vec<&String> = outcomes.iter().filter_map(|o| if let StartOutcome::Started { execution_id, .. } = o { Some(execution_id) } else { None }).collect();
+    let [execution_id] = started[..] else { panic!("not one start: {outcomes:?}") };
+    let again = StartOutcome::AlreadyStarted { package: pipeline.central.clone(), execution_id: execution_id.clone() };
+    assert_eq!(outcomes.iter().filter(|o| **o == again).count(), 6, "{outcomes:?}");
+    assert_eq!(counting.starts.load(Ordering::SeqCst), 1, "one StartPipelineExecution");
+    let event_id = approval["id"].as_str().unwrap();
+    let starts: Vec<_> = pipeline.world.ledger_items().await.into_iter().filter(|item| item["pk"].contains("START#")).collect();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(starts[0]["pk"].contains(event_id) && starts[0]["execution_id"].contains(execution_id.as_str()), "{starts:?}");
+    assert_eq!(actions(&pipeline.trail().await), ["pipeline-started"]);
+}
+
+#[tokio::test]
+async fn the_ledger_keeps_one_audit_entry_per_event_and_action_in_time_order() {
+    let world = TestWorld::new().await;
+    let package: ModelPackageArn = "arn:aws:sagemaker:us-east-1:222222222222:model-package/audit-111111111111/1".parse().unwrap();
+    let t0 = chrono::Utc::now();
+    let entry = |event_id: &str, action: &str, seconds: i64, detail: Value| shared::domain::ledger::AuditEntry {
+        source: package.clone(),
+        at: t0 + chrono::Duration::seconds(seconds),
+        event_id: event_id.into(),
+        action: action.into(),
+        detail,
+    };
+    let ledger = world.ports.ledger.clone();
+    ledger.append(&entry("job-2", "deployed", 3, json!({}))).await.unwrap();
+    ledger.append(&entry("job-1", "deploy-started", 2, json!({ "delivery": 1 }))).await.unwrap();
+    // The same job delivered again, later.
+    ledger.append(&entry("job-1", "deploy-started", 5, json!({ "delivery": 2 }))).await.unwrap();
+    ledger.append(&entry("event-0", "pipeline-started", 0, json!({}))).await.unwrap();
+
+    let trail = ledger.history(&package).await.unwrap();
+
+    assert_eq!(actions(&trail), ["pipeline-started", "deploy-started", "deployed"]);
+    assert_eq!(trail[1].detail, json!({ "delivery": 1 }), "the first write stays");
+}
+
+/// The local pipeline driver over moto, as `promote local pipeline` runs it.
+struct LocalRun {
+    pipeline: Pipeline,
+    ports: DeployPorts,
+    runs: promote_cli::pipeline::LocalRuns,
+    state: std::path::PathBuf,
+}
+
+impl LocalRun {
+    async fn over(world: Arc<TestWorld>, dev_package: &ModelPackageArn) -> Self {
+        let pipeline = Pipeline::over(world, dev_package).await;
+        let state = std::env::temp_dir().join(format!("local-pipeline-{}.json", uuid::Uuid::new_v4()));
+        let mut ports = pipeline.ports.clone();
+        ports.runs = Arc::new(promote_cli::pipeline::LocalRuns::new(state.clone()));
+        ports.jobs = Arc::new(promote_cli::pipeline::LocalJobs);
+        let runs = promote_cli::pipeline::LocalRuns::new(state.clone());
+        Self { pipeline, ports, runs, state }
+    }
+
+    fn driver(&self) -> promote_cli::pipeline::LocalPipeline<'_> {
+        let definition = promote_cli::pipeline::PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
+        promote_cli::pipeline::LocalPipeline { ports: &self.ports, config: &self.pipeline.config, runs: &self.runs, stages: definition.stages }
+    }
+
+    /// The central approval starts the pipeline, which runs with these endpoint replies until it
+    /// stops: at the approval, or at the end.
+    async fn run_with_replies(&self, bodies: &[&str]) -> (String, String) {
+        let _turn = REPLY_QUEUE.lock().await;
+        self.pipeline.queue_endpoint_replies("333333333333", bodies).await;
+        let approval = promote_cli::local::approval_event(&self.pipeline.central, "Approved");
+        let started = self.pipeline.start(&self.ports, &approval).await.unwrap();
+        let StartOutcome::Started { execution_id, .. } = started else { panic!("{started:?}") };
+        let status = self.driver().resume(&execution_id).await.unwrap();
+        (execution_id, status)
+    }
+
+    async fn endpoint(&self, account: &str, stage: &str) -> Option<(String, String)> {
+        let name = format!("promoted-{}-{stage}", self.pipeline.central.group());
+        let found = self.pipeline.account(account).await.describe_endpoint().endpoint_name(name).send().await.ok()?;
+        Some((found.endpoint_status().unwrap().as_str().to_owned(), found.endpoint_config_name().unwrap().to_owned()))
+    }
+
+    async fn central_status(&self) -> (String, String) {
+        let central = self.pipeline.world.sagemaker().describe_model_package().model_package_name(self.pipeline.central.as_str()).send().await.unwrap();
+        (central.model_approval_status().unwrap().as_str().to_owned(), central.approval_description().unwrap_or_default().to_owned())
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.state).ok();
+    }
+}
+
+#[tokio::test]
+async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_approved() {
+    let world = Arc::new(TestWorld::new().await);
+    let dev_package = world.world.dev_package.clone();
+    let local = LocalRun::over(world, &dev_package).await;
+    let group = local.pipeline.central.group().to_string();
+
+    let (execution_id, status) = local.run_with_replies(&["0.83", "0.12"]).await;
+
+    assert_eq!(status, "WaitingForApproval");
+    assert_eq!(local.endpoint("333333333333", "test").await, Some(("InService".into(), format!("promoted-{group}-v1-test"))));
+    assert_eq!(local.endpoint("444444444444", "prod").await, None, "nothing reaches prod before the approval");
+    let waiting = actions(&local.pipeline.trail().await);
+    for action in ["pipeline-started", "deployed", "tests-passed", "DeployTest.DeployTest-succeeded", "TestModel.TestModel-succeeded", "awaiting-approval"] {
+        assert!(waiting.contains(&action.to_owned()), "{action} missing from {waiting:?}");
+    }
+    assert!(!waiting.iter().any(|a| a.starts_with("prod-")), "{waiting:?}");
+    assert_eq!(local.pipeline.card_status().await, "PendingReview");
+
+    let mut screen = Vec::new();
+    promote_cli::governance::decide_prod(&local.ports, &local.pipeline.config, local.pipeline.central.group(), true, "risk review passed", &mut screen).await.unwrap();
+    let status = local.driver().resume(&execution_id).await.unwrap();
+
+    assert_eq!(status, "Succeeded");
+    assert!(String::from_utf8(screen).unwrap().starts_with(&format!("tests of {} (execution {execution_id}): tests-passed", local.pipeline.central)));
+    assert_eq!(local.endpoint("444444444444", "prod").await, Some(("InService".into(), format!("promoted-{group}-v1-prod"))));
+    let record = local.ports.ledger.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
+    assert_eq!((record.state, &record.package), (DeploymentState::InService, &local.pipeline.central));
+    let trail = local.pipeline.trail().await;
+    let approval = trail.iter().find(|e| e.action == "prod-approved").expect("the approval is recorded");
+    let operator = std::env::var("USER").unwrap_or_else(|_| "local operator".into());
+    assert_eq!((approval.detail["detail"]["by"].as_str(), approval.detail["detail"]["comment"].as_str()), (Some(operator.as_str()), Some("risk review passed")));
+    let done = actions(&trail);
+    for action in ["prod-deployed", "pipeline-succeeded"] {
+        assert!(done.contains(&action.to_owned()), "{action} missing from {done:?}");
+    }
+    assert_eq!(local.pipeline.card_status().await, "Approved");
+    assert_eq!(local.central_status().await.0, "Approved");
+}
+
+#[tokio::test]
+async fn the_local_pipeline_stops_when_the_tests_fail_and_leaves_no_test_endpoint() {
+    let world = Arc::new(TestWorld::new().await);
+    let second = world.world.second_dev_package.clone();
+    let local = LocalRun::over(world, &second).await;
+    let group = local.pipeline.central.group().to_string();
+
+    let (_, status) = local.run_with_replies(&["error: model not loaded", "error: model not loaded"]).await;
+
+    assert_eq!(status, "Failed");
+    assert_eq!(local.endpoint("333333333333", "test").await, None, "a first deployment that fails its tests is removed");
+    assert_eq!(local.endpoint("444444444444", "prod").await, None);
+    let (approval, reason) = local.central_status().await;
+    assert_eq!(approval, "Rejected");
+    assert!(reason.contains("failed tests") && reason.contains("scores a typical customer"), "{reason}");
+    let record = local.ports.ledger.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap().unwrap();
+    assert_eq!(record.state, DeploymentState::RolledBack);
+    let trail = actions(&local.pipeline.trail().await);
+    for action in ["tests-failed", "rejected-by-tests", "rolled-back", "TestModel.TestModel-failed", "pipeline-failed"] {
+        assert!(trail.contains(&action.to_owned()), "{action} missing from {trail:?}");
+    }
+    assert!(!trail.contains(&"awaiting-approval".to_owned()), "the pipeline stops before the approval: {trail:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

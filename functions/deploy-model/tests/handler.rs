@@ -1,45 +1,15 @@
 //! deploy-model on the reference job events, over fakes: continuation-token polling, silent
-//! rollbacks, failures, and never a credential in the logs.
+//! rollbacks, failures.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use lambda_runtime::{Context, LambdaEvent};
+use common::{fixture, invoke, run_job};
 use serde_json::Value;
 use shared::deployment::JobOutcome;
 use shared::domain::ledger::DeploymentState;
 use shared::domain::ids::Stage;
 use shared::fakes::{DeployWorld, Transition};
 use shared::ports::EndpointStatus;
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The next job of the action, as CodePipeline makes it: a job id of its own, and the token.
-fn continued(mut job: Value, token: &str, invocation: usize) -> Value {
-    let id = format!("{}-{invocation}", job["CodePipeline.job"]["id"].as_str().unwrap_or_default());
-    job["CodePipeline.job"]["id"] = Value::String(id);
-    job["CodePipeline.job"]["data"]["continuationToken"] = Value::String(token.to_owned());
-    job
-}
-
-async fn invoke(world: &DeployWorld, payload: Value) -> JobOutcome {
-    deploy_model::handler(&world.ports, &world.config, LambdaEvent::new(payload, Context::default())).await.expect("the job is answered")
-}
-
-/// Invokes until the job stops asking to continue, as CodePipeline does; returns the number of invocations.
-async fn run_job(world: &DeployWorld, job: Value) -> (JobOutcome, usize) {
-    let mut outcome = invoke(world, job.clone()).await;
-    let mut invocations = 1;
-    while let JobOutcome::Continuing { continuation, .. } = &outcome {
-        outcome = invoke(world, continued(job.clone(), continuation, invocations)).await;
-        invocations += 1;
-        assert!(invocations < 20, "the job never settles");
-    }
-    (outcome, invocations)
-}
 
 #[tokio::test]
 async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
@@ -124,41 +94,4 @@ async fn malformed_parameters_still_answer_the_job() {
 
     assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == "Rejected.InvalidJob"), "{outcome:?}");
     assert_eq!(world.last_answer().job_id, "8d5b1f6e-0c1a-4e8f-9a57-3f2d1c0b9a81");
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn the_jobs_artifact_credentials_never_reach_a_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let world = DeployWorld::new(1);
-    let job = fixture("codepipeline-job-deploy-test.json");
-    let credentials = job["CodePipeline.job"]["data"]["artifactCredentials"].clone();
-
-    run_job(&world, job).await;
-    let mut failing = fixture("codepipeline-job-deploy-prod.json");
-    failing["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] = Value::String("not json".into());
-    invoke(&world, failing).await;
-
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.lines().count() >= 3, "decisions are logged: {logs}");
-    for secret in ["secretAccessKey", "sessionToken", "accessKeyId"] {
-        let value = credentials[secret].as_str().unwrap();
-        assert!(!logs.contains(value), "{secret} leaked into the logs");
-    }
-    assert!(!logs.contains("artifactCredentials"));
 }

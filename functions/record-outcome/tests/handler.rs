@@ -75,3 +75,22 @@ async fn events_of_other_pipelines_are_ignored() {
     assert!(matches!(recorded, Recorded::Ignored { .. }));
     assert!(world.audit_actions().is_empty());
 }
+
+#[tokio::test]
+async fn an_answer_codepipeline_does_not_show_yet_is_retried_not_recorded_with_an_unknown_approver() {
+    let world = world_with_execution();
+    let event = || LambdaEvent::new(fixture("codepipeline-approval-succeeded.json"), Context::default());
+
+    let early = record_outcome::handler(&world.ports, &world.config, event()).await.unwrap_err();
+
+    assert_eq!(early.error_type(), "Retryable.ApprovalResultPending");
+    assert!(world.audit_actions().is_empty(), "nothing is recorded before the approver is known");
+    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len(), 1, "the card is untouched");
+
+    world.runs.approval_results.lock().unwrap().insert("exec-1".into(), ApprovalResult { approved: true, by: Some("carol".into()), comment: Some("ok".into()) });
+    let redelivered = record_outcome::handler(&world.ports, &world.config, event()).await.unwrap();
+
+    assert_eq!(redelivered, Recorded::Recorded { package: world.package.clone(), action: "prod-approved".into() });
+    let approved = world.ledger.audit.lock().unwrap().values().find(|e| e.action == "prod-approved").cloned().unwrap();
+    assert_eq!((approved.detail["detail"]["by"].as_str(), approved.detail["detail"]["comment"].as_str()), (Some("carol"), Some("ok")));
+}

@@ -1,10 +1,15 @@
 //! test-model: the TestModel action of the pipeline.
 
+use chrono::Duration;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use shared::deployment::test::handle_test_job;
 use shared::deployment::{DeployConfig, DeployError, DeployPorts, JobOutcome};
+use shared::invocation::deadline;
+
+/// The function's timeout in infra/central-account.yaml: the deadline of a run that reports none.
+const TIMEOUT: Duration = Duration::minutes(5);
 
 pub async fn handler(ports: &DeployPorts, config: &DeployConfig, event: LambdaEvent<Value>) -> Result<JobOutcome, DeployError> {
-    handle_test_job(ports, config, &event.payload).await
+    handle_test_job(ports, config, &event.payload, deadline(&event.context, TIMEOUT)).await
 }

@@ -1,50 +1,57 @@
-//! test-model over fakes: a passing run, and a failing one that rolls the endpoint back.
+//! test-model over fakes: a passing run; a failing one that rejects the version and rolls the
+//! endpoint back; an endpoint that no longer runs the version; transient and hanging calls;
+//! the invocation's deadline.
 
-use lambda_runtime::{Context, LambdaEvent};
+mod common;
+
+use common::{deployed, invoke, invoke_with, test_job, throttled, CONFIG, ENDPOINT, JOB_ID, PREVIOUS};
+use lambda_runtime::Context;
 use serde_json::Value;
 use shared::deployment::JobOutcome;
 use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{ModelPackageArn, Stage};
-use shared::domain::ledger::{DeploymentRecord, DeploymentState};
-use shared::fakes::DeployWorld;
-use shared::ports::{EndpointStatus, InvokeResult};
+use shared::domain::ids::Stage;
+use shared::domain::ledger::DeploymentState;
+use shared::fakes::{DeployWorld, Fault};
+use shared::ports::{EndpointStatus, FailureKind, InvokeResult, PortError};
 
-const ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
-const CONFIG: &str = "promoted-churn-prediction-111111111111-v1-test";
+const CARD: &str = "churn-prediction-111111111111";
 
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// A context whose invocation ends `seconds` from now.
+fn ending_in(seconds: i64) -> Context {
+    let mut context = Context::default();
+    context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::seconds(seconds)).timestamp_millis()).unwrap();
+    context
 }
 
-async fn deployed(previous: Option<&str>) -> DeployWorld {
-    let world = DeployWorld::new(0);
-    world.test.create_endpoint_for_test(ENDPOINT, CONFIG);
-    let previous_package: Option<ModelPackageArn> =
-        previous.map(|_| "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/2".parse().unwrap());
-    let record = DeploymentRecord {
-        stage: Stage::Test,
-        endpoint: ENDPOINT.into(),
-        package: world.package.clone(),
-        config: CONFIG.into(),
-        state: DeploymentState::InService,
-        previous_config: previous.map(str::to_owned),
-        previous_package,
-        at: chrono::Utc::now(),
-    };
-    world.ports.ledger.record_deployment(&record).await.unwrap();
-    world
-}
-
-async fn invoke(world: &DeployWorld) -> JobOutcome {
-    let event = LambdaEvent::new(fixture("codepipeline-job-test-model.json"), Context::default());
-    test_model::handler(&world.ports, &world.config, event).await.expect("answered")
+fn report_uri(job_id: &str) -> shared::domain::ids::S3Uri {
+    let key = format!("reports/churn-prediction-111111111111/1/test-{job_id}.json");
+    format!("s3://model-promotion-artifacts-222222222222/{key}").parse().unwrap()
 }
 
 fn report(world: &DeployWorld) -> Value {
-    let key = "reports/churn-prediction-111111111111/1/test-f41c2a9d-83b7-4e65-a0d2-5b6c7e8f9a10.json";
-    let uri = format!("s3://model-promotion-artifacts-222222222222/{key}").parse().unwrap();
-    serde_json::from_slice(&world.store.bytes(&uri).expect("report written")).unwrap()
+    serde_json::from_slice(&world.store.bytes(&report_uri(JOB_ID)).expect("report written")).unwrap()
+}
+
+fn central_status(world: &DeployWorld) -> Option<ApprovalStatus> {
+    world.central.packages.lock().unwrap()[world.package.as_str()].status.clone()
+}
+
+fn card_versions(world: &DeployWorld) -> Vec<Value> {
+    world.cards.cards.lock().unwrap()[CARD].clone()
+}
+
+fn endpoint_calls(world: &DeployWorld) -> Vec<String> {
+    world.test.calls.lock().unwrap().clone()
+}
+
+/// The output variables the pipeline definition says TestModel publishes for the prod approval.
+fn published_variables() -> Vec<String> {
+    let path = format!("{}/../../infra/pipeline.json", env!("CARGO_MANIFEST_DIR"));
+    let definition: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let stage = definition["stages"].as_array().unwrap().iter().find(|s| s["action"] == "test-model").unwrap().clone();
+    let mut names: Vec<String> = stage["variables"].as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]
@@ -53,23 +60,35 @@ async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
 
     let outcome = invoke(&world).await;
 
-    assert!(matches!(outcome, JobOutcome::Succeeded { ref summary } if summary.contains("2/2 test cases passed")), "{outcome:?}");
+    let JobOutcome::Succeeded { summary, variables } = outcome else { panic!("{outcome:?}") };
+    assert!(summary.contains("2/2 test cases passed"), "{summary}");
     let report = report(&world);
     assert_eq!((report["passed"].as_u64(), report["failed"].as_u64()), (Some(2), Some(0)));
-    let cards = world.cards.cards.lock().unwrap();
-    let card = cards["churn-prediction-111111111111"].last().unwrap().clone();
-    assert_eq!(card["evaluation_details"][0]["metric_groups"][0]["metric_data"][0]["value"], true);
+    let cards = card_versions(&world);
+    assert_eq!(cards.len(), 2, "the report is a new card version");
+    assert_eq!(cards[1]["evaluation_details"][0]["metric_groups"][0]["metric_data"][0]["value"], true);
     assert_eq!(world.test.endpoint(ENDPOINT).unwrap().config, CONFIG);
     assert_eq!(world.audit_actions(), ["tests-passed"]);
     let sent = world.approvers.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "the governance officers are told");
     assert!(sent[0].1.contains("reports/churn-prediction-111111111111/1/test-f41c2a9d"), "{}", sent[0].1);
     assert!(sent[0].1.contains("#/model-cards/churn-prediction-111111111111"), "{}", sent[0].1);
+
+    // The prod approval's link and text: exactly this version's report and card.
+    let key = report_uri(JOB_ID).key().to_owned();
+    let report_url = format!("https://s3.console.aws.amazon.com/s3/object/model-promotion-artifacts-222222222222?region=us-east-1&prefix={key}");
+    assert_eq!(variables["ReportUrl"], report_url);
+    assert_eq!(variables["ModelCardUrl"], format!("https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/model-cards/{CARD}"));
+    let slowest = report["cases"].as_array().unwrap().iter().filter_map(|c| c["latency_ms"].as_u64()).max().unwrap();
+    assert_eq!(variables["TestSummary"], format!("2/2 test cases passed, slowest {slowest} ms"));
+    assert_eq!(variables.keys().cloned().collect::<Vec<_>>(), published_variables(), "what infra/pipeline.json says the approval may reference");
+    let answer = world.last_answer();
+    assert_eq!((answer.succeeded, answer.continuation, answer.variables), (true, None, variables), "handed to CodePipeline with the final answer");
 }
 
 #[tokio::test]
-async fn a_failing_case_rolls_back_to_the_previous_config_and_rejects_the_version() {
-    let world = deployed(Some("promoted-churn-prediction-111111111111-v0-test")).await;
+async fn a_failing_case_rejects_the_version_then_rolls_back_to_the_previous_config() {
+    let world = deployed(Some(PREVIOUS)).await;
     world.test.replies.lock().unwrap().push_back(InvokeResult { status: 500, body: b"model error".to_vec() });
 
     let outcome = invoke(&world).await;
@@ -77,15 +96,34 @@ async fn a_failing_case_rolls_back_to_the_previous_config_and_rejects_the_versio
     let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error_type, "Rejected.TestsFailed");
     assert!(message.contains("scores a typical customer: status 500, expected 200"), "{message}");
-    assert!(message.contains("rolled back to promoted-churn-prediction-111111111111-v0-test"), "{message}");
-    assert!(world.test.calls.lock().unwrap().contains(&format!("UpdateEndpoint {ENDPOINT} promoted-churn-prediction-111111111111-v0-test direct")));
-    let central = world.central.packages.lock().unwrap()[world.package.as_str()].clone();
-    assert_eq!(central.status, Some(ApprovalStatus::Rejected));
+    assert!(message.contains("was marked Rejected") && message.contains(&format!("rolled back to {PREVIOUS}")), "{message}");
+    assert!(!message.contains("NOT DONE"), "{message}");
+    assert!(endpoint_calls(&world).contains(&format!("UpdateEndpoint {ENDPOINT} {PREVIOUS} direct")));
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Rejected));
     let record = world.ports.ledger.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap();
     assert_eq!(record.state, DeploymentState::RolledBack);
-    assert_eq!(world.audit_actions(), ["tests-failed", "rolled-back", "rejected-by-tests"]);
+    assert_eq!(world.audit_actions(), ["tests-failed", "rejected-by-tests", "rolled-back"], "rejected before the endpoint is touched");
     assert_eq!(report(&world)["cases"][0]["passed"], false);
     assert!(world.approvers.sent.lock().unwrap().is_empty(), "nothing to approve");
+    assert!(!world.last_answer().succeeded && world.last_answer().variables.is_empty(), "no evidence for an approval");
+}
+
+#[tokio::test]
+async fn a_failing_report_reaches_the_model_card_in_a_new_version() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.replies.lock().unwrap().push_back(InvokeResult { status: 200, body: b"NaN".to_vec() });
+
+    invoke(&world).await;
+
+    let cards = card_versions(&world);
+    assert_eq!(cards.len(), 2, "one new card version");
+    let evaluation = &cards[1]["evaluation_details"][0];
+    assert_eq!(evaluation["name"], "test tests of version 1");
+    let observation = evaluation["evaluation_observation"].as_str().unwrap();
+    assert!(observation.contains("1 passed, 1 failed") && observation.contains(&report_uri(JOB_ID).to_string()), "{observation}");
+    let cases = evaluation["metric_groups"][0]["metric_data"].as_array().unwrap();
+    assert_eq!((cases[0]["name"].as_str(), &cases[0]["value"]), (Some("scores a typical customer"), &Value::Bool(false)));
+    assert_eq!((cases[1]["name"].as_str(), &cases[1]["value"]), (Some("scores a new customer"), &Value::Bool(true)));
 }
 
 #[tokio::test]
@@ -97,6 +135,153 @@ async fn a_failure_on_a_first_deployment_deletes_the_endpoint() {
 
     assert!(matches!(outcome, JobOutcome::Failed { ref message, .. } if message.contains("response lacks \"0.\"")), "{outcome:?}");
     assert!(world.test.endpoint(ENDPOINT).is_none(), "no previous config: the endpoint is deleted");
-    assert!(world.test.calls.lock().unwrap().contains(&format!("DeleteEndpoint {ENDPOINT}")));
-    assert!(!matches!(world.test.endpoint(ENDPOINT).map(|e| e.status), Some(EndpointStatus::InService)));
+    assert!(endpoint_calls(&world).contains(&format!("DeleteEndpoint {ENDPOINT}")));
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_leaves_the_version_rejected_and_names_the_failing_cases() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.replies.lock().unwrap().push_back(InvokeResult { status: 500, body: b"model error".to_vec() });
+    world.test.fault("UpdateEndpoint", Fault::Fail(PortError::new("UpdateEndpoint", FailureKind::Terminal, "AccessDeniedException")));
+
+    let outcome = invoke(&world).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "Rejected.TestsFailed");
+    assert!(message.contains("scores a typical customer: status 500, expected 200"), "{message}");
+    assert!(message.contains(&format!("NOT DONE, to do by hand: roll {ENDPOINT} back (UpdateEndpoint failed: AccessDeniedException)")), "{message}");
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Rejected));
+    assert_eq!(world.audit_actions(), ["tests-failed", "rejected-by-tests"]);
+    assert_eq!(world.test.endpoint(ENDPOINT).unwrap().config, CONFIG, "still on the failing version, as the message says");
+    assert_eq!(card_versions(&world).len(), 2, "the report reached the card");
+    assert_eq!(world.ports.ledger.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap().state, DeploymentState::InService);
+}
+
+#[tokio::test]
+async fn a_rejection_that_fails_still_rolls_the_endpoint_back() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.replies.lock().unwrap().push_back(InvokeResult { status: 500, body: b"model error".to_vec() });
+    world.central.packages.lock().unwrap().clear();
+
+    let outcome = invoke(&world).await;
+
+    let JobOutcome::Failed { message, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(message.contains("scores a typical customer: status 500"), "{message}");
+    assert!(message.contains(&format!("rolled back to {PREVIOUS}")), "{message}");
+    assert!(message.contains(&format!("NOT DONE, to do by hand: mark {} Rejected (DescribeModelPackage failed", world.package)), "{message}");
+    assert!(endpoint_calls(&world).contains(&format!("UpdateEndpoint {ENDPOINT} {PREVIOUS} direct")));
+    assert_eq!(world.audit_actions(), ["tests-failed", "rolled-back"]);
+}
+
+#[tokio::test]
+async fn an_endpoint_no_longer_on_the_versions_config_is_not_tested_nor_touched() {
+    let rolled_back = deployed(Some(PREVIOUS)).await;
+    rolled_back.test.create_endpoint_for_test(ENDPOINT, PREVIOUS);
+    let deleted = deployed(None).await;
+    deleted.test.endpoints.lock().unwrap().clear();
+    let updating = deployed(Some(PREVIOUS)).await;
+    updating.test.endpoints.lock().unwrap().get_mut(ENDPOINT).unwrap().status = EndpointStatus::Updating;
+
+    for (world, found) in [(&rolled_back, format!("InService on {PREVIOUS}")), (&deleted, "absent".to_owned()), (&updating, format!("Updating on {CONFIG}"))] {
+        let before = world.test.endpoint(ENDPOINT).map(|e| (e.status, e.config));
+        world.test.replies.lock().unwrap().push_back(InvokeResult { status: 200, body: b"0.9".to_vec() });
+
+        let outcome = invoke(world).await;
+
+        let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(error_type, "Rejected.EndpointNotUnderTest");
+        assert!(message.contains(&format!("endpoint {ENDPOINT} is {found}, not InService on {CONFIG}")), "{message}");
+        assert!(message.contains("nothing was tested") && message.contains("run DeployTest again"), "{message}");
+        assert_eq!(world.test.replies.lock().unwrap().len(), 1, "no case ran");
+        assert!(endpoint_calls(world).is_empty(), "the endpoint is not touched");
+        assert_eq!(world.test.endpoint(ENDPOINT).map(|e| (e.status, e.config)), before);
+        assert_eq!(central_status(world), Some(ApprovalStatus::Approved));
+        assert!(world.audit_actions().is_empty() && world.store.keys_in("model-promotion-artifacts-222222222222").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_invocation_is_no_failed_case_the_job_comes_back_and_tests_again() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.fault("InvokeEndpoint", throttled());
+
+    let outcome = invoke(&world).await;
+
+    let JobOutcome::Continuing { continuation, summary } = outcome else { panic!("{outcome:?}") };
+    assert!(summary.contains("will test again") && summary.contains("ThrottlingException"), "{summary}");
+    assert!(world.last_answer().succeeded && world.last_answer().continuation.is_some());
+    assert!(world.last_answer().variables.is_empty(), "CodePipeline takes no output variables with a continuation token");
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Approved));
+    assert!(endpoint_calls(&world).is_empty() && world.audit_actions().is_empty());
+    assert!(world.store.bytes(&report_uri(JOB_ID)).is_none(), "no verdict, no report");
+
+    let mut next = test_job();
+    next["CodePipeline.job"]["id"] = "f41c2a9d-second".into();
+    next["CodePipeline.job"]["data"]["continuationToken"] = continuation.into();
+    let outcome = invoke_with(&world, next, Context::default()).await;
+
+    assert!(matches!(outcome, JobOutcome::Succeeded { ref summary, .. } if summary.contains("2/2 test cases passed")), "{outcome:?}");
+    assert_eq!(world.audit_actions(), ["tests-passed"]);
+    let answer = world.last_answer();
+    assert!(answer.variables["ReportUrl"].ends_with("/test-f41c2a9d-second.json"), "the report of the run that passed: {:?}", answer.variables);
+}
+
+#[tokio::test]
+async fn a_refused_invocation_fails_the_job_without_judging_the_model() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.fault("InvokeEndpoint", Fault::Fail(PortError::new("InvokeEndpoint", FailureKind::Terminal, "AccessDeniedException")));
+
+    let outcome = invoke(&world).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((error_type.as_str(), message.as_str()), ("Rejected.InvokeEndpoint", "InvokeEndpoint failed: AccessDeniedException"));
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Approved));
+    assert!(endpoint_calls(&world).is_empty() && world.audit_actions().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_endpoint_fails_its_case_at_the_latency_bound() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.fault("InvokeEndpoint", Fault::Hang);
+
+    let outcome = invoke(&world).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "Rejected.TestsFailed");
+    assert!(message.contains("1 of 2 test cases failed") && message.contains("scores a typical customer: no answer within 2000 ms"), "{message}");
+    let case = &report(&world)["cases"][0];
+    assert_eq!(case["passed"].as_bool(), Some(false));
+    assert!((2000..2100).contains(&case["latency_ms"].as_u64().unwrap()), "{case}");
+    assert!(endpoint_calls(&world).contains(&format!("UpdateEndpoint {ENDPOINT} {PREVIOUS} direct")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_call_before_the_verdict_still_answers_the_job_before_the_deadline() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.fault("DescribeEndpoint", Fault::Hang);
+    let started = tokio::time::Instant::now();
+
+    let outcome = invoke_with(&world, test_job(), ending_in(60)).await;
+
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "answered after the deadline: {:?}", started.elapsed());
+    let JobOutcome::Continuing { summary, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(summary.contains("ran out of time while testing"), "{summary}");
+    assert_eq!(world.last_answer().job_id, JOB_ID);
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Approved));
+    assert!(endpoint_calls(&world).is_empty());
+}
+
+#[tokio::test]
+async fn cases_that_cannot_finish_before_the_deadline_fail_the_job_untested() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.replies.lock().unwrap().push_back(InvokeResult { status: 200, body: b"0.9".to_vec() });
+
+    let outcome = invoke_with(&world, test_job(), ending_in(20)).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "Rejected.TestsOutlastInvocation");
+    assert!(message.contains("may take 4000 ms") && message.contains("raise test-model's timeout"), "{message}");
+    assert_eq!(world.test.replies.lock().unwrap().len(), 1, "no case ran");
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Approved));
+    assert!(endpoint_calls(&world).is_empty() && world.audit_actions().is_empty());
 }

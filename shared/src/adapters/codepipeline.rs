@@ -7,6 +7,7 @@ use aws_sdk_codepipeline::types::{
 };
 use aws_sdk_codepipeline::Client;
 
+use crate::domain::deploy::OutputVariables;
 use crate::domain::ids::ModelPackageArn;
 use crate::ports::{ApprovalResult, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult};
 
@@ -24,6 +25,22 @@ pub struct CodePipeline {
 impl CodePipeline {
     pub fn new(client: Client) -> Self {
         Self { client }
+    }
+
+    /// `PutJobSuccessResult`: CodePipeline refuses output variables beside a continuation token,
+    /// so a call carries one or the other (or neither).
+    async fn put_success(&self, job_id: &str, continuation: Option<&str>, summary: &str, variables: Option<&OutputVariables>) -> PortResult<()> {
+        let variables = variables.map(|v| v.iter().map(|(name, value)| (name.clone(), value.clone())).collect());
+        self.client
+            .put_job_success_result()
+            .job_id(job_id)
+            .set_continuation_token(continuation.map(str::to_owned))
+            .execution_details(ExecutionDetails::builder().summary(clipped(summary, SUMMARY_MAX)).build())
+            .set_output_variables(variables)
+            .send()
+            .await
+            .map_err(|e| classify("PutJobSuccessResult", &e))?;
+        Ok(())
     }
 }
 
@@ -44,15 +61,11 @@ fn request_token(token: &str) -> String {
 #[async_trait]
 impl PipelineJobs for CodePipeline {
     async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()> {
-        self.client
-            .put_job_success_result()
-            .job_id(job_id)
-            .set_continuation_token(continuation.map(str::to_owned))
-            .execution_details(ExecutionDetails::builder().summary(clipped(summary, SUMMARY_MAX)).build())
-            .send()
-            .await
-            .map_err(|e| classify("PutJobSuccessResult", &e))?;
-        Ok(())
+        self.put_success(job_id, continuation, summary, None).await
+    }
+
+    async fn succeed_with_variables(&self, job_id: &str, summary: &str, variables: &OutputVariables) -> PortResult<()> {
+        self.put_success(job_id, None, summary, Some(variables)).await
     }
 
     async fn fail(&self, job_id: &str, message: &str) -> PortResult<()> {
@@ -199,6 +212,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_finished_job_hands_its_output_variables_on_without_a_continuation_token() {
+        let rule = mock!(Client::put_job_success_result)
+            .match_requests(|r| {
+                let variables = r.output_variables().cloned().unwrap_or_default();
+                r.job_id() == Some("job-3")
+                    && r.continuation_token().is_none()
+                    && r.execution_details().and_then(|d| d.summary()) == Some("2/2 test cases passed")
+                    && variables.len() == 2
+                    && variables.get("ReportUrl").map(String::as_str) == Some("https://s3.console.aws.amazon.com/s3/object/b?prefix=reports/r.json")
+                    && variables.get("TestSummary").map(String::as_str) == Some("2/2 test cases passed, slowest 12 ms")
+            })
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let plain = mock!(Client::put_job_success_result)
+            .match_requests(|r| r.job_id() == Some("job-4") && r.output_variables().is_none())
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&rule, &plain]));
+        let variables = OutputVariables::from([
+            ("ReportUrl".to_owned(), "https://s3.console.aws.amazon.com/s3/object/b?prefix=reports/r.json".to_owned()),
+            ("TestSummary".to_owned(), "2/2 test cases passed, slowest 12 ms".to_owned()),
+        ]);
+
+        pipeline.succeed_with_variables("job-3", "2/2 test cases passed", &variables).await.unwrap();
+        pipeline.succeed("job-4", None, "deployed").await.unwrap();
+
+        assert_eq!((rule.num_calls(), plain.num_calls()), (1, 1), "a plain success carries no outputVariables");
+    }
+
+    #[tokio::test]
     async fn a_second_answer_to_a_settled_job_is_a_conflict() {
         use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultError;
         use aws_sdk_codepipeline::types::error::InvalidJobStateException;
@@ -260,6 +301,85 @@ mod tests {
 
         assert_eq!(pending, PendingApproval { token: "tok-9".into(), execution_id: Some("exec-1".into()) });
         assert_eq!(answer.num_calls(), 1);
+    }
+
+    const PACKAGE: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/7";
+
+    #[tokio::test]
+    async fn an_execution_starts_for_exactly_the_version_with_the_event_id_as_its_token() {
+        use aws_sdk_codepipeline::operation::start_pipeline_execution::StartPipelineExecutionOutput;
+        let rule = mock!(Client::start_pipeline_execution)
+            .match_requests(|r| {
+                let variables: Vec<(&str, &str)> = r.variables().iter().map(|v| (v.name(), v.value())).collect();
+                r.name() == Some("model-promotion-deploy")
+                    && variables == [(PACKAGE_VARIABLE, PACKAGE)]
+                    && r.client_request_token() == Some("c7d9e2f1-4a3b-4c5d-8e6f-7a8b9c0d1e2f")
+            })
+            .then_output(|| StartPipelineExecutionOutput::builder().pipeline_execution_id("exec-9").build());
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&rule]));
+
+        let execution = pipeline.start("model-promotion-deploy", &PACKAGE.parse().unwrap(), "c7d9e2f1-4a3b-4c5d-8e6f-7a8b9c0d1e2f").await.unwrap();
+
+        assert_eq!(execution, "exec-9");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_execution_names_its_version_through_the_resolved_variable() {
+        use aws_sdk_codepipeline::operation::get_pipeline_execution::GetPipelineExecutionOutput;
+        use aws_sdk_codepipeline::types::{PipelineExecution, ResolvedPipelineVariable};
+        let asked = |execution: &'static str| move |r: &aws_sdk_codepipeline::operation::get_pipeline_execution::GetPipelineExecutionInput| {
+            r.pipeline_name() == Some("model-promotion-deploy") && r.pipeline_execution_id() == Some(execution)
+        };
+        let with_variable = mock!(Client::get_pipeline_execution).match_requests(asked("exec-1")).then_output(|| {
+            let variables = [("Other", "x"), (PACKAGE_VARIABLE, PACKAGE)].map(|(name, value)| ResolvedPipelineVariable::builder().name(name).resolved_value(value).build());
+            GetPipelineExecutionOutput::builder().pipeline_execution(PipelineExecution::builder().set_variables(Some(variables.to_vec())).build()).build()
+        });
+        let without = mock!(Client::get_pipeline_execution)
+            .match_requests(asked("exec-2"))
+            .then_output(|| GetPipelineExecutionOutput::builder().pipeline_execution(PipelineExecution::builder().build()).build());
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&with_variable, &without]));
+
+        let package = pipeline.execution_package("model-promotion-deploy", "exec-1").await.unwrap();
+        let none = pipeline.execution_package("model-promotion-deploy", "exec-2").await.unwrap();
+
+        assert_eq!(package, Some(PACKAGE.parse().unwrap()));
+        assert_eq!(none, None, "an execution started by hand names no version");
+    }
+
+    #[tokio::test]
+    async fn the_approval_result_says_who_answered_and_nothing_while_it_is_not_final() {
+        use aws_sdk_codepipeline::operation::list_action_executions::{ListActionExecutionsInput, ListActionExecutionsOutput};
+        use aws_sdk_codepipeline::types::{ActionExecutionDetail, ActionExecutionOutput, ActionExecutionResult};
+        let of_execution = |r: &ListActionExecutionsInput| {
+            r.pipeline_name() == Some("model-promotion-deploy") && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("exec-1")
+        };
+        let detail = |action: &str, status: ActionExecutionStatus| {
+            let result = ActionExecutionResult::builder().external_execution_summary("bias report incomplete").build();
+            ActionExecutionDetail::builder()
+                .action_name(action)
+                .status(status)
+                .updated_by("arn:aws:sts::222222222222:assumed-role/Governance/bob")
+                .output(ActionExecutionOutput::builder().execution_result(result).build())
+                .build()
+        };
+        let rejected = mock!(Client::list_action_executions).match_requests(of_execution).then_output(move || {
+            ListActionExecutionsOutput::builder()
+                .action_execution_details(detail("DeployTest", ActionExecutionStatus::Succeeded))
+                .action_execution_details(detail("ApproveProd", ActionExecutionStatus::Failed))
+                .build()
+        });
+        let waiting = mock!(Client::list_action_executions)
+            .match_requests(of_execution)
+            .then_output(move || ListActionExecutionsOutput::builder().action_execution_details(detail("ApproveProd", ActionExecutionStatus::InProgress)).build());
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&rejected, &waiting]));
+
+        let answered = pipeline.approval_result("model-promotion-deploy", "exec-1", "ApproveProd").await.unwrap();
+        let not_yet = pipeline.approval_result("model-promotion-deploy", "exec-1", "ApproveProd").await.unwrap();
+
+        let by = Some("arn:aws:sts::222222222222:assumed-role/Governance/bob".to_owned());
+        assert_eq!(answered, Some(ApprovalResult { approved: false, by, comment: Some("bias report incomplete".into()) }));
+        assert_eq!(not_yet, None);
     }
 
     #[test]

@@ -205,7 +205,9 @@ impl Ledger for DynamoLedger {
     }
 
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        let sort = format!("AUDIT#{}#{}#{}", iso(entry.at), entry.event_id, entry.action);
+        // An entry is one action of one event (a job, for the pipeline's actions): a redelivery
+        // writes the same key whatever its time, and the first write stays.
+        let sort = format!("AUDIT#{}#{}", entry.event_id, entry.action);
         let mut item = key(&entry.source, &sort);
         item.insert("action".into(), s(&entry.action));
         item.insert("event_id".into(), s(&entry.event_id));
@@ -254,7 +256,9 @@ impl Ledger for DynamoLedger {
             .collect::<Result<_, _>>()
             .await
             .map_err(|e| classify("Query", &e))?;
-        pages.iter().flat_map(|page| page.items()).map(|item| audit_from_item(package, item)).collect()
+        let mut entries = pages.iter().flat_map(|page| page.items()).map(|item| audit_from_item(package, item)).collect::<PortResult<Vec<_>>>()?;
+        entries.sort_by_key(|e| e.at);
+        Ok(entries)
     }
 
     async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {

@@ -407,6 +407,5 @@ fn card_status(status: CardStatus) -> ModelCardStatus {
         CardStatus::Draft => ModelCardStatus::Draft,
         CardStatus::PendingReview => ModelCardStatus::Pendingreview,
         CardStatus::Approved => ModelCardStatus::Approved,
-        CardStatus::Archived => ModelCardStatus::Archived,
     }
 }

@@ -5,19 +5,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::domain::deploy::{deployment_name, endpoint_name, PipelineJob, StageSettings};
+use crate::domain::deploy::{deployment_name, OutputVariables, PipelineJob, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{DeploymentRecord, DeploymentState};
 use crate::ports::{EndpointConfigSpec, EndpointStatus, Endpoints, ModelSpec};
 
-use super::{answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step};
+use super::{answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step, DEPLOYED};
 
 /// What a continuation token carries between two invocations of the same job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Progress {
     Start,
+    /// A Failed endpoint is being deleted (SageMaker updates no Failed endpoint): once it is
+    /// gone, it is created anew on `config`.
+    Recreate { endpoint: String, config: String },
     Wait { endpoint: String, config: String, previous_config: Option<String> },
 }
 
@@ -45,6 +48,7 @@ pub async fn deploy_step(ports: &DeployPorts, config: &DeployConfig, job: &Pipel
     let deployment = Deployment { ports, settings: config.stages.stage(job.parameters.stage), job };
     let result = match &progress {
         Progress::Start => deployment.start().await,
+        Progress::Recreate { endpoint, config } => deployment.recreate(endpoint, config).await,
         Progress::Wait { endpoint, config, previous_config } => deployment.wait(endpoint, config, previous_config.as_deref()).await,
     };
     match result {
@@ -76,7 +80,7 @@ impl Deployment<'_> {
         }
         let endpoints = self.ports.stages.endpoints(self.settings).await?;
         let name = deployment_name(self.package(), self.stage());
-        let endpoint = endpoint_name(self.package().group(), self.stage());
+        let endpoint = self.settings.endpoint_name(self.package().group(), self.stage());
         endpoints
             .ensure_model(&ModelSpec { name: &name, package: self.package(), execution_role_arn: &self.settings.execution_role_arn })
             .await?;
@@ -92,6 +96,14 @@ impl Deployment<'_> {
             None => {
                 endpoints.create_endpoint(&endpoint, &name).await?;
                 None
+            }
+            // It serves nothing and takes no update: it goes, and the version is deployed anew.
+            Some(state) if state.status == EndpointStatus::Failed || is_deleting(&state.status) => {
+                self.started(&endpoint, &name, None).await?;
+                if state.status == EndpointStatus::Failed {
+                    endpoints.delete_endpoint(&endpoint).await?;
+                }
+                return Ok(self.recreating(endpoint, name, &state.status));
             }
             // An earlier delivery of this job asked for this config already: its answer was lost,
             // or the job is redelivered after it finished.
@@ -135,6 +147,34 @@ impl Deployment<'_> {
         Ok(())
     }
 
+    fn recreating(&self, endpoint: String, config: String, status: &EndpointStatus) -> Step {
+        self.log("recreate", &endpoint);
+        let summary = format!("{endpoint} was {status:?}: waiting for its deletion to create it anew with {}", self.package());
+        Step::Continue { token: Progress::Recreate { endpoint, config }.token(), summary }
+    }
+
+    /// Creates the endpoint once the failed one is gone.
+    async fn recreate(&self, endpoint: &str, config: &str) -> Result<Step, DeployError> {
+        let endpoints = self.ports.stages.endpoints(self.settings).await?;
+        match endpoints.describe_endpoint(endpoint).await? {
+            None => {
+                endpoints.create_endpoint(endpoint, config).await?;
+                self.log("created-anew", endpoint);
+                Ok(self.waiting(endpoint.to_owned(), config.to_owned(), None))
+            }
+            // An earlier delivery of this job created it already.
+            Some(state) if state.config_name == config && (state.status.is_transitional() || state.status == EndpointStatus::InService) => {
+                Ok(self.waiting(endpoint.to_owned(), config.to_owned(), None))
+            }
+            Some(state) if state.status == EndpointStatus::Failed => {
+                endpoints.delete_endpoint(endpoint).await?;
+                Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status))
+            }
+            Some(state) if is_deleting(&state.status) => Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status)),
+            Some(state) => Err(DeployError::EndpointBusy { endpoint: endpoint.to_owned(), status: format!("{:?} on {}", state.status, state.config_name) }),
+        }
+    }
+
     fn waiting(&self, endpoint: String, config: String, previous_config: Option<String>) -> Step {
         let summary = format!("deploying {} to {endpoint} ({})", self.package(), self.stage());
         Step::Continue { token: Progress::Wait { endpoint, config, previous_config }.token(), summary }
@@ -166,9 +206,9 @@ impl Deployment<'_> {
         // A redelivery of a finished job keeps the rollback target recorded by the first delivery.
         let previous = previous_config.map(str::to_owned).or_else(|| recorded.as_ref().filter(|r| r.config == config).and_then(|r| r.previous_config.clone()));
         self.record(endpoint, config, previous, DeploymentState::InService).await?;
-        self.audit("deployed", json!({ "stage": self.stage(), "endpoint": endpoint, "config": config })).await?;
-        self.log("deployed", endpoint);
-        Ok(Step::Done { summary: format!("{} runs on {endpoint} ({}) with config {config}", self.package(), self.stage()) })
+        self.audit(DEPLOYED, json!({ "stage": self.stage(), "endpoint": endpoint, "config": config })).await?;
+        self.log(DEPLOYED, endpoint);
+        Ok(Step::Done { summary: format!("{} runs on {endpoint} ({}) with config {config}", self.package(), self.stage()), variables: OutputVariables::new() })
     }
 
     async fn fail(&self, endpoint: &str, config: &str, previous_config: Option<&str>, action: &str) -> Result<(), DeployError> {
@@ -179,9 +219,11 @@ impl Deployment<'_> {
     }
 
     async fn record(&self, endpoint: &str, config: &str, previous_config: Option<String>, state: DeploymentState) -> Result<(), DeployError> {
-        let previous_package = match self.ports.ledger.deployment(self.stage(), endpoint).await? {
-            Some(earlier) if previous_config.as_deref() == Some(earlier.config.as_str()) => Some(earlier.package),
-            Some(earlier) if earlier.config == config => earlier.previous_package,
+        // The version behind `previous_config`: the one recorded on it, or the one a failed or
+        // rolled-back deployment (or this one, resumed) had replaced and the endpoint runs again.
+        let previous_package = match (self.ports.ledger.deployment(self.stage(), endpoint).await?, previous_config.as_deref()) {
+            (Some(earlier), Some(previous)) if earlier.config == previous => Some(earlier.package),
+            (Some(earlier), Some(previous)) if earlier.previous_config.as_deref() == Some(previous) => earlier.previous_package,
             _ => None,
         };
         let record = DeploymentRecord {
@@ -206,6 +248,10 @@ impl Deployment<'_> {
     }
 }
 
+fn is_deleting(status: &EndpointStatus) -> bool {
+    matches!(status, EndpointStatus::Other(status) if status == "Deleting")
+}
+
 /// Puts `endpoint` back on `config`, or deletes it when there was nothing before.
 pub async fn restore(endpoints: &dyn Endpoints, endpoint: &str, previous_config: Option<&str>) -> Result<String, DeployError> {
     match previous_config {
@@ -217,5 +263,87 @@ pub async fn restore(endpoints: &dyn Endpoints, endpoint: &str, previous_config:
             endpoints.delete_endpoint(endpoint).await?;
             Ok("nothing (the endpoint was deleted)".to_owned())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::testing::{add_version, deploy, job_event};
+    use crate::fakes::{DeployWorld, Transition};
+    use crate::ports::Ledger;
+
+    const TEST_ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
+    const V1_TEST: &str = "promoted-churn-prediction-111111111111-v1-test";
+
+    #[tokio::test]
+    async fn a_failed_endpoint_is_deleted_and_created_anew_since_sagemaker_updates_no_failed_endpoint() {
+        let world = DeployWorld::new(1);
+        world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
+        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::Failed;
+
+        let outcome = deploy(&world, &world.package, Stage::Test).await;
+
+        assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
+        let calls = world.test.calls.lock().unwrap().clone();
+        assert_eq!(calls, [format!("DeleteEndpoint {TEST_ENDPOINT}"), format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
+        let endpoint = world.test.endpoint(TEST_ENDPOINT).unwrap();
+        assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, V1_TEST));
+        let record = world.ledger.deployment(Stage::Test, TEST_ENDPOINT).await.unwrap().unwrap();
+        assert_eq!((record.state, record.previous_config), (DeploymentState::InService, None), "a failed test finds nothing to return to and deletes it");
+        let answers = world.jobs.answers.lock().unwrap().clone();
+        let first: Progress = serde_json::from_str(answers[0].continuation.as_deref().unwrap()).unwrap();
+        assert_eq!(first, Progress::Recreate { endpoint: TEST_ENDPOINT.into(), config: V1_TEST.into() });
+        assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_being_deleted_is_created_anew_once_gone() {
+        let world = DeployWorld::new(0);
+        world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
+        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::Other("Deleting".into());
+
+        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None)).await.unwrap();
+        let JobOutcome::Continuing { continuation, .. } = first else { panic!("{first:?}") };
+        assert!(world.test.calls.lock().unwrap().is_empty(), "nothing is asked of an endpoint on its way out");
+        world.test.endpoints.lock().unwrap().remove(TEST_ENDPOINT);
+        let second = handle_deploy_job(&world.ports, &world.config, &job_event("job-2", Stage::Test, &world.package, Some(&continuation))).await.unwrap();
+
+        assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
+        assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
+    }
+
+    #[tokio::test]
+    async fn the_version_to_return_to_survives_a_failed_deployment_in_between() {
+        let world = DeployWorld::new(0);
+        let (second, third) = (add_version(&world, 2), add_version(&world, 3));
+        assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
+        *world.prod.transition.lock().unwrap() = Transition::SilentRollback;
+        assert!(matches!(deploy(&world, &second, Stage::Prod).await, JobOutcome::Failed { .. }));
+        *world.prod.transition.lock().unwrap() = Transition::Succeed;
+
+        assert!(matches!(deploy(&world, &third, Stage::Prod).await, JobOutcome::Succeeded { .. }));
+
+        let record = world.ledger.deployment(Stage::Prod, "promoted-churn-prediction-111111111111-prod").await.unwrap().unwrap();
+        assert_eq!(record.package, third);
+        assert_eq!(record.previous_config.as_deref(), Some("promoted-churn-prediction-111111111111-v1-prod"));
+        assert_eq!(record.previous_package, Some(world.package.clone()), "version 1 runs behind version 3, not the failed version 2");
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_job_repeats_no_audit_entry() {
+        let world = DeployWorld::new(0);
+        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None)).await.unwrap();
+        let JobOutcome::Continuing { continuation, .. } = first else { panic!("{first:?}") };
+        let last = job_event("job-2", Stage::Test, &world.package, Some(&continuation));
+        assert!(matches!(handle_deploy_job(&world.ports, &world.config, &last).await.unwrap(), JobOutcome::Succeeded { .. }));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+        // Lambda delivers the last invocation again: its answer is dropped, its entries too.
+        let again = handle_deploy_job(&world.ports, &world.config, &last).await.unwrap();
+
+        assert!(matches!(again, JobOutcome::Succeeded { .. }), "{again:?}");
+        assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
+        assert_eq!(world.jobs.answers.lock().unwrap().len(), 2);
     }
 }

@@ -27,14 +27,26 @@ pub enum DeployError {
     EndpointVanished(String),
     #[error("the continuation token is not this function's: {0}")]
     BadContinuation(String),
-    #[error("{failed} of {total} test cases failed on {endpoint} ({names}); the endpoint was rolled back to {restored}; report: {report}")]
-    TestsFailed { failed: usize, total: usize, names: String, endpoint: String, restored: String, report: String },
+    #[error("{failed} of {total} test cases failed on {endpoint} ({names}); {aftermath}; report: {report}")]
+    TestsFailed { failed: usize, total: usize, names: String, endpoint: String, aftermath: String, report: String },
+    #[error("endpoint {endpoint} is {found}, not InService on {expected}, the config deploy-model made for {package}: nothing was tested and the endpoint was left as it is; run DeployTest again, then TestModel")]
+    NotUnderTest { endpoint: String, package: ModelPackageArn, expected: String, found: String },
+    #[error("the test cases may take {needed_ms} ms, but this invocation leaves them {left_ms} ms (the rest is kept for the report, the rollback and the answer): raise test-model's timeout or lower the cases' max_latency_ms")]
+    TestsOutlastInvocation { needed_ms: u128, left_ms: u128 },
+    #[error("the invocation ran out of time while {0}")]
+    OutOfTime(String),
+    #[error("the ledger has no deployment of {package} on {endpoint}, so the config to return to is unknown")]
+    NoDeploymentRecord { endpoint: String, package: ModelPackageArn },
     #[error("an approval of {0} is being started by another invocation")]
     StartInProgress(String),
     #[error("no pipeline execution of {0} waits for a prod approval")]
     NoPendingApproval(String),
     #[error("no earlier {stage} deployment of {model} to roll back to")]
     NothingToRollBack { model: String, stage: String },
+    #[error("no earlier {stage} deployment of {model} is still Approved to roll back to ({skipped}); deploy an approved version through the pipeline instead")]
+    NoApprovedRollbackTarget { model: String, stage: String, skipped: String },
+    #[error("CodePipeline does not show the result of the prod approval of execution {0} yet; a redelivery records it")]
+    ApprovalResultPending(String),
     #[error(transparent)]
     Aws(#[from] PortError),
 }
@@ -43,7 +55,7 @@ impl DeployError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Aws(port) => port.is_retryable(),
-            Self::EndpointBusy { .. } | Self::StartInProgress(_) => true,
+            Self::EndpointBusy { .. } | Self::StartInProgress(_) | Self::OutOfTime(_) | Self::ApprovalResultPending(_) => true,
             _ => false,
         }
     }
@@ -62,9 +74,15 @@ impl DeployError {
             Self::EndpointVanished(_) => "EndpointVanished",
             Self::BadContinuation(_) => "BadContinuation",
             Self::TestsFailed { .. } => "TestsFailed",
+            Self::NotUnderTest { .. } => "EndpointNotUnderTest",
+            Self::TestsOutlastInvocation { .. } => "TestsOutlastInvocation",
+            Self::OutOfTime(_) => "OutOfTime",
+            Self::NoDeploymentRecord { .. } => "NoDeploymentRecord",
             Self::StartInProgress(_) => "StartInProgress",
             Self::NoPendingApproval(_) => "NoPendingApproval",
             Self::NothingToRollBack { .. } => "NothingToRollBack",
+            Self::NoApprovedRollbackTarget { .. } => "NoApprovedRollbackTarget",
+            Self::ApprovalResultPending(_) => "ApprovalResultPending",
             Self::Aws(port) => port.operation,
         };
         format!("{}.{name}", if self.is_retryable() { "Retryable" } else { "Rejected" })

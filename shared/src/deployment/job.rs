@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::domain::deploy::OutputVariables;
 use crate::ports::{FailureKind, PipelineJobs, PortResult};
 
 use super::error::DeployError;
@@ -12,7 +13,8 @@ const MESSAGE_MAX: usize = 5000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    Done { summary: String },
+    /// Finished; `variables` become the action's output variables (none for most actions).
+    Done { summary: String, variables: OutputVariables },
     /// Not finished: CodePipeline invokes again with this token.
     Continue { token: String, summary: String },
 }
@@ -20,7 +22,11 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "job_result", rename_all = "snake_case")]
 pub enum JobOutcome {
-    Succeeded { summary: String },
+    Succeeded {
+        summary: String,
+        #[serde(skip_serializing_if = "OutputVariables::is_empty")]
+        variables: OutputVariables,
+    },
     Continuing { summary: String, continuation: String },
     Failed { error_type: String, message: String },
 }
@@ -29,10 +35,16 @@ pub enum JobOutcome {
 /// failure with a message a person can act on. Only a failed answer is an error of the function.
 pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step, DeployError>) -> Result<JobOutcome, DeployError> {
     match step {
-        Ok(Step::Done { summary }) => {
-            settled(job_id, jobs.succeed(job_id, None, &summary).await)?;
-            info!(job_id, decision = "succeeded", summary = %summary, "job answered");
-            Ok(JobOutcome::Succeeded { summary })
+        Ok(Step::Done { summary, variables }) => {
+            let answered = if variables.is_empty() {
+                jobs.succeed(job_id, None, &summary).await
+            } else {
+                jobs.succeed_with_variables(job_id, &summary, &variables).await
+            };
+            settled(job_id, answered)?;
+            let names = variables.keys().map(String::as_str).collect::<Vec<_>>().join(",");
+            info!(job_id, decision = "succeeded", summary = %summary, variables = %names, "job answered");
+            Ok(JobOutcome::Succeeded { summary, variables })
         }
         Ok(Step::Continue { token, summary }) => {
             settled(job_id, jobs.succeed(job_id, Some(&token), &summary).await)?;

@@ -91,8 +91,12 @@ async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelP
         update_card(ports, change, package, CardStatus::PendingReview, json!({ "governance_review": "awaiting the prod approval" })).await?;
         return Ok(("awaiting-approval".into(), json!({})));
     }
-    let result = ports.runs.approval_result(&change.pipeline, &change.execution_id, action).await?;
-    let ApprovalResult { approved, by, comment } = result.unwrap_or(ApprovalResult { approved: change.state == "SUCCEEDED", by: None, comment: None });
+    // The state change can come before ListActionExecutions shows the answer: who gave it is
+    // worth a redelivery (EventBridge retries), never a guess.
+    let Some(ApprovalResult { approved, by, comment }) = ports.runs.approval_result(&change.pipeline, &change.execution_id, action).await? else {
+        info!(event_id = %change.event_id, package = %package, execution_id = %change.execution_id, decision = "approval-result-pending", "outcome not recorded yet");
+        return Err(DeployError::ApprovalResultPending(change.execution_id.clone()));
+    };
     let who = by.clone().unwrap_or_else(|| "unknown".into());
     let detail = json!({ "by": by, "comment": comment, "at": change.time });
     if approved {

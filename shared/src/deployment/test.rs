@@ -1,20 +1,34 @@
-//! test-model: runs the stage's test cases against its endpoint; a failure rolls it back.
+//! test-model: runs the stage's test cases against its endpoint; a failure rejects the version
+//! and rolls the endpoint back.
 
-use std::time::Instant;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tracing::info;
+use tokio::time::Instant;
+use tracing::{info, warn};
 
-use crate::domain::deploy::{endpoint_name, PipelineJob, TestCase};
+use crate::domain::deploy::{deployment_name, OutputVariables, PipelineJob, StageSettings, TestCase};
 use crate::domain::event::ApprovalStatus;
-use crate::domain::ids::{ModelPackageArn, S3Uri};
+use crate::domain::ids::{ModelPackageArn, S3Uri, Stage};
 use crate::domain::ledger::DeploymentState;
-use crate::ports::{Endpoints, ModelCards};
+use crate::ports::{EndpointStatus, Endpoints, ModelCards};
 
 use super::deploy::restore;
 use super::{answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step};
+
+/// Kept after the test cases for the report, the card, the rejection and the rollback.
+const AFTERMATH_TIME: Duration = Duration::from_secs(30);
+/// Kept at the end of the invocation for the answer to the job.
+const ANSWER_TIME: Duration = Duration::from_secs(5);
+/// SageMaker cuts a real-time invocation off after 60 seconds: no case waits longer.
+const INVOKE_CAP: Duration = Duration::from_secs(60);
+/// The continuation token of a test run that a transient failure interrupted: the next
+/// invocation tests again from the start.
+const RETEST_TOKEN: &str = r#"{"phase":"retest"}"#;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaseResult {
@@ -37,84 +51,289 @@ pub struct TestReport {
     pub cases: Vec<CaseResult>,
 }
 
-pub async fn handle_test_job(ports: &DeployPorts, config: &DeployConfig, event: &Value) -> Result<JobOutcome, DeployError> {
+/// Answers the job before `deadline`, the end of the invocation.
+pub async fn handle_test_job(ports: &DeployPorts, config: &DeployConfig, event: &Value, deadline: DateTime<Utc>) -> Result<JobOutcome, DeployError> {
     let job_id = PipelineJob::id_of(event).ok_or(crate::domain::deploy::JobError::Missing("CodePipeline.job.id"))?;
     let step = match PipelineJob::parse(event) {
-        Ok(job) => run_tests(ports, config, &job).await,
+        Ok(job) => test_step(ports, config, &job, deadline).await,
         Err(invalid) => Err(invalid.into()),
     };
     answer_job(ports.jobs.as_ref(), job_id, step).await
 }
 
-pub async fn run_tests(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<Step, DeployError> {
-    let package = &job.parameters.model_package_arn;
-    let stage = job.parameters.stage;
-    let settings = config.stages.stage(stage);
-    let endpoint = endpoint_name(package.group(), stage);
-    let endpoints = ports.stages.endpoints(settings).await?;
-    let mut cases = Vec::with_capacity(settings.tests.len());
-    for (index, case) in settings.tests.iter().enumerate() {
-        let inference_id: String = format!("{}-{index}", job.id).chars().take(64).collect();
-        cases.push(run_case(endpoints.as_ref(), &endpoint, case, &inference_id).await);
+/// One test run; a transient failure before the verdict asks CodePipeline to come back instead
+/// of failing the stage.
+async fn test_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, deadline: DateTime<Utc>) -> Result<Step, DeployError> {
+    if let Some(token) = job.continuation.as_deref().filter(|token| *token != RETEST_TOKEN) {
+        return Err(DeployError::BadContinuation(crate::domain::ids::truncated(token)));
     }
-    let failed: Vec<&CaseResult> = cases.iter().filter(|c| !c.passed).collect();
-    let report = TestReport {
-        model_package_arn: package.to_string(),
-        stage: stage.to_string(),
-        endpoint: endpoint.clone(),
-        job_id: job.id.clone(),
-        tested_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        passed: cases.len() - failed.len(),
-        failed: failed.len(),
-        cases: cases.clone(),
-    };
-    let report_uri = report_uri(&config.artifact_bucket, package, &job.id)?;
-    let body = serde_json::to_vec_pretty(&report).expect("report serializes");
-    ports.artifacts.put(&report_uri, body, "application/json").await?;
-    add_to_card(ports.cards.as_ref(), package, &report, &report_uri).await?;
-    let summary = json!({ "report": report_uri.to_string(), "passed": report.passed, "failed": report.failed });
-    audit(ports.ledger.as_ref(), package, &job.id, if failed.is_empty() { "tests-passed" } else { "tests-failed" }, summary).await?;
-    info!(job_id = %job.id, package = %package, endpoint, passed = report.passed, failed = report.failed, decision = "tested", "tests");
-    if failed.is_empty() {
-        ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, &report, &report_uri)).await?;
-        return Ok(Step::Done { summary: format!("{}/{} test cases passed on {endpoint}; report {report_uri}", report.passed, cases.len()) });
+    let run = TestRun::new(ports, config, job, deadline);
+    match run.run().await {
+        Err(error) if error.is_retryable() => {
+            info!(job_id = %job.id, package = %run.package(), endpoint = %run.endpoint, decision = "retest", error = %error, "tests");
+            Ok(Step::Continue { token: RETEST_TOKEN.to_owned(), summary: format!("will test again: {error}") })
+        }
+        other => other,
     }
-    let names = failed.iter().map(|c| format!("{}: {}", c.name, c.failure.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; ");
-    let restored = roll_back(ports, endpoints.as_ref(), stage, &endpoint, package, &job.id).await?;
-    let reason = format!("failed tests on {endpoint}: {names}; report {report_uri}");
-    let central = ports.central_registry.describe_package(package).await?;
-    ports.central_registry.set_approval(&central, ApprovalStatus::Rejected, &reason, &[]).await?;
-    audit(ports.ledger.as_ref(), package, &job.id, "rejected-by-tests", json!({ "reason": reason })).await?;
-    Err(DeployError::TestsFailed { failed: failed.len(), total: cases.len(), names, endpoint, restored, report: report_uri.to_string() })
+}
+
+struct TestRun<'a> {
+    ports: &'a DeployPorts,
+    settings: &'a StageSettings,
+    bucket: &'a str,
+    job: &'a PipelineJob,
+    endpoint: String,
+    /// The test cases are over by then, and the aftermath by `answer_by`.
+    tests_by: Instant,
+    answer_by: Instant,
+}
+
+/// What a failed run did and did not manage to do after the verdict.
+#[derive(Default)]
+struct Aftermath {
+    done: Vec<String>,
+    undone: Vec<String>,
+}
+
+impl Aftermath {
+    fn note<T>(&mut self, step: String, result: Result<T, DeployError>) -> Option<T> {
+        result.map_err(|error| self.undone.push(format!("{step} ({error})"))).ok()
+    }
+
+    fn describe(&self) -> String {
+        let mut text = if self.done.is_empty() { "the version is not Rejected and the endpoint not rolled back".to_owned() } else { self.done.join("; ") };
+        if !self.undone.is_empty() {
+            text.push_str(&format!("; NOT DONE, to do by hand: {}", self.undone.join("; ")));
+        }
+        text
+    }
+}
+
+impl<'a> TestRun<'a> {
+    fn new(ports: &'a DeployPorts, config: &'a DeployConfig, job: &'a PipelineJob, deadline: DateTime<Utc>) -> Self {
+        let stage = job.parameters.stage;
+        let settings = config.stages.stage(stage);
+        let now = Instant::now();
+        let end = now + (deadline - Utc::now()).to_std().unwrap_or_default();
+        let answer_by = end.checked_sub(ANSWER_TIME).unwrap_or(now).max(now);
+        let tests_by = answer_by.checked_sub(AFTERMATH_TIME).unwrap_or(now).max(now);
+        let endpoint = settings.endpoint_name(job.parameters.model_package_arn.group(), stage);
+        Self { ports, settings, bucket: &config.artifact_bucket, job, endpoint, tests_by, answer_by }
+    }
+
+    fn package(&self) -> &ModelPackageArn {
+        &self.job.parameters.model_package_arn
+    }
+
+    fn stage(&self) -> Stage {
+        self.job.parameters.stage
+    }
+
+    async fn run(&self) -> Result<Step, DeployError> {
+        let needed: Duration = self.settings.tests.iter().map(case_bound).sum();
+        let left = self.tests_by.saturating_duration_since(Instant::now());
+        if needed > left {
+            return Err(DeployError::TestsOutlastInvocation { needed_ms: needed.as_millis(), left_ms: left.as_millis() });
+        }
+        let (endpoints, cases) = within(self.tests_by, "testing", self.test_cases()).await?;
+        let failed: Vec<&CaseResult> = cases.iter().filter(|c| !c.passed).collect();
+        let report = TestReport {
+            model_package_arn: self.package().to_string(),
+            stage: self.stage().to_string(),
+            endpoint: self.endpoint.clone(),
+            job_id: self.job.id.clone(),
+            tested_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            passed: cases.len() - failed.len(),
+            failed: failed.len(),
+            cases: cases.clone(),
+        };
+        let uri = report_uri(self.bucket, self.package(), &self.job.id)?;
+        let verdict = if failed.is_empty() { "tests-passed" } else { "tests-failed" };
+        info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, passed = report.passed, failed = report.failed, decision = verdict, "tests");
+        if failed.is_empty() {
+            return within(self.answer_by, "recording the passed tests", self.passed(&report, &uri)).await;
+        }
+        let names = failed.iter().map(|c| format!("{}: {}", c.name, c.failure.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; ");
+        let aftermath = self.failed(endpoints.as_ref(), &report, &uri, &names).await;
+        Err(DeployError::TestsFailed {
+            failed: failed.len(),
+            total: cases.len(),
+            names,
+            endpoint: self.endpoint.clone(),
+            aftermath: aftermath.describe(),
+            report: uri.to_string(),
+        })
+    }
+
+    /// Runs every case against the endpoint, once it is known to run this version. Only answers
+    /// of the model count: a throttled or refused invocation ends the run without a verdict.
+    async fn test_cases(&self) -> Result<(Arc<dyn Endpoints>, Vec<CaseResult>), DeployError> {
+        let endpoints = self.ports.stages.endpoints(self.settings).await?;
+        self.check_endpoint(endpoints.as_ref()).await?;
+        let mut cases = Vec::with_capacity(self.settings.tests.len());
+        for (index, case) in self.settings.tests.iter().enumerate() {
+            let inference_id: String = format!("{}-{index}", self.job.id).chars().take(64).collect();
+            cases.push(run_case(endpoints.as_ref(), &self.endpoint, case, &inference_id).await?);
+        }
+        Ok((endpoints, cases))
+    }
+
+    /// The endpoint must be in service on the config deploy-model made for this version: after a
+    /// rollback or a newer deployment, the tests would judge another model.
+    async fn check_endpoint(&self, endpoints: &dyn Endpoints) -> Result<(), DeployError> {
+        let expected = deployment_name(self.package(), self.stage());
+        let found = match endpoints.describe_endpoint(&self.endpoint).await? {
+            Some(state) if state.status == EndpointStatus::InService && state.config_name == expected => return Ok(()),
+            Some(state) => format!("{:?} on {}", state.status, state.config_name),
+            None => "absent".to_owned(),
+        };
+        warn!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, found = %found, expected = %expected, decision = "not-under-test", "tests");
+        Err(DeployError::NotUnderTest { endpoint: self.endpoint.clone(), package: self.package().clone(), expected, found })
+    }
+
+    async fn passed(&self, report: &TestReport, uri: &S3Uri) -> Result<Step, DeployError> {
+        self.write_report(report, uri).await?;
+        add_to_card(self.ports.cards.as_ref(), self.package(), report, uri).await?;
+        self.audit("tests-passed", summary(report, uri)).await?;
+        let package = self.package();
+        self.ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, report, uri)).await?;
+        Ok(Step::Done {
+            summary: format!("{}/{} test cases passed on {}; report {uri}", report.passed, report.cases.len(), self.endpoint),
+            variables: evidence(package, report, uri),
+        })
+    }
+
+    /// Records the failure and rejects the version before the endpoint is touched, each step on
+    /// its own: one that fails is named in the job's failure, the others still happen.
+    async fn failed(&self, endpoints: &dyn Endpoints, report: &TestReport, uri: &S3Uri, names: &str) -> Aftermath {
+        let mut aftermath = Aftermath::default();
+        let by = self.answer_by;
+        aftermath.note("write the report".into(), within(by, "writing the report", self.write_report(report, uri)).await);
+        let recorded = within(by, "recording the failed tests", self.audit("tests-failed", summary(report, uri))).await;
+        aftermath.note("record the failed tests in the ledger".into(), recorded);
+        let carded = within(by, "adding the report to the model card", add_to_card(self.ports.cards.as_ref(), self.package(), report, uri)).await;
+        aftermath.note("add the report to the model card".into(), carded);
+
+        let reason = format!("failed tests on {}: {names}; report {uri}", self.endpoint);
+        let rejected = within(by, "rejecting the version", self.reject(&reason)).await;
+        if aftermath.note(format!("mark {} Rejected", self.package()), rejected).is_some() {
+            aftermath.done.push(format!("{} was marked Rejected", self.package()));
+            let audited = within(by, "recording the rejection", self.audit("rejected-by-tests", json!({ "reason": reason }))).await;
+            aftermath.note("record the rejection in the ledger".into(), audited);
+        }
+
+        let restored = within(by, "rolling the endpoint back", self.restore(endpoints)).await;
+        if let Some(restored) = aftermath.note(format!("roll {} back", self.endpoint), restored) {
+            aftermath.done.push(format!("the endpoint was rolled back to {restored}"));
+            let recorded = within(by, "recording the rollback", self.record_rollback(&restored)).await;
+            aftermath.note("record the rollback in the ledger".into(), recorded);
+        }
+        aftermath
+    }
+
+    async fn write_report(&self, report: &TestReport, uri: &S3Uri) -> Result<(), DeployError> {
+        let body = serde_json::to_vec_pretty(report).expect("report serializes");
+        Ok(self.ports.artifacts.put(uri, body, "application/json").await?)
+    }
+
+    async fn reject(&self, reason: &str) -> Result<(), DeployError> {
+        let central = self.ports.central_registry.describe_package(self.package()).await?;
+        self.ports.central_registry.set_approval(&central, ApprovalStatus::Rejected, reason, &[]).await?;
+        info!(job_id = %self.job.id, package = %self.package(), decision = "rejected-by-tests", "tests");
+        Ok(())
+    }
+
+    /// Puts the endpoint back on the config this version replaced, or deletes it when there was none.
+    async fn restore(&self, endpoints: &dyn Endpoints) -> Result<String, DeployError> {
+        let record = self.ports.ledger.deployment(self.stage(), &self.endpoint).await?;
+        let Some(record) = record.filter(|r| &r.package == self.package()) else {
+            return Err(DeployError::NoDeploymentRecord { endpoint: self.endpoint.clone(), package: self.package().clone() });
+        };
+        let restored = restore(endpoints, &self.endpoint, record.previous_config.as_deref()).await?;
+        info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, restored = %restored, decision = "rolled-back", "tests");
+        Ok(restored)
+    }
+
+    async fn record_rollback(&self, restored: &str) -> Result<(), DeployError> {
+        if let Some(mut record) = self.ports.ledger.deployment(self.stage(), &self.endpoint).await?.filter(|r| &r.package == self.package()) {
+            record.state = DeploymentState::RolledBack;
+            record.at = Utc::now();
+            self.ports.ledger.record_deployment(&record).await?;
+        }
+        self.audit("rolled-back", json!({ "endpoint": self.endpoint, "restored": restored })).await
+    }
+
+    async fn audit(&self, action: &str, detail: Value) -> Result<(), DeployError> {
+        audit(self.ports.ledger.as_ref(), self.package(), &self.job.id, action, detail).await
+    }
+}
+
+/// `work`, unless `until` comes first.
+async fn within<T>(until: Instant, doing: &str, work: impl Future<Output = Result<T, DeployError>>) -> Result<T, DeployError> {
+    tokio::time::timeout_at(until, work).await.unwrap_or_else(|_| Err(DeployError::OutOfTime(doing.to_owned())))
+}
+
+fn summary(report: &TestReport, uri: &S3Uri) -> Value {
+    json!({ "report": uri.to_string(), "passed": report.passed, "failed": report.failed })
 }
 
 /// What a governance officer reads before approving prod: the results and where to look.
 fn approval_request(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> String {
-    let region = package.region();
-    let card = crate::domain::card::card_name(package.group());
     format!(
         "{package} passed {passed} of {total} test cases on {endpoint} and waits for the prod approval.\n\n\
-         Test report: https://s3.console.aws.amazon.com/s3/object/{bucket}?region={region}&prefix={key}\n\
-         Model card: https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/model-cards/{card}\n\n\
+         Test report: {report_url}\n\
+         Model card: {card_url}\n\n\
          Approve or reject in CodePipeline, or: promote approve {model} --stage prod --comment \"...\"",
         passed = report.passed,
         total = report.passed + report.failed,
         endpoint = report.endpoint,
-        bucket = uri.bucket(),
-        key = uri.key(),
+        report_url = report_console_url(package, uri),
+        card_url = card_console_url(package),
         model = package.group(),
     )
 }
 
-async fn run_case(endpoints: &dyn Endpoints, endpoint: &str, case: &TestCase, inference_id: &str) -> CaseResult {
+/// The output variables of a passed run, under TestModel's namespace: the prod approval links the
+/// report and shows the card and the results of exactly this version (`infra/pipeline.json` lists
+/// them with their longest values, which the approval's text is checked to fit in).
+fn evidence(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> OutputVariables {
+    let slowest = report.cases.iter().map(|c| c.latency_ms).max().unwrap_or_default();
+    OutputVariables::from([
+        ("ReportUrl".to_owned(), report_console_url(package, uri)),
+        ("ModelCardUrl".to_owned(), card_console_url(package)),
+        ("TestSummary".to_owned(), format!("{}/{} test cases passed, slowest {slowest} ms", report.passed, report.cases.len())),
+    ])
+}
+
+/// The report in the S3 console. Group names and job ids need no escaping in a query string.
+fn report_console_url(package: &ModelPackageArn, uri: &S3Uri) -> String {
+    format!("https://s3.console.aws.amazon.com/s3/object/{}?region={}&prefix={}", uri.bucket(), package.region(), uri.key())
+}
+
+/// The version's model card, named after its group, in the SageMaker console.
+fn card_console_url(package: &ModelPackageArn) -> String {
+    let region = package.region();
+    format!("https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/model-cards/{}", crate::domain::card::card_name(package.group()))
+}
+
+/// How long a case may wait for its answer: its latency bound, within SageMaker's own limit.
+fn case_bound(case: &TestCase) -> Duration {
+    Duration::from_millis(case.max_latency_ms).min(INVOKE_CAP)
+}
+
+/// One case. An answer that does not come within the case's bound fails it; an invocation that
+/// fails without an answer of the model (throttled, refused) is an error, not a result.
+async fn run_case(endpoints: &dyn Endpoints, endpoint: &str, case: &TestCase, inference_id: &str) -> Result<CaseResult, DeployError> {
+    let bound = case_bound(case);
     let started = Instant::now();
-    let answer = endpoints.invoke(endpoint, &case.content_type, case.payload.as_bytes(), inference_id).await;
+    let answer = tokio::time::timeout(bound, endpoints.invoke(endpoint, &case.content_type, case.payload.as_bytes(), inference_id)).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (status, failure) = match answer {
-        Err(error) => (None, Some(format!("invocation failed: {error}"))),
-        Ok(answer) => (Some(answer.status), check(case, answer.status, &answer.body, latency_ms)),
+        Err(_) => (None, Some(format!("no answer within {} ms", bound.as_millis()))),
+        Ok(Err(error)) => return Err(error.into()),
+        Ok(Ok(answer)) => (Some(answer.status), check(case, answer.status, &answer.body, latency_ms)),
     };
-    CaseResult { name: case.name.clone(), passed: failure.is_none(), status, latency_ms, failure }
+    Ok(CaseResult { name: case.name.clone(), passed: failure.is_none(), status, latency_ms, failure })
 }
 
 fn check(case: &TestCase, status: u16, body: &[u8], latency_ms: u64) -> Option<String> {
@@ -132,26 +351,6 @@ fn check(case: &TestCase, status: u16, body: &[u8], latency_ms: u64) -> Option<S
 fn report_uri(bucket: &str, package: &ModelPackageArn, job_id: &str) -> Result<S3Uri, DeployError> {
     let key = format!("reports/{}/{}/test-{job_id}.json", package.group(), package.version());
     S3Uri::new(bucket, &key).map_err(|e| DeployError::Aws(crate::ports::PortError::new("PutObject", crate::ports::FailureKind::Terminal, e.to_string())))
-}
-
-async fn roll_back(
-    ports: &DeployPorts,
-    endpoints: &dyn Endpoints,
-    stage: crate::domain::ids::Stage,
-    endpoint: &str,
-    package: &ModelPackageArn,
-    job_id: &str,
-) -> Result<String, DeployError> {
-    let record = ports.ledger.deployment(stage, endpoint).await?;
-    let previous = record.as_ref().filter(|r| &r.package == package).and_then(|r| r.previous_config.clone());
-    let restored = restore(endpoints, endpoint, previous.as_deref()).await?;
-    if let Some(mut record) = record {
-        record.state = DeploymentState::RolledBack;
-        record.at = Utc::now();
-        ports.ledger.record_deployment(&record).await?;
-    }
-    audit(ports.ledger.as_ref(), package, job_id, "rolled-back", json!({ "endpoint": endpoint, "restored": restored })).await?;
-    Ok(restored)
 }
 
 /// The report joins the card's evaluation details, in a new card version.
@@ -173,4 +372,50 @@ async fn add_to_card(cards: &dyn ModelCards, package: &ModelPackageArn, report: 
     }
     cards.update(&name, &content, None).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// The output variables test-model publishes, with their longest values, as the pipeline
+    /// definition lists them for the template's approval (`infra/check_drift.py`).
+    fn published() -> BTreeMap<String, usize> {
+        let definition: Value = serde_json::from_str(include_str!("../../../infra/pipeline.json")).expect("pipeline.json");
+        let stage = definition["stages"].as_array().unwrap().iter().find(|s| s["action"] == "test-model").expect("a test-model stage");
+        let variables = stage["variables"].as_object().expect("test-model's variables");
+        variables.iter().map(|(name, v)| (name.clone(), v["max_length"].as_u64().expect("max_length") as usize)).collect()
+    }
+
+    #[test]
+    fn the_evidence_is_what_the_pipeline_definition_publishes_and_fits_its_longest_values() {
+        let group: crate::domain::ids::GroupName = "g".repeat(63).parse().unwrap();
+        let package = ModelPackageArn::new("ap-southeast-5", &"222222222222".parse().unwrap(), &group, u32::MAX);
+        let job_id = "f41c2a9d-83b7-4e65-a0d2-5b6c7e8f9a10";
+        let uri = report_uri(&"b".repeat(63), &package, job_id).unwrap();
+        let case = CaseResult { name: "c".into(), passed: true, status: Some(200), latency_ms: u64::MAX, failure: None };
+        let report = TestReport {
+            model_package_arn: package.to_string(),
+            stage: "test".into(),
+            endpoint: "e".into(),
+            job_id: job_id.into(),
+            tested_at: "2024-01-01T00:00:00Z".into(),
+            passed: 10_000,
+            failed: 0,
+            cases: vec![case; 10_000],
+        };
+
+        let variables = evidence(&package, &report, &uri);
+
+        let limits = published();
+        assert_eq!(variables.keys().collect::<Vec<_>>(), limits.keys().collect::<Vec<_>>());
+        for (name, value) in &variables {
+            assert!(value.len() <= limits[name], "{name} is {} characters, more than {}: {value}", value.len(), limits[name]);
+        }
+        assert!(variables["ReportUrl"].ends_with(&format!("&prefix={}", uri.key())), "{}", variables["ReportUrl"]);
+        assert!(variables["ModelCardUrl"].ends_with(&format!("#/model-cards/{group}")), "{}", variables["ModelCardUrl"]);
+        assert_eq!(variables["TestSummary"], format!("10000/10000 test cases passed, slowest {} ms", u64::MAX));
+    }
 }

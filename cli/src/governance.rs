@@ -1,0 +1,114 @@
+//! `promote approve|reject MODEL --stage prod`: the governance officer's answer to the prod
+//! approval, given after the version's test results are shown.
+
+use std::io::Write;
+
+use anyhow::Result;
+use shared::deployment::operate::{answer_prod_approval, waiting_prod_approval, WaitingApproval};
+use shared::deployment::{DeployConfig, DeployPorts};
+use shared::domain::ids::GroupName;
+
+/// Finds the approval that waits for `model`, writes its test results to `out`, then answers it.
+pub async fn decide_prod(
+    ports: &DeployPorts,
+    config: &DeployConfig,
+    model: &GroupName,
+    approve: bool,
+    comment: &str,
+    out: &mut dyn Write,
+) -> Result<WaitingApproval> {
+    let waiting = waiting_prod_approval(ports, config, model).await?;
+    let tests = waiting.tests.as_ref().map_or_else(|| "none recorded".to_owned(), |t| format!("{} {}", t["result"].as_str().unwrap_or("?"), t["detail"]));
+    writeln!(out, "tests of {} (execution {}): {tests}", waiting.package, waiting.execution_id)?;
+    out.flush()?;
+    answer_prod_approval(ports, config, &waiting, approve, comment).await?;
+    writeln!(out, "{} {} for prod", if approve { "approved" } else { "rejected" }, waiting.package)?;
+    Ok(waiting)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use serde_json::json;
+    use shared::domain::ids::ModelPackageArn;
+    use shared::domain::ledger::AuditEntry;
+    use shared::fakes::{DeployWorld, FakeRuns};
+    use shared::ports::{ApprovalResult, Ledger, PendingApproval, PipelineRuns, PortResult};
+
+    use super::*;
+
+    /// What the officer had read when the answer went out.
+    struct ReadBeforeAnswer {
+        runs: Arc<FakeRuns>,
+        screen: Arc<Mutex<Vec<u8>>>,
+        read: Mutex<Option<String>>,
+    }
+
+    #[async_trait]
+    impl PipelineRuns for ReadBeforeAnswer {
+        async fn start(&self, pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String> {
+            self.runs.start(pipeline, package, token).await
+        }
+        async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
+            self.runs.execution_package(pipeline, execution_id).await
+        }
+        async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>> {
+            self.runs.pending_approval(pipeline, stage, action).await
+        }
+        async fn answer_approval(&self, pipeline: &str, stage: &str, action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()> {
+            *self.read.lock().unwrap() = Some(String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned());
+            self.runs.answer_approval(pipeline, stage, action, token, approve, summary).await
+        }
+        async fn approval_result(&self, pipeline: &str, execution_id: &str, action: &str) -> PortResult<Option<ApprovalResult>> {
+            self.runs.approval_result(pipeline, execution_id, action).await
+        }
+    }
+
+    struct Screen(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Screen {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_test_results_are_shown_before_the_answer_goes_out() {
+        let world = DeployWorld::new(0);
+        let execution = world.runs.start("p", &world.package, "t").await.unwrap();
+        *world.runs.pending.lock().unwrap() = Some(PendingApproval { token: "tok".into(), execution_id: Some(execution.clone()) });
+        let report = "s3://model-promotion-artifacts-222222222222/reports/churn-prediction-111111111111/1/test-job.json";
+        let tests = AuditEntry { source: world.package.clone(), at: chrono::Utc::now(), event_id: "job".into(), action: "tests-passed".into(), detail: json!({ "report": report, "passed": 2, "failed": 0 }) };
+        world.ledger.append(&tests).await.unwrap();
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let watching = Arc::new(ReadBeforeAnswer { runs: world.runs.clone(), screen: screen.clone(), read: Mutex::new(None) });
+        let mut ports = world.ports.clone();
+        ports.runs = watching.clone();
+
+        decide_prod(&ports, &world.config, world.package.group(), true, "risk review passed", &mut Screen(screen.clone())).await.unwrap();
+
+        let read = watching.read.lock().unwrap().clone().expect("the approval was answered");
+        assert!(read.contains(&format!("tests of {} (execution {execution}): tests-passed", world.package)) && read.contains(report), "{read}");
+        assert!(!read.contains("approved"), "the decision is printed after the answer: {read}");
+        assert_eq!(world.runs.answers.lock().unwrap().as_slice(), [("tok".to_owned(), true, "risk review passed".to_owned())]);
+        assert!(String::from_utf8_lossy(&screen.lock().unwrap()).ends_with(&format!("approved {} for prod\n", world.package)));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_answered_for_a_model_that_waits_for_no_approval() {
+        let world = DeployWorld::new(0);
+        let mut screen = Vec::new();
+        let other: GroupName = "fraud-detection-111111111111".parse().unwrap();
+
+        let error = decide_prod(&world.ports, &world.config, &other, true, "", &mut screen).await.unwrap_err();
+
+        assert!(error.to_string().contains("no pipeline execution of fraud-detection-111111111111 waits"), "{error}");
+        assert!(screen.is_empty() && world.runs.answers.lock().unwrap().is_empty());
+    }
+}
