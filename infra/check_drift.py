@@ -31,7 +31,11 @@ Fails (exit 1) when
   * the forwarding role name of the central bus policy and of the dev stack differ, or the dev
     ArtifactKeyPattern default differs from names.json, does not match the sample events' dev
     artifacts, or the samconfig example's DevArtifactObjectArns do not use it;
-  * the prod approval has no ExternalEntityLink, or its CustomData does not name the version;
+  * an action's Namespace differs from infra/pipeline.json; the prod approval's ExternalEntityLink
+    is not an https:// URL made with an output variable of an earlier action (this version's
+    evidence, not a folder), its CustomData does not name the version, it leaves an output
+    variable of the definition unused or references one no earlier action publishes, or, with
+    the longest values the definition allows, a resolved field outgrows its limit;
   * infra/samconfig.toml.example sets a parameter a template does not have, or misses one
     a template requires.
 
@@ -343,6 +347,48 @@ def pascal(name: str) -> str:
 # ------------------------------------------------------------------ pipeline and rules
 
 
+# `#{Namespace.Name}`: a variable CodePipeline resolves in an action's configuration.
+VARIABLE_REFERENCE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
+# The longest model package ARN a pipeline execution carries (start-deployment starts it with
+# central ARNs only): arn:aws:sagemaker:{region, 14}:{account}:model-package/{group, 63}/{version}.
+PACKAGE_ARN_MAX = len("arn:aws:sagemaker:") + 14 + len(":123456789012:model-package/") + 63 + len("/4294967295")
+# Resolved lengths: the approval's comments (CustomData) within 500 characters, the bound this
+# template has always kept them to, and its link within 1000, the most an action configuration
+# value may hold (ActionConfigurationValue in the CodePipeline API).
+APPROVAL_FIELD_MAX = {"CustomData": 500, "ExternalEntityLink": 1000}
+# A CloudFormation substitution (`${ArtifactBucket}`, `${AWS::Region}`) counts as the longest
+# bucket name.
+SUBSTITUTION = re.compile(r"\$\{[^}]+\}")
+SUBSTITUTION_MAX = 63
+
+
+def resolved_max(text: str, longest: dict[str, int]) -> int:
+    """The length of `text` once every substitution and variable holds its longest value."""
+    variables = sum(longest.get(f"{ns}.{name}", 0) for ns, name in VARIABLE_REFERENCE.findall(text))
+    substitutions = SUBSTITUTION_MAX * len(SUBSTITUTION.findall(text))
+    return len(SUBSTITUTION.sub("", VARIABLE_REFERENCE.sub("", text))) + variables + substitutions
+
+
+def check_approval(name: str, config: dict[str, Any], longest: dict[str, int], version: str, report: Report) -> None:
+    """The prod approval shows this version's evidence: the output variables of earlier actions."""
+    texts = {field: cfn.sub_text(config.get(field)) or "" for field in APPROVAL_FIELD_MAX}
+    link = texts["ExternalEntityLink"]
+    outputs = [f"{ns}.{var}" for ns, var in VARIABLE_REFERENCE.findall(link) if ns != "variables" and f"{ns}.{var}" in longest]
+    report.expect(
+        link.startswith("https://") and bool(outputs),
+        f"stage {name}: ExternalEntityLink {link!r} is not an https:// URL made with an output variable of an earlier action (this version's test report)",
+    )
+    report.expect(version in texts["CustomData"], f"stage {name}: CustomData does not name the version ({version})")
+    referenced = {f"{ns}.{var}" for text in texts.values() for ns, var in VARIABLE_REFERENCE.findall(text)}
+    for unknown in sorted(referenced - set(longest)):
+        report.error(f"stage {name}: #{{{unknown}}} is no variable of the pipeline nor an output variable of an earlier action")
+    for unused in sorted(set(longest) - referenced):
+        report.error(f"stage {name}: the approval does not show #{{{unused}}}, which an earlier action publishes for it")
+    for field, limit in APPROVAL_FIELD_MAX.items():
+        length = resolved_max(texts[field], longest)
+        report.expect(length <= limit, f"stage {name}: {field} may resolve to {length} characters, more than {limit}")
+
+
 def check_pipeline(central: dict[str, Any], definition: dict[str, Any], names: dict[str, Any], report: Report) -> set[str]:
     """Returns the functions the pipeline invokes."""
     source = "infra/pipeline.json"
@@ -367,6 +413,10 @@ def check_pipeline(central: dict[str, Any], definition: dict[str, Any], names: d
     else:
         stages = stages[1:]
     invoked: set[str] = set()
+    version = "#{variables." + definition["variable"] + "}"
+    # What an action may reference: the pipeline's variable and the output variables of the
+    # actions before it, each with its longest value.
+    longest = {f"variables.{definition['variable']}": PACKAGE_ARN_MAX}
     report.same("pipeline stages", [s["Name"] for s in stages], [s["name"] for s in definition["stages"]], source)
     for stage, wanted in zip(stages, definition["stages"]):
         actions = stage.get("Actions", [])
@@ -377,15 +427,16 @@ def check_pipeline(central: dict[str, Any], definition: dict[str, Any], names: d
         report.same(f"stage {stage['Name']} action name", action.get("Name"), wanted["name"], source)
         kind = action.get("ActionTypeId", {})
         config = action.get("Configuration", {})
+        report.same(f"stage {stage['Name']} Namespace", action.get("Namespace"), wanted.get("namespace"), source)
         if wanted["action"] == "approval":
             report.same(f"stage {stage['Name']} provider", (kind.get("Category"), kind.get("Provider")), ("Approval", "Manual"), source)
             report.same(f"stage {stage['Name']} notifies", config.get("NotificationArn"), {"Ref": "ApprovalTopic"}, "the design")
-            report.expect("ExternalEntityLink" in config, f"stage {stage['Name']}: no ExternalEntityLink to the test reports")
-            report.expect(
-                "#{variables." + definition["variable"] + "}" in (cfn.sub_text(config.get("CustomData")) or ""),
-                f"stage {stage['Name']}: CustomData does not name the version (#{{variables.{definition['variable']}}})",
-            )
+            check_approval(stage["Name"], config, longest, version, report)
             continue
+        published = wanted.get("variables") or {}
+        report.expect(not published or "namespace" in wanted, f"{source}: stage {stage['Name']} publishes variables without a namespace to read them under")
+        for variable, limits in published.items():
+            longest[f"{wanted.get('namespace')}.{variable}"] = limits["max_length"]
         report.same(f"stage {stage['Name']} provider", (kind.get("Category"), kind.get("Provider")), ("Invoke", "Lambda"), source)
         target = config.get("FunctionName", {})
         function = functions.get(target.get("Ref")) if isinstance(target, dict) else None
@@ -401,7 +452,7 @@ def check_pipeline(central: dict[str, Any], definition: dict[str, Any], names: d
         report.same(
             f"stage {stage['Name']} UserParameters.model_package_arn",
             parameters.get("model_package_arn"),
-            "#{variables." + definition["variable"] + "}",
+            version,
             source,
         )
     return invoked

@@ -653,21 +653,82 @@ def the_dev_key_pattern_must_cover_the_model_artifacts() -> None:
     assert any("dev ArtifactKeyPattern" in e for e in report.errors), report.errors
 
 
+def approval_errors(change: Callable[[dict, dict], None]) -> list[str]:
+    """The drift check's errors once `change(central, definition)` edited copies of both."""
+    central = cfn.load(INFRA / "central-account.yaml")
+    definition = json.loads((INFRA / "pipeline.json").read_text())
+    change(central, definition)
+    report = check_drift.Report()
+    check_drift.check_pipeline(central, definition, json.loads((INFRA / "names.json").read_text()), report)
+    return report.errors
+
+
+def action(central: dict, name: str) -> dict:
+    return next(s for s in central["Resources"]["Pipeline"]["Properties"]["Stages"] if s["Name"] == name)["Actions"][0]
+
+
 @test
 def the_prod_approval_links_the_evidence() -> None:
-    central = cfn.load(INFRA / "central-account.yaml")
-    names = json.loads((INFRA / "names.json").read_text())
-    definition = json.loads((INFRA / "pipeline.json").read_text())
-    report = check_drift.Report()
-    check_drift.check_pipeline(central, definition, names, report)
-    assert not report.errors, report.errors
-    stage = next(s for s in central["Resources"]["Pipeline"]["Properties"]["Stages"] if s["Name"] == "ApproveProd")
-    del stage["Actions"][0]["Configuration"]["ExternalEntityLink"]
-    stage["Actions"][0]["Configuration"]["CustomData"] = "Deploy to prod?"
-    report = check_drift.Report()
-    check_drift.check_pipeline(central, definition, names, report)
-    assert any("no ExternalEntityLink" in e for e in report.errors), report.errors
-    assert any("CustomData does not name the version" in e for e in report.errors), report.errors
+    assert not approval_errors(lambda central, definition: None)
+
+    def generic(central: dict, definition: dict) -> None:
+        config = action(central, "ApproveProd")["Configuration"]
+        config["ExternalEntityLink"] = {"Fn::Sub": "https://s3.console.aws.amazon.com/s3/buckets/${ArtifactBucket}?prefix=reports/"}
+        config["CustomData"] = "Deploy to prod?"
+
+    errors = approval_errors(generic)
+    assert any("ExternalEntityLink" in e and "not an https:// URL made with an output variable" in e for e in errors), errors
+    assert any("CustomData does not name the version" in e for e in errors), errors
+    assert any("does not show #{TestModel.ModelCardUrl}" in e for e in errors), errors
+
+    def no_link(central: dict, definition: dict) -> None:
+        del action(central, "ApproveProd")["Configuration"]["ExternalEntityLink"]
+
+    assert any("ExternalEntityLink ''" in e for e in approval_errors(no_link))
+
+
+@test
+def the_prod_approval_reads_only_variables_test_model_publishes() -> None:
+    def bare(central: dict, definition: dict) -> None:
+        action(central, "ApproveProd")["Configuration"]["ExternalEntityLink"] = "#{TestModel.ReportKey}"
+
+    assert any("not an https:// URL" in e for e in approval_errors(bare)), "a review URL must begin with https://"
+
+    def misspelt(central: dict, definition: dict) -> None:
+        config = action(central, "ApproveProd")["Configuration"]
+        config["ExternalEntityLink"]["Fn::Sub"] = config["ExternalEntityLink"]["Fn::Sub"].replace("ReportKey", "ReportKy")
+
+    errors = approval_errors(misspelt)
+    assert any("#{TestModel.ReportKy} is no variable" in e for e in errors), errors
+    assert any("ExternalEntityLink" in e and "not an https:// URL made with an output variable" in e for e in errors), errors
+
+    def unnamed(central: dict, definition: dict) -> None:
+        del action(central, "TestModel")["Namespace"]
+
+    assert any("stage TestModel Namespace" in e for e in approval_errors(unnamed))
+
+    def later(central: dict, definition: dict) -> None:
+        stages = definition["stages"]
+        stages[1]["namespace"] = "Later"
+        stages[3]["namespace"], stages[3]["variables"] = "TestModel", stages[1].pop("variables")
+        action(central, "DeployProd")["Namespace"] = "TestModel"
+        action(central, "TestModel")["Namespace"] = "Later"
+
+    errors = approval_errors(later)
+    assert any("#{TestModel.ReportKey} is no variable" in e for e in errors), "published after the approval: " + repr(errors)
+
+
+@test
+def the_prod_approval_fits_codepipelines_limits_with_the_longest_values() -> None:
+    def longer(central: dict, definition: dict) -> None:
+        definition["stages"][1]["variables"]["ModelCardUrl"]["max_length"] = 250
+
+    assert any("CustomData may resolve to 540 characters, more than 500" in e for e in approval_errors(longer))
+
+    def huge(central: dict, definition: dict) -> None:
+        definition["stages"][1]["variables"]["ReportKey"]["max_length"] = 900
+
+    assert any("ExternalEntityLink may resolve to" in e and "more than 1000" in e for e in approval_errors(huge))
 
 
 def main() -> int:

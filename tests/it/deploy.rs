@@ -182,8 +182,10 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     assert_eq!(test_endpoint.endpoint_status().map(|s| s.as_str()), Some("InService"));
 
     let tested = pipeline.test_with_replies(&["0.83", "0.12"]).await;
-    assert!(matches!(tested, JobOutcome::Succeeded { ref summary, .. } if summary.contains("2/2")), "{tested:?}");
+    let JobOutcome::Succeeded { summary, variables } = &tested else { panic!("{tested:?}") };
+    assert!(summary.contains("2/2"), "{summary}");
     let report_key = format!("reports/{group}/1/test-{}.json", pipeline.test_job);
+    assert_eq!(variables["ReportKey"], report_key, "the prod approval links this report");
     let report: Value = serde_json::from_slice(&pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.artifact_bucket).parse().unwrap()).await).unwrap();
     assert_eq!(report["passed"], 2);
 
@@ -409,6 +411,11 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
     let (execution_id, status) = local.run_with_replies(&["0.83", "0.12"]).await;
 
     assert_eq!(status, "WaitingForApproval");
+    let state: Value = serde_json::from_slice(&std::fs::read(&local.state).unwrap()).unwrap();
+    let evidence = &state["executions"][&execution_id]["variables"];
+    assert!(evidence["TestModel.ReportKey"].as_str().unwrap().starts_with(&format!("reports/{group}/1/test-")), "the approval's link: {evidence}");
+    assert!(evidence["TestModel.ModelCardUrl"].as_str().unwrap().ends_with(&format!("#/model-cards/{group}")), "{evidence}");
+    assert!(evidence["TestModel.TestSummary"].as_str().unwrap().starts_with("2/2 test cases passed"), "{evidence}");
     assert_eq!(local.endpoint("333333333333", "test").await, Some(("InService".into(), format!("promoted-{group}-v1-test"))));
     assert_eq!(local.endpoint("444444444444", "prod").await, None, "nothing reaches prod before the approval");
     let waiting = actions(&local.pipeline.trail().await);

@@ -220,7 +220,7 @@ mod tests {
                     && r.continuation_token().is_none()
                     && r.execution_details().and_then(|d| d.summary()) == Some("2/2 test cases passed")
                     && variables.len() == 2
-                    && variables.get("ReportUrl").map(String::as_str) == Some("https://s3.console.aws.amazon.com/s3/object/b?prefix=reports/r.json")
+                    && variables.get("ReportKey").map(String::as_str) == Some("reports/churn/1/test-job-3.json")
                     && variables.get("TestSummary").map(String::as_str) == Some("2/2 test cases passed, slowest 12 ms")
             })
             .then_output(|| PutJobSuccessResultOutput::builder().build());
@@ -229,7 +229,7 @@ mod tests {
             .then_output(|| PutJobSuccessResultOutput::builder().build());
         let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&rule, &plain]));
         let variables = OutputVariables::from([
-            ("ReportUrl".to_owned(), "https://s3.console.aws.amazon.com/s3/object/b?prefix=reports/r.json".to_owned()),
+            ("ReportKey".to_owned(), "reports/churn/1/test-job-3.json".to_owned()),
             ("TestSummary".to_owned(), "2/2 test cases passed, slowest 12 ms".to_owned()),
         ]);
 

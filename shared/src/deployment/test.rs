@@ -294,12 +294,13 @@ fn approval_request(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri)
 }
 
 /// The output variables of a passed run, under TestModel's namespace: the prod approval links the
-/// report and shows the card and the results of exactly this version (`infra/pipeline.json` lists
-/// them with their longest values, which the approval's text is checked to fit in).
+/// report (its key in the central bucket, which the template knows) and shows the card and the
+/// results of exactly this version (`infra/pipeline.json` lists them with their longest values,
+/// which the approval's link and text are checked to fit in).
 fn evidence(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> OutputVariables {
     let slowest = report.cases.iter().map(|c| c.latency_ms).max().unwrap_or_default();
     OutputVariables::from([
-        ("ReportUrl".to_owned(), report_console_url(package, uri)),
+        ("ReportKey".to_owned(), uri.key().to_owned()),
         ("ModelCardUrl".to_owned(), card_console_url(package)),
         ("TestSummary".to_owned(), format!("{}/{} test cases passed, slowest {slowest} ms", report.passed, report.cases.len())),
     ])
@@ -414,7 +415,7 @@ mod tests {
         for (name, value) in &variables {
             assert!(value.len() <= limits[name], "{name} is {} characters, more than {}: {value}", value.len(), limits[name]);
         }
-        assert!(variables["ReportUrl"].ends_with(&format!("&prefix={}", uri.key())), "{}", variables["ReportUrl"]);
+        assert_eq!(variables["ReportKey"], format!("reports/{group}/{}/test-{job_id}.json", u32::MAX));
         assert!(variables["ModelCardUrl"].ends_with(&format!("#/model-cards/{group}")), "{}", variables["ModelCardUrl"]);
         assert_eq!(variables["TestSummary"], format!("10000/10000 test cases passed, slowest {} ms", u64::MAX));
     }
