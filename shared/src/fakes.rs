@@ -296,6 +296,8 @@ pub struct FakeLedger {
     pub audit: Mutex<BTreeMap<String, AuditEntry>>,
     pub deployments: Mutex<HashMap<String, DeploymentRecord>>,
     pub starts: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Option<String>)>>,
+    /// How many times a claim's lease was renewed.
+    pub renewals: Mutex<usize>,
 }
 
 impl FakeLedger {
@@ -344,8 +346,9 @@ impl Ledger for FakeLedger {
         let held = records
             .get_mut(source.as_str())
             .filter(|r| r.owner.as_deref() == Some(owner) && r.state == crate::domain::ledger::PromotionState::InProgress);
-        let record = held.ok_or_else(|| PortError::new("UpdateItem", FailureKind::Retryable, "claim lost"))?;
+        let record = held.ok_or_else(|| PortError::new("UpdateItem", FailureKind::Conflict, "claim lost"))?;
         record.lease_until = Some(lease_until);
+        *self.renewals.lock().unwrap() += 1;
         Ok(())
     }
 

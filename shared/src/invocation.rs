@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lambda_runtime::Context;
 
-/// When this invocation is cut off: the end of every claim it takes. `unknown` stands in when
-/// the runtime reports no deadline (a local run).
+/// When this invocation is cut off: no lease it takes outlives it. `unknown` stands in when the
+/// runtime reports no deadline (a local run).
 pub fn deadline(context: &Context, unknown: Duration) -> DateTime<Utc> {
     i64::try_from(context.deadline)
         .ok()

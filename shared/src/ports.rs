@@ -150,7 +150,7 @@ pub trait Ledger: Send + Sync {
     async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
     /// Writes the record's progress while `owner` still holds the claim.
     async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()>;
-    /// Extends the lease of a claim that `owner` still holds.
+    /// Extends the lease of a claim that `owner` still holds; a `Conflict` when it holds it no more.
     async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()>;
     /// Gives the claim up after a failure so that a redelivery need not wait for the lease.
     async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()>;

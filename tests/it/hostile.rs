@@ -709,9 +709,8 @@ async fn a_process_killed_mid_multipart_copy_is_completed_by_the_next_delivery()
     // Eight parts one at a time: moto reads the whole source for each, so the copy takes long
     // enough for the kill to land in the middle of it.
     let (world, source, event, bytes) = multipart_world(40 * MIB + 777, 1).await;
-    let lease = Duration::from_secs(2);
     let started = Instant::now();
-    let mut process = spawn_delivery(&world, &event, lease).await;
+    let mut process = spawn_delivery(&world, &event, Duration::from_secs(2)).await;
     while world.open_multipart_uploads().await == 0 {
         if let Some(status) = process.try_wait().expect("child status") {
             panic!("the delivery ended ({status}) before it could be killed mid-copy");
@@ -727,7 +726,8 @@ async fn a_process_killed_mid_multipart_copy_is_completed_by_the_next_delivery()
     assert!(world.central_versions(central_group_name(&source).as_str()).await.is_empty());
     let claim = world.ports.ledger.get(&source).await.expect("ledger").expect("the killed process claimed the version");
     assert_eq!(claim.state.as_str(), "InProgress");
-    tokio::time::sleep(lease.saturating_sub(started.elapsed()) + Duration::from_millis(100)).await;
+    let lapses_in = claim.lease_until.expect("a lease") - chrono::Utc::now();
+    tokio::time::sleep(lapses_in.to_std().unwrap_or_default() + Duration::from_millis(100)).await;
 
     completes_with_identical_bytes(&world, &source, &event, &bytes).await;
 
@@ -762,6 +762,7 @@ mod properties {
     use shared::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
     use shared::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
     use shared::ports::PromotePorts;
+    use shared::promotion::{Outcome, PromoteError};
 
     use super::mutations::arb_mutated_event;
 
@@ -829,13 +830,34 @@ mod properties {
                 prop_assert_eq!(answer.expect_err("unknown account").error_type(), "Rejected.UnknownSourceAccount");
                 prop_assert_eq!(calls, 0, "an event from {} made port calls", change.account);
             }
-            Ok(_) => {
-                if let Err(error) = answer {
-                    prop_assert!(error.error_type().starts_with("Rejected.") || error.is_retryable(), "{}", error);
-                }
-            }
+            Ok(change) => match answer {
+                // Past validation: whatever the answer, it is not a parse or account refusal.
+                Err(error) => prop_assert!(!matches!(error, PromoteError::InvalidEvent(_) | PromoteError::UnknownAccount(_)), "{}", error),
+                Ok(Outcome::Ignored { .. }) if change.status == ApprovalStatus::PendingManualApproval => prop_assert_eq!(calls, 0),
+                Ok(_) => prop_assert!(calls > 0, "a decision is acted on through the ports"),
+            },
         }
         Ok(())
+    }
+
+    /// The mutations reach every branch of the property: invalid events, unknown accounts and
+    /// events that go on to AWS calls.
+    #[test]
+    fn the_mutations_reach_the_handler_past_validation() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = arb_mutated_event();
+        let config = world().config;
+        let (mut invalid, mut unknown, mut valid) = (0, 0, 0);
+        for _ in 0..2000 {
+            let (_, event) = strategy.new_tree(&mut runner).unwrap().current();
+            match StateChange::parse(&event) {
+                Err(_) => invalid += 1,
+                Ok(change) if !config.source_accounts.contains_key(&change.account) => unknown += 1,
+                Ok(_) => valid += 1,
+            }
+        }
+        assert!(invalid > 500 && unknown > 0 && valid > 50, "invalid {invalid}, unknown account {unknown}, valid {valid}");
     }
 
     proptest! {

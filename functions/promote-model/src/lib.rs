@@ -9,7 +9,7 @@ use shared::ports::PromotePorts;
 use shared::promotion::{handle_state_change, Invocation, Outcome, PromoteError};
 use tracing::{error, info_span, Instrument};
 
-/// Lambda's longest timeout: the lease of an invocation that reports no deadline.
+/// Lambda's longest timeout: the deadline of an invocation that reports none.
 const LONGEST_INVOCATION: Duration = Duration::minutes(15);
 
 pub async fn handler(ports: &PromotePorts, config: &PromoteConfig, event: LambdaEvent<Value>) -> Result<Outcome, PromoteError> {

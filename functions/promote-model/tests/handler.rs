@@ -356,8 +356,28 @@ async fn the_claim_is_short_and_renewed_while_a_long_copy_runs() {
     assert!(matches!(outcome, Outcome::Promoted(_)), "{outcome:?}");
     let leases = slow.leases.lock().unwrap().clone();
     assert!(leases[0] <= claimed_by + Duration::seconds(61), "the first lease is a minute, not the 5-minute deadline: {leases:?}");
-    // tokio's clock ran 150 s (seven renewals at 20 s) while the wall clock barely moved.
+    // tokio's clock ran 150 s per copy (seven renewals at 20 s) while the wall clock barely moved.
     assert!(leases[1] > leases[0], "the lease was renewed during the copy: {leases:?}");
+    assert!(*world.ledger.renewals.lock().unwrap() >= 7, "renewed every 20 s");
+}
+
+/// Another delivery took the claim over (this one's lease lapsed unseen, a paused VM, say):
+/// the next renewal finds it gone and the work stops before it registers anything.
+#[tokio::test(start_paused = true)]
+async fn a_promotion_whose_claim_was_taken_over_stops_at_the_next_renewal() {
+    let (world, _slow) = slow_world(std::time::Duration::from_secs(3600));
+    let source: ModelPackageArn = SOURCE.parse().unwrap();
+    let take_over = async {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        world.ledger.records.lock().unwrap().get_mut(SOURCE).expect("claimed").owner = Some("another-delivery".into());
+    };
+
+    let (stopped, ()) = tokio::join!(world.invoke(fixture("model-package-approved.json")), take_over);
+
+    assert_eq!(stopped.unwrap_err().error_type(), "Retryable.PromotionInProgress");
+    assert!(world.central.versions(&world.central_group()).is_empty());
+    assert!(world.cards.cards.lock().unwrap().is_empty());
+    assert_eq!(world.ledger.record(&source).unwrap().owner.as_deref(), Some("another-delivery"), "the new holder's claim stands");
 }
 
 /// An invocation that dies mid-copy (its future dropped, as a crash would) leaves its claim to

@@ -155,28 +155,12 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":lease", millis(lease_until))
             .send()
             .await
-            .map_err(|e| classify("UpdateItem", &e))
-            .map_err(|e| if is_condition_failure(&e) { lost_claim(source) } else { e })?;
+            .map_err(|e| classify("UpdateItem", &e))?;
         Ok(())
     }
 
     async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()> {
-        let released = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(source, PROMOTION_SK)))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("#owner = :owner AND #state = :in_progress")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":in_progress", s(PromotionState::InProgress.as_str()))
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .send()
-            .await
-            .map_err(|e| classify("UpdateItem", &e));
-        match released {
+        match self.renew(source, owner, DateTime::UNIX_EPOCH).await {
             Err(error) if !is_condition_failure(&error) => Err(error),
             _ => Ok(()),
         }

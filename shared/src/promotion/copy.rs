@@ -7,7 +7,7 @@ use crate::domain::copy::{composite_sha256, ObjectInfo, plan_copy, reusable_copy
 use crate::domain::ids::{AccountId, S3Uri};
 use crate::domain::ledger::CopiedArtifact;
 use crate::domain::package::Artifact;
-use crate::ports::{ArtifactStore, CopiedPart, CopyTarget};
+use crate::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind};
 
 use super::error::PromoteError;
 
@@ -70,7 +70,12 @@ impl CopyJob<'_> {
         // Keys are deterministic per source version and we hold its claim: an upload to this
         // key was left by an earlier holder that was killed before it could abort.
         for abandoned in self.store.incomplete_uploads(target.destination).await? {
-            self.store.abort_multipart(target.destination, &abandoned).await?;
+            match self.store.abort_multipart(target.destination, &abandoned).await {
+                Err(error) if error.kind != FailureKind::NotFound => {
+                    warn!(destination = %target.destination, %error, "an abandoned upload is left to the bucket's lifecycle rule");
+                }
+                _ => {}
+            }
         }
         let upload_id = self.store.start_multipart(target).await?;
         let copied = self.copy_and_complete(source, target, &upload_id, ranges).await;

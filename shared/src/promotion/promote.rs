@@ -1,4 +1,3 @@
-use std::convert::Infallible;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -71,7 +70,7 @@ impl Promotion<'_> {
         let lease = ClaimLease(Mutex::new(record.lease_until.unwrap_or(self.invocation.deadline)));
         let promoted = tokio::select! {
             promoted = self.promote(&package, &sources, record, &owner, &lease) => promoted,
-            never = self.keep_claim(&owner, &lease) => match never {},
+            lost = self.keep_claim(&owner, &lease) => Err(lost),
         };
         match promoted {
             Ok(summary) => Ok(Outcome::Promoted(summary)),
@@ -87,14 +86,20 @@ impl Promotion<'_> {
         (Utc::now() + CLAIM_LEASE).min(self.invocation.deadline)
     }
 
-    /// Renews the claim while the promotion works; a copy of many gigabytes outlasts one lease.
-    async fn keep_claim(&self, owner: &str, lease: &ClaimLease) -> Infallible {
+    /// Renews the claim while the promotion works (a copy of many gigabytes outlasts one lease),
+    /// and ends the work once the claim is lost or has lapsed: another delivery may hold it then.
+    async fn keep_claim(&self, owner: &str, lease: &ClaimLease) -> PromoteError {
+        let mut confirmed = lease.until();
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
             let until = self.lease_from_now();
+            // Saves from now on write the longer lease; one already in flight writes the last one.
+            lease.extend_to(until);
             match self.ports.ledger.renew(&self.change.package, owner, until).await {
-                Ok(()) => lease.extend_to(until),
-                Err(error) => warn!(event_id = %self.change.event_id, package = %self.change.package, %error, "claim not renewed"),
+                Ok(()) => confirmed = until,
+                Err(lost) if lost.kind == FailureKind::Conflict => return PromoteError::InProgressElsewhere(self.change.package.clone()),
+                Err(error) if Utc::now() >= confirmed => return error.into(),
+                Err(error) => warn!(%error, "claim not renewed; the lease still runs"),
             }
         }
     }
