@@ -10,6 +10,8 @@ Fails (exit 1) when
     arm64, provided.al2023, bootstrap, the workspace as code);
   * a function's environment in the template and the variables its code reads differ, either
     way (a variable the code reads but the template does not set, or the reverse);
+  * a function's code states a timeout (`const TIMEOUT`, the deadline of an invocation that
+    reports none) other than its Timeout in the template;
   * STAGE_CONFIG is not the same for every deployment function, or its shape, roles or alarm
     names differ from shared/stage-config.local.json, the emulator's;
   * a name default (bus, table, bucket prefix, topic, pipeline, roles, alarms, event source
@@ -197,6 +199,23 @@ def check_environment(name: str, resource: dict[str, Any], glob: dict[str, Any],
         report.error(f"{name}: the code reads {missing} ({looked}) but the template does not set it")
     for extra in sorted(set(variables) - reads - RUNTIME_VARIABLES):
         report.error(f"{name}: the template sets {extra}, which the code does not read ({looked})")
+
+
+# The timeout a function's code states: `const TIMEOUT: Duration = Duration::seconds(300);`.
+TIMEOUT_CONSTANT = re.compile(r"\bconst TIMEOUT: Duration = Duration::(seconds|minutes)\((\d+)\);")
+
+
+def check_timeout(name: str, resource: dict[str, Any], glob: dict[str, Any], crate: Path, report: Report) -> None:
+    """The timeout a function's code states is the template's: the code takes it for the deadline
+    of an invocation that reports none, so it must not promise more time than Lambda gives."""
+    text = "\n".join(path.read_text() for path in sorted((crate / "src").rglob("*.rs")))
+    stated = TIMEOUT_CONSTANT.findall(text)
+    if len(stated) != len(re.findall(r"\bconst TIMEOUT\b", text)):
+        report.error(f"{name}: a const TIMEOUT of functions/{name}/src is not Duration::seconds(N) or Duration::minutes(N); update infra/check_drift.py")
+    timeout = (resource.get("Properties") or {}).get("Timeout", glob.get("Timeout"))
+    for unit, amount in stated:
+        seconds = int(amount) * (60 if unit == "minutes" else 1)
+        report.same(f"{name}: Timeout", timeout, seconds, f"const TIMEOUT of functions/{name}/src")
 
 
 def check_stage_config(functions: dict[str, Any], report: Report) -> None:
@@ -692,6 +711,7 @@ def run() -> Report:
         binary = manifest_binary(crate)
         report.same(f"{name}: binary of functions/{name}", binary, name, "the template's BuildProperties.Binary")
         check_environment(name, resource, glob, crate, report)
+        check_timeout(name, resource, glob, crate, report)
     check_stage_config(in_templates, report)
     check_names(templates, names, report)
     invoked = check_pipeline(templates["central-account.yaml"], definition, names, report)

@@ -465,6 +465,20 @@ def environment_drift_fails_both_ways() -> None:
 
 
 @test
+def a_timeout_the_code_states_unlike_the_templates_fails() -> None:
+    central = cfn.load(INFRA / "central-account.yaml")
+    for name, logical in (("test-model", "TestModelFunction"), ("deploy-model", "DeployModelFunction")):
+        resource = copy.deepcopy(central["Resources"][logical])
+        crate = check_drift.ROOT / "functions" / name
+        report = check_drift.Report()
+        check_drift.check_timeout(name, resource, {}, crate, report)
+        assert not report.errors, report.errors
+        resource["Properties"]["Timeout"] += 60
+        check_drift.check_timeout(name, resource, {}, crate, report)
+        assert any(e.startswith(f"{name}: Timeout: the template says") for e in report.errors), report.errors
+
+
+@test
 def a_deploy_role_reaching_beyond_the_service_names_fails() -> None:
     target = cfn.load(INFRA / "target-account.yaml")
     statement = target["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]

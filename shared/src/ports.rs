@@ -185,15 +185,20 @@ pub enum EndpointStatus {
     Creating,
     Updating,
     RollingBack,
+    /// SageMaker patches or scales the endpoint's instances: it takes no update meanwhile.
+    SystemUpdating,
     InService,
     Failed,
-    /// Deleting, OutOfService, SystemUpdating…: not a state a deployment waits in.
+    /// On its way out: it takes no update, and ends absent.
+    Deleting,
+    /// OutOfService, UpdateRollbackFailed…: not a state a deployment waits in.
     Other(String),
 }
 
 impl EndpointStatus {
+    /// On its way to InService (or Failed): nothing is asked of it until it gets there.
     pub fn is_transitional(&self) -> bool {
-        matches!(self, Self::Creating | Self::Updating | Self::RollingBack)
+        matches!(self, Self::Creating | Self::Updating | Self::SystemUpdating | Self::RollingBack)
     }
 }
 

@@ -1,10 +1,16 @@
 //! deploy-model: the DeployTest and DeployProd actions of the pipeline.
 
+use chrono::Duration;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use shared::deployment::deploy::handle_deploy_job;
 use shared::deployment::{DeployConfig, DeployError, DeployPorts, JobOutcome};
+use shared::invocation::deadline;
+
+/// The function's timeout in infra/central-account.yaml (`infra/check_drift.py` compares them):
+/// the deadline of a run that reports none.
+const TIMEOUT: Duration = Duration::seconds(120);
 
 pub async fn handler(ports: &DeployPorts, config: &DeployConfig, event: LambdaEvent<Value>) -> Result<JobOutcome, DeployError> {
-    handle_deploy_job(ports, config, &event.payload).await
+    handle_deploy_job(ports, config, &event.payload, deadline(&event.context, TIMEOUT)).await
 }

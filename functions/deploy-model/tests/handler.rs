@@ -4,11 +4,12 @@
 mod common;
 
 use common::{fixture, invoke, run_job};
+use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use shared::deployment::JobOutcome;
 use shared::domain::ledger::DeploymentState;
 use shared::domain::ids::Stage;
-use shared::fakes::{DeployWorld, Transition};
+use shared::fakes::{DeployWorld, Fault, Transition};
 use shared::ports::EndpointStatus;
 
 #[tokio::test]
@@ -94,4 +95,21 @@ async fn malformed_parameters_still_answer_the_job() {
 
     assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == "Rejected.InvalidJob"), "{outcome:?}");
     assert_eq!(world.last_answer().job_id, "8d5b1f6e-0c1a-4e8f-9a57-3f2d1c0b9a81");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_call_still_answers_the_job_before_the_invocations_deadline() {
+    let world = DeployWorld::new(0);
+    world.test.fault("CreateEndpoint", Fault::Hang);
+    let mut context = Context::default();
+    context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::seconds(30)).timestamp_millis()).unwrap();
+    let started = tokio::time::Instant::now();
+
+    let outcome = deploy_model::handler(&world.ports, &world.config, LambdaEvent::new(fixture("codepipeline-job-deploy-test.json"), context)).await.unwrap();
+
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "answered after the deadline: {:?}", started.elapsed());
+    let JobOutcome::Continuing { summary, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(summary.contains("ran out of time while starting the deployment"), "{summary}");
+    assert_eq!(world.last_answer().job_id, "8d5b1f6e-0c1a-4e8f-9a57-3f2d1c0b9a81");
+    assert!(world.last_answer().succeeded && world.last_answer().continuation.is_some());
 }

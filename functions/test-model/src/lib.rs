@@ -7,8 +7,9 @@ use shared::deployment::test::handle_test_job;
 use shared::deployment::{DeployConfig, DeployError, DeployPorts, JobOutcome};
 use shared::invocation::deadline;
 
-/// The function's timeout in infra/central-account.yaml: the deadline of a run that reports none.
-const TIMEOUT: Duration = Duration::minutes(5);
+/// The function's timeout in infra/central-account.yaml (`infra/check_drift.py` compares them):
+/// the deadline of a run that reports none.
+const TIMEOUT: Duration = Duration::seconds(300);
 
 pub async fn handler(ports: &DeployPorts, config: &DeployConfig, event: LambdaEvent<Value>) -> Result<JobOutcome, DeployError> {
     handle_test_job(ports, config, &event.payload, deadline(&event.context, TIMEOUT)).await

@@ -44,16 +44,6 @@ fn endpoint_calls(world: &DeployWorld) -> Vec<String> {
     world.test.calls.lock().unwrap().clone()
 }
 
-/// The output variables the pipeline definition says TestModel publishes for the prod approval.
-fn published_variables() -> Vec<String> {
-    let path = format!("{}/../../infra/pipeline.json", env!("CARGO_MANIFEST_DIR"));
-    let definition: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let stage = definition["stages"].as_array().unwrap().iter().find(|s| s["action"] == "test-model").unwrap().clone();
-    let mut names: Vec<String> = stage["variables"].as_object().unwrap().keys().cloned().collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
     let world = deployed(None).await;
@@ -79,7 +69,8 @@ async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
     assert_eq!(variables["ModelCardUrl"], format!("https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/model-cards/{CARD}"));
     let slowest = report["cases"].as_array().unwrap().iter().filter_map(|c| c["latency_ms"].as_u64()).max().unwrap();
     assert_eq!(variables["TestSummary"], format!("2/2 test cases passed, slowest {slowest} ms"));
-    assert_eq!(variables.keys().cloned().collect::<Vec<_>>(), published_variables(), "what infra/pipeline.json says the approval may reference");
+    let published: Vec<String> = shared::deployment::test::published_variables().into_keys().collect();
+    assert_eq!(variables.keys().cloned().collect::<Vec<_>>(), published, "what infra/pipeline.json says the approval may reference");
     let answer = world.last_answer();
     assert_eq!((answer.succeeded, answer.continuation, answer.variables), (true, None, variables), "handed to CodePipeline with the final answer");
 }
@@ -278,8 +269,47 @@ async fn cases_that_cannot_finish_before_the_deadline_fail_the_job_untested() {
 
     let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error_type, "Rejected.TestsOutlastInvocation");
-    assert!(message.contains("may take 4000 ms") && message.contains("raise test-model's timeout"), "{message}");
+    assert!(message.contains("may take 14000 ms") && message.contains("raise test-model's timeout"), "{message}");
     assert_eq!(world.test.replies.lock().unwrap().len(), 1, "no case ran");
     assert_eq!(central_status(&world), Some(ApprovalStatus::Approved));
+    assert!(endpoint_calls(&world).is_empty() && world.audit_actions().is_empty());
+}
+
+#[tokio::test]
+async fn cases_that_leave_no_time_to_reach_the_endpoint_fail_the_job_untested() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.replies.lock().unwrap().push_back(InvokeResult { status: 200, body: b"0.9".to_vec() });
+
+    // 35 s to answer, 30 s of it kept for the aftermath: the cases' 4 s would fit, not with the
+    // deploy role's session and the endpoint check before them.
+    let outcome = invoke_with(&world, test_job(), ending_in(40)).await;
+
+    let JobOutcome::Failed { error_type, message } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error_type, "Rejected.TestsOutlastInvocation", "{message}");
+    assert_eq!(world.test.replies.lock().unwrap().len(), 1, "no case ran");
+    assert!(world.audit_actions().is_empty());
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Approved));
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_out_of_time_twice_in_a_row_fails_the_job_instead_of_looping_until_the_pipeline_times_out() {
+    let world = deployed(Some(PREVIOUS)).await;
+    world.test.fault("DescribeEndpoint", Fault::Hang);
+    world.test.fault("DescribeEndpoint", Fault::Hang);
+    let mut job = test_job();
+
+    let first = invoke_with(&world, job.clone(), ending_in(60)).await;
+
+    let JobOutcome::Continuing { continuation, summary } = first else { panic!("{first:?}") };
+    assert!(summary.contains("ran out of time while testing"), "{summary}");
+    job["CodePipeline.job"]["id"] = "f41c2a9d-second".into();
+    job["CodePipeline.job"]["data"]["continuationToken"] = continuation.into();
+    let second = invoke_with(&world, job, ending_in(60)).await;
+
+    let JobOutcome::Failed { error_type, message } = second else { panic!("{second:?}") };
+    assert_eq!(error_type, "Rejected.OutOfTimeAgain");
+    assert!(message.contains("2 invocations in a row ran out of time, the last while testing"), "{message}");
+    assert_eq!(world.last_answer().job_id, "f41c2a9d-second");
+    assert_eq!(central_status(&world), Some(ApprovalStatus::Approved), "no verdict: the version is not judged");
     assert!(endpoint_calls(&world).is_empty() && world.audit_actions().is_empty());
 }

@@ -7,6 +7,9 @@ use aws_sdk_sagemaker::types::{
     EndpointStatus as SdkStatus, ProductionVariant, ProductionVariantInstanceType, TrafficRoutingConfig, TrafficRoutingConfigType,
 };
 use aws_sdk_sagemaker::Client;
+use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::Blob;
 
 use crate::domain::deploy::BlueGreen;
@@ -45,10 +48,22 @@ fn status(raw: &SdkStatus) -> EndpointStatus {
         SdkStatus::Creating => EndpointStatus::Creating,
         SdkStatus::Updating => EndpointStatus::Updating,
         SdkStatus::RollingBack => EndpointStatus::RollingBack,
+        SdkStatus::SystemUpdating => EndpointStatus::SystemUpdating,
         SdkStatus::InService => EndpointStatus::InService,
         SdkStatus::Failed => EndpointStatus::Failed,
+        SdkStatus::Deleting => EndpointStatus::Deleting,
         other => EndpointStatus::Other(other.as_str().to_owned()),
     }
+}
+
+/// The answer of the model's own container, which SageMaker reports as a ModelError (HTTP 424,
+/// with the container's status and body): a test outcome, not a failure to test. Every other
+/// error (refused, invalid, throttled) is SageMaker's and says nothing of the model.
+fn model_answer(error: &SdkError<InvokeEndpointError, HttpResponse>) -> Option<InvokeResult> {
+    let SdkError::ServiceError(service) = error else { return None };
+    let InvokeEndpointError::ModelError(model) = service.err() else { return None };
+    let status = model.original_status_code().and_then(|s| u16::try_from(s).ok()).unwrap_or_else(|| service.raw().status().as_u16());
+    Some(InvokeResult { status, body: model.original_message().unwrap_or_default().as_bytes().to_vec() })
 }
 
 /// Blue/green with a canary (or all at once), rolled back automatically when an alarm fires.
@@ -154,15 +169,7 @@ impl Endpoints for SageMakerEndpoints {
         let request = self.runtime.invoke_endpoint().endpoint_name(name).content_type(content_type).inference_id(inference_id);
         match request.body(Blob::new(payload)).send().await {
             Ok(out) => Ok(InvokeResult { status: 200, body: out.body().map(|b| b.as_ref().to_vec()).unwrap_or_default() }),
-            Err(e) => {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                let error = classify("InvokeEndpoint", &e);
-                match status {
-                    // The model answered with an error: a test outcome, not a failure to test.
-                    Some(status) if error.kind != FailureKind::Retryable => Ok(InvokeResult { status, body: error.message.into_bytes() }),
-                    _ => Err(error),
-                }
-            }
+            Err(e) => model_answer(&e).ok_or_else(|| classify("InvokeEndpoint", &e)),
         }
     }
 }
@@ -216,5 +223,90 @@ mod tests {
         SageMakerEndpoints::from_clients(client, runtime).update_endpoint("churn-test", "churn-v1-test", None).await.unwrap();
 
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// Hosting whose runtime answers every InvokeEndpoint with `status` and the JSON `body`, once.
+    fn invoked_answering(status: u16, body: serde_json::Value) -> (SageMakerEndpoints, aws_smithy_mocks::Rule) {
+        let rule = mock!(aws_sdk_sagemakerruntime::Client::invoke_endpoint).sequence().http_status(status, Some(body.to_string())).build();
+        let runtime = mock_client!(aws_sdk_sagemakerruntime, RuleMode::Sequential, [&rule], |config| {
+            config.retry_config(aws_sdk_sagemakerruntime::config::retry::RetryConfig::disabled())
+        });
+        let client = mock_client!(aws_sdk_sagemaker, RuleMode::Sequential, Vec::<&aws_smithy_mocks::Rule>::new());
+        (SageMakerEndpoints::from_clients(client, runtime), rule)
+    }
+
+    #[tokio::test]
+    async fn a_model_error_is_the_containers_answer_with_its_own_status_and_body() {
+        let (endpoints, rule) = invoked_answering(
+            424,
+            serde_json::json!({
+                "__type": "ModelError",
+                "Message": "Received server error (500) from primary with message \"boom\"",
+                "OriginalStatusCode": 500,
+                "OriginalMessage": "{\"error\": \"boom\"}",
+                "LogStreamArn": "arn:aws:logs:us-east-1:333333333333:log-group:/aws/sagemaker/Endpoints/churn-test",
+            }),
+        );
+
+        let answer = endpoints.invoke("churn-test", "text/csv", b"1,2", "job-0").await.unwrap();
+
+        assert_eq!(answer, InvokeResult { status: 500, body: br#"{"error": "boom"}"#.to_vec() });
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_invocation_is_a_terminal_error_and_no_answer_of_the_model() {
+        let denied = serde_json::json!({ "__type": "AccessDeniedException", "message": "not authorized to perform sagemaker:InvokeEndpoint" });
+        let invalid = serde_json::json!({ "__type": "ValidationError", "Message": "Endpoint churn-test of account 333333333333 not found." });
+
+        for (status, body, code) in [(403, denied, "AccessDeniedException"), (400, invalid, "ValidationError")] {
+            let (endpoints, _rule) = invoked_answering(status, body);
+
+            let error = endpoints.invoke("churn-test", "text/csv", b"1,2", "job-0").await.unwrap_err();
+
+            assert_eq!((error.operation, error.kind), ("InvokeEndpoint", FailureKind::Terminal), "{error}");
+            assert!(error.message.contains(code), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_or_loading_endpoint_is_a_retryable_error() {
+        let throttled = serde_json::json!({ "__type": "ThrottlingException", "message": "Rate exceeded" });
+        let loading = serde_json::json!({ "__type": "ModelNotReadyException", "Message": "Model is still loading" });
+
+        for (status, body) in [(400, throttled), (429, loading)] {
+            let (endpoints, _rule) = invoked_answering(status, body);
+
+            let error = endpoints.invoke("churn-test", "text/csv", b"1,2", "job-0").await.unwrap_err();
+
+            assert_eq!((error.operation, error.kind), ("InvokeEndpoint", FailureKind::Retryable), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_being_deleted_or_patched_by_sagemaker_says_so() {
+        use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
+        let describe = |status: SdkStatus| {
+            mock!(Client::describe_endpoint).then_output(move || {
+                DescribeEndpointOutput::builder()
+                    .endpoint_name("churn-prod")
+                    .endpoint_arn("arn")
+                    .endpoint_config_name("churn-v1-prod")
+                    .endpoint_status(status.clone())
+                    .creation_time(aws_smithy_types::DateTime::from_secs(0))
+                    .last_modified_time(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+            })
+        };
+        let (deleting, patching) = (describe(SdkStatus::Deleting), describe(SdkStatus::SystemUpdating));
+        let client = mock_client!(aws_sdk_sagemaker, RuleMode::Sequential, [&deleting, &patching]);
+        let runtime = mock_client!(aws_sdk_sagemakerruntime, RuleMode::Sequential, Vec::<&aws_smithy_mocks::Rule>::new());
+        let endpoints = SageMakerEndpoints::from_clients(client, runtime);
+
+        let first = endpoints.describe_endpoint("churn-prod").await.unwrap().unwrap();
+        let second = endpoints.describe_endpoint("churn-prod").await.unwrap().unwrap();
+
+        assert_eq!((first.status.clone(), first.status.is_transitional()), (EndpointStatus::Deleting, false));
+        assert_eq!((second.status.clone(), second.status.is_transitional()), (EndpointStatus::SystemUpdating, true));
     }
 }

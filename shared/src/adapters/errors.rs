@@ -24,6 +24,8 @@ const THROTTLING: &[&str] = &[
     "InternalError",
     "InternalFailure",
     "ServiceUnavailable",
+    // InvokeEndpoint: the endpoint is still loading its model.
+    "ModelNotReadyException",
 ];
 const NOT_FOUND: &[&str] = &["ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "NoSuchUpload"];
 /// CodePipeline says InvalidJobStateException to a second answer to one job.

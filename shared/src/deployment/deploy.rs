@@ -1,6 +1,6 @@
 //! deploy-model: puts one central version on a stage's endpoint and waits until it really runs.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::info;
@@ -11,7 +11,7 @@ use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{DeploymentRecord, DeploymentState};
 use crate::ports::{EndpointConfigSpec, EndpointStatus, Endpoints, ModelSpec};
 
-use super::{answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step, DEPLOYED};
+use super::{answer_by, answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step, DEPLOYED};
 
 /// What a continuation token carries between two invocations of the same job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,29 +28,42 @@ impl Progress {
     fn token(&self) -> String {
         serde_json::to_string(self).expect("progress serializes")
     }
+
+    fn doing(&self) -> &'static str {
+        match self {
+            Self::Start => "starting the deployment",
+            Self::Recreate { .. } => "recreating the endpoint",
+            Self::Wait { .. } => "checking on the endpoint",
+        }
+    }
 }
 
-pub async fn handle_deploy_job(ports: &DeployPorts, config: &DeployConfig, event: &Value) -> Result<JobOutcome, DeployError> {
+/// Answers the job before `deadline`, the end of the invocation.
+pub async fn handle_deploy_job(ports: &DeployPorts, config: &DeployConfig, event: &Value, deadline: DateTime<Utc>) -> Result<JobOutcome, DeployError> {
     let job_id = PipelineJob::id_of(event).ok_or(crate::domain::deploy::JobError::Missing("CodePipeline.job.id"))?;
     let step = match PipelineJob::parse(event) {
-        Ok(job) => deploy_step(ports, config, &job).await,
+        Ok(job) => deploy_step(ports, config, &job, deadline).await,
         Err(invalid) => Err(invalid.into()),
     };
     answer_job(ports.jobs.as_ref(), job_id, step).await
 }
 
-/// One step of a deployment; a transient AWS failure asks CodePipeline to come back instead of failing the stage.
-pub async fn deploy_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<Step, DeployError> {
+/// One step of a deployment; a transient AWS failure, or a call still unanswered when the
+/// invocation must answer its job, asks CodePipeline to come back instead of failing the stage.
+async fn deploy_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, deadline: DateTime<Utc>) -> Result<Step, DeployError> {
     let progress = match &job.continuation {
         None => Progress::Start,
         Some(raw) => serde_json::from_str(raw).map_err(|e| DeployError::BadContinuation(e.to_string()))?,
     };
     let deployment = Deployment { ports, settings: config.stages.stage(job.parameters.stage), job };
-    let result = match &progress {
-        Progress::Start => deployment.start().await,
-        Progress::Recreate { endpoint, config } => deployment.recreate(endpoint, config).await,
-        Progress::Wait { endpoint, config, previous_config } => deployment.wait(endpoint, config, previous_config.as_deref()).await,
+    let step = async {
+        match &progress {
+            Progress::Start => deployment.start().await,
+            Progress::Recreate { endpoint, config } => deployment.recreate(endpoint, config).await,
+            Progress::Wait { endpoint, config, previous_config } => deployment.wait(endpoint, config, previous_config.as_deref()).await,
+        }
     };
+    let result = tokio::time::timeout_at(answer_by(deadline), step).await.unwrap_or_else(|_| Err(DeployError::OutOfTime(progress.doing().to_owned())));
     match result {
         Err(error) if error.is_retryable() => Ok(Step::Continue { token: progress.token(), summary: format!("will retry: {error}") }),
         other => other,
@@ -98,7 +111,7 @@ impl Deployment<'_> {
                 None
             }
             // It serves nothing and takes no update: it goes, and the version is deployed anew.
-            Some(state) if state.status == EndpointStatus::Failed || is_deleting(&state.status) => {
+            Some(state) if state.status == EndpointStatus::Failed || state.status == EndpointStatus::Deleting => {
                 self.started(&endpoint, &name, None).await?;
                 if state.status == EndpointStatus::Failed {
                     endpoints.delete_endpoint(&endpoint).await?;
@@ -170,7 +183,7 @@ impl Deployment<'_> {
                 endpoints.delete_endpoint(endpoint).await?;
                 Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status))
             }
-            Some(state) if is_deleting(&state.status) => Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status)),
+            Some(state) if state.status == EndpointStatus::Deleting => Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status)),
             Some(state) => Err(DeployError::EndpointBusy { endpoint: endpoint.to_owned(), status: format!("{:?} on {}", state.status, state.config_name) }),
         }
     }
@@ -248,10 +261,6 @@ impl Deployment<'_> {
     }
 }
 
-fn is_deleting(status: &EndpointStatus) -> bool {
-    matches!(status, EndpointStatus::Other(status) if status == "Deleting")
-}
-
 /// Puts `endpoint` back on `config`, or deletes it when there was nothing before.
 pub async fn restore(endpoints: &dyn Endpoints, endpoint: &str, previous_config: Option<&str>) -> Result<String, DeployError> {
     match previous_config {
@@ -269,8 +278,8 @@ pub async fn restore(endpoints: &dyn Endpoints, endpoint: &str, previous_config:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::testing::{add_version, deploy, job_event};
-    use crate::fakes::{DeployWorld, Transition};
+    use crate::deployment::testing::{add_version, deadline, deploy, job_event};
+    use crate::fakes::{DeployWorld, Fault, Transition};
     use crate::ports::Ledger;
 
     const TEST_ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
@@ -301,14 +310,53 @@ mod tests {
     async fn an_endpoint_being_deleted_is_created_anew_once_gone() {
         let world = DeployWorld::new(0);
         world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
-        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::Other("Deleting".into());
+        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::Deleting;
 
-        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None)).await.unwrap();
+        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
         let JobOutcome::Continuing { continuation, .. } = first else { panic!("{first:?}") };
         assert!(world.test.calls.lock().unwrap().is_empty(), "nothing is asked of an endpoint on its way out");
         world.test.endpoints.lock().unwrap().remove(TEST_ENDPOINT);
-        let second = handle_deploy_job(&world.ports, &world.config, &job_event("job-2", Stage::Test, &world.package, Some(&continuation))).await.unwrap();
+        let second = handle_deploy_job(&world.ports, &world.config, &job_event("job-2", Stage::Test, &world.package, Some(&continuation)), deadline()).await.unwrap();
 
+        assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
+        assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_sagemaker_is_patching_is_left_alone_until_it_is_back_in_service() {
+        let world = DeployWorld::new(0);
+        world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
+        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::SystemUpdating;
+
+        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
+
+        let JobOutcome::Continuing { continuation, summary } = first else { panic!("{first:?}") };
+        assert!(summary.contains("SystemUpdating"), "{summary}");
+        assert_eq!(serde_json::from_str::<Progress>(&continuation).unwrap(), Progress::Start);
+        assert!(world.test.calls.lock().unwrap().is_empty(), "SageMaker takes no update meanwhile");
+        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::InService;
+        let second = handle_deploy_job(&world.ports, &world.config, &job_event("job-2", Stage::Test, &world.package, Some(&continuation)), deadline()).await.unwrap();
+        assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
+        assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("UpdateEndpoint {TEST_ENDPOINT} {V1_TEST} direct")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_call_still_answers_the_job_before_the_deadline_and_the_next_job_goes_on() {
+        let world = DeployWorld::new(0);
+        world.test.fault("DescribeEndpoint", Fault::Hang);
+        let started = tokio::time::Instant::now();
+        let ends = Utc::now() + chrono::Duration::seconds(120);
+
+        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), ends).await.unwrap();
+
+        let waited = started.elapsed();
+        assert!(waited >= std::time::Duration::from_secs(110) && waited < std::time::Duration::from_secs(120), "answered after {waited:?}");
+        let JobOutcome::Continuing { continuation, summary } = first else { panic!("{first:?}") };
+        assert!(summary.contains("ran out of time while starting the deployment"), "{summary}");
+        assert_eq!(world.last_answer().job_id, "job-1");
+        assert_eq!(serde_json::from_str::<Progress>(&continuation).unwrap(), Progress::Start, "the next job starts over");
+        let next = job_event("job-2", Stage::Test, &world.package, Some(&continuation));
+        let second = handle_deploy_job(&world.ports, &world.config, &next, Utc::now() + chrono::Duration::seconds(120)).await.unwrap();
         assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
         assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
     }
@@ -333,14 +381,14 @@ mod tests {
     #[tokio::test]
     async fn a_redelivered_job_repeats_no_audit_entry() {
         let world = DeployWorld::new(0);
-        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None)).await.unwrap();
+        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
         let JobOutcome::Continuing { continuation, .. } = first else { panic!("{first:?}") };
         let last = job_event("job-2", Stage::Test, &world.package, Some(&continuation));
-        assert!(matches!(handle_deploy_job(&world.ports, &world.config, &last).await.unwrap(), JobOutcome::Succeeded { .. }));
+        assert!(matches!(handle_deploy_job(&world.ports, &world.config, &last, deadline()).await.unwrap(), JobOutcome::Succeeded { .. }));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
         // Lambda delivers the last invocation again: its answer is dropped, its entries too.
-        let again = handle_deploy_job(&world.ports, &world.config, &last).await.unwrap();
+        let again = handle_deploy_job(&world.ports, &world.config, &last, deadline()).await.unwrap();
 
         assert!(matches!(again, JobOutcome::Succeeded { .. }), "{again:?}");
         assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);

@@ -31,10 +31,12 @@ pub enum DeployError {
     TestsFailed { failed: usize, total: usize, names: String, endpoint: String, aftermath: String, report: String },
     #[error("endpoint {endpoint} is {found}, not InService on {expected}, the config deploy-model made for {package}: nothing was tested and the endpoint was left as it is; run DeployTest again, then TestModel")]
     NotUnderTest { endpoint: String, package: ModelPackageArn, expected: String, found: String },
-    #[error("the test cases may take {needed_ms} ms, but this invocation leaves them {left_ms} ms (the rest is kept for the report, the rollback and the answer): raise test-model's timeout or lower the cases' max_latency_ms")]
+    #[error("the endpoint check and the test cases may take {needed_ms} ms, but this invocation leaves them {left_ms} ms (the rest is kept for the report, the rollback and the answer): raise test-model's timeout or lower the cases' max_latency_ms")]
     TestsOutlastInvocation { needed_ms: u128, left_ms: u128 },
     #[error("the invocation ran out of time while {0}")]
     OutOfTime(String),
+    #[error("{invocations} invocations in a row ran out of time, the last while {doing}: raise test-model's timeout, lower the cases' max_latency_ms, or look for the AWS call that hangs")]
+    OutOfTimeAgain { doing: String, invocations: u32 },
     #[error("the ledger has no deployment of {package} on {endpoint}, so the config to return to is unknown")]
     NoDeploymentRecord { endpoint: String, package: ModelPackageArn },
     #[error("an approval of {0} is being started by another invocation")]
@@ -77,6 +79,7 @@ impl DeployError {
             Self::NotUnderTest { .. } => "EndpointNotUnderTest",
             Self::TestsOutlastInvocation { .. } => "TestsOutlastInvocation",
             Self::OutOfTime(_) => "OutOfTime",
+            Self::OutOfTimeAgain { .. } => "OutOfTimeAgain",
             Self::NoDeploymentRecord { .. } => "NoDeploymentRecord",
             Self::StartInProgress(_) => "StartInProgress",
             Self::NoPendingApproval(_) => "NoPendingApproval",

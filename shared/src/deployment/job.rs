@@ -1,6 +1,10 @@
 //! Every invocation of a pipeline action ends with exactly one answer to its job.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::domain::deploy::OutputVariables;
@@ -10,6 +14,16 @@ use super::error::DeployError;
 
 /// CodePipeline keeps at most this much of a failure message.
 const MESSAGE_MAX: usize = 5000;
+/// Kept at the end of an invocation for the answer to its job.
+const ANSWER_TIME: Duration = Duration::from_secs(5);
+
+/// When the work of an invocation that ends at `deadline` must stop for the job to be answered,
+/// on tokio's clock (which tests pause and advance).
+pub(crate) fn answer_by(deadline: DateTime<Utc>) -> Instant {
+    let now = Instant::now();
+    let end = now + (deadline - Utc::now()).to_std().unwrap_or_default();
+    end.checked_sub(ANSWER_TIME).unwrap_or(now).max(now)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {

@@ -17,6 +17,7 @@ use crate::ports::{ArtifactStore, Ledger, ModelCards, ModelRegistry, Notifier, P
 
 pub use error::DeployError;
 pub use job::{answer_job, JobOutcome, Step};
+pub(crate) use job::answer_by;
 
 /// Everything the deployment functions talk to.
 #[derive(Clone)]
@@ -120,6 +121,11 @@ pub(crate) mod testing {
         json!({ "CodePipeline.job": { "id": id, "accountId": "222222222222", "data": data } })
     }
 
+    /// The end of an invocation that starts now, as deploy-model's two-minute timeout sets it.
+    pub fn deadline() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::minutes(2)
+    }
+
     /// Runs deploy-model to its final answer as CodePipeline does: each invocation a job of its
     /// own, carrying the continuation token of the last answer.
     pub async fn deploy(world: &DeployWorld, package: &ModelPackageArn, stage: Stage) -> JobOutcome {
@@ -127,7 +133,7 @@ pub(crate) mod testing {
         let mut continuation = None;
         for step in 0..20 {
             let event = job_event(&format!("job-{run}-{step}"), stage, package, continuation.as_deref());
-            match super::deploy::handle_deploy_job(&world.ports, &world.config, &event).await.expect("the job is answered") {
+            match super::deploy::handle_deploy_job(&world.ports, &world.config, &event, deadline()).await.expect("the job is answered") {
                 JobOutcome::Continuing { continuation: token, .. } => continuation = Some(token),
                 done => return done,
             }

@@ -61,19 +61,20 @@ async fn latest_tests(ledger: &dyn Ledger, package: &ModelPackageArn) -> Result<
 
 /// How long a rollback waits for the endpoint to settle, in polls.
 const ROLLBACK_POLLS: usize = 120;
+/// CodePipeline's timeout of a Lambda action: no deploy job of a deployment begun earlier than
+/// this can still be running.
+const DEPLOY_ACTION_TIMEOUT: chrono::Duration = chrono::Duration::hours(1);
 
-/// Puts the stage's endpoint back on the newest earlier version that ran there in service and
-/// is still Approved in the central registry, and records it.
+/// Puts the stage's endpoint back on the newest version that ran there in service before the
+/// current one and is still Approved in the central registry, and records it.
 pub async fn roll_back(ports: &DeployPorts, config: &DeployConfig, model: &GroupName, stage: Stage, poll_every: Duration) -> Result<DeploymentRecord, DeployError> {
     let settings = config.stages.stage(stage);
     let endpoint = settings.endpoint_name(model, stage);
     let current = ports.ledger.deployment(stage, &endpoint).await?.ok_or_else(|| nothing_to_roll_back(model, stage))?;
-    if current.state == DeploymentState::Deploying {
-        return Err(DeployError::EndpointBusy { endpoint, status: format!("deploying {}", current.package) });
-    }
     let target = rollback_target(ports, model, stage, &endpoint, &current.package).await?;
     let target_config = deployment_name(&target, stage);
     let endpoints = ports.stages.endpoints(settings).await?;
+    refuse_while_deploying(endpoints.as_ref(), &current).await?;
     put_in_service(endpoints.as_ref(), &endpoint, &target_config, poll_every).await?;
     let restored = DeploymentRecord {
         stage,
@@ -98,26 +99,58 @@ fn nothing_to_roll_back(model: &GroupName, stage: Stage) -> DeployError {
     DeployError::NothingToRollBack { model: model.to_string(), stage: stage.to_string() }
 }
 
-/// The newest version other than `current` that ran in service on the endpoint and is still
-/// Approved: a version that failed there never ran, one rejected or revoked since is passed over.
+/// A deployment record left `Deploying` is a deploy job under way, or one that stopped (its
+/// pipeline superseded, a terminal error, the action's timeout) and never will finish. The
+/// endpoint tells them apart: one still being created, updated or deleted is busy (which
+/// `put_in_service` refuses too), and so is an absent one while the job may still create it.
+async fn refuse_while_deploying(endpoints: &dyn Endpoints, current: &DeploymentRecord) -> Result<(), DeployError> {
+    if current.state != DeploymentState::Deploying || chrono::Utc::now() - current.at >= DEPLOY_ACTION_TIMEOUT {
+        return Ok(());
+    }
+    let settled = endpoints.describe_endpoint(&current.endpoint).await?.is_some_and(|s| matches!(s.status, EndpointStatus::InService | EndpointStatus::Failed));
+    if settled {
+        return Ok(());
+    }
+    Err(DeployError::EndpointBusy { endpoint: current.endpoint.clone(), status: format!("deploying {}", current.package) })
+}
+
+/// The newest version that ran in service on the endpoint before `current` and is still
+/// Approved: a version that failed there never ran, one rejected or revoked since is passed
+/// over, and one that ran only after the version it returns to is never gone back to.
 async fn rollback_target(ports: &DeployPorts, model: &GroupName, stage: Stage, endpoint: &str, current: &ModelPackageArn) -> Result<ModelPackageArn, DeployError> {
     let trail = history(ports.ledger.as_ref(), model).await?;
     let mut considered = HashSet::new();
     let mut passed_over = Vec::new();
-    for entry in trail.iter().rev().filter(|e| ran_in_service(e, stage, endpoint)) {
-        if &entry.source == current || !considered.insert(&entry.source) {
+    for version in versions_in_service(&trail, stage, endpoint).into_iter().rev() {
+        if version == current || !considered.insert(version) {
             continue;
         }
-        let status = ports.central_registry.describe_package(&entry.source).await?.status;
+        let status = ports.central_registry.describe_package(version).await?.status;
         if status == Some(ApprovalStatus::Approved) {
-            return Ok(entry.source.clone());
+            return Ok(version.clone());
         }
-        passed_over.push(format!("{} is {}", entry.source, status.map_or("without approval status", |s| s.as_str())));
+        passed_over.push(format!("{version} is {}", status.map_or("without approval status", |s| s.as_str())));
     }
     if passed_over.is_empty() {
         return Err(nothing_to_roll_back(model, stage));
     }
     Err(DeployError::NoApprovedRollbackTarget { model: model.to_string(), stage: stage.to_string(), skipped: passed_over.join(", ") })
+}
+
+/// The versions that ran in service on the endpoint, oldest first, as far as the last one: a
+/// deployment puts its version last; an operator's rollback returns to the version it restored,
+/// so the versions after it (the ones it rolled back from) are dropped.
+fn versions_in_service<'a>(trail: &'a [AuditEntry], stage: Stage, endpoint: &str) -> Vec<&'a ModelPackageArn> {
+    let mut ran: Vec<&ModelPackageArn> = Vec::new();
+    for entry in trail.iter().filter(|e| ran_in_service(e, stage, endpoint)) {
+        let returned_to = (entry.action == RESTORED_BY_OPERATOR).then(|| ran.iter().rposition(|v| *v == &entry.source)).flatten();
+        match returned_to {
+            Some(at) => ran.truncate(at + 1),
+            None if ran.last() == Some(&&entry.source) => {}
+            None => ran.push(&entry.source),
+        }
+    }
+    ran
 }
 
 fn ran_in_service(entry: &AuditEntry, stage: Stage, endpoint: &str) -> bool {
@@ -129,7 +162,8 @@ fn ran_in_service(entry: &AuditEntry, stage: Stage, endpoint: &str) -> bool {
 /// Brings `endpoint` into service on `config`, and waits until it runs it.
 async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str, poll_every: Duration) -> Result<(), DeployError> {
     match endpoints.describe_endpoint(endpoint).await? {
-        Some(state) if state.status.is_transitional() => {
+        // SageMaker updates no endpoint that is changing or on its way out.
+        Some(state) if state.status.is_transitional() || state.status == EndpointStatus::Deleting => {
             return Err(DeployError::EndpointBusy { endpoint: endpoint.to_owned(), status: format!("{:?}", state.status) });
         }
         // A failed test put it back there already.
@@ -185,7 +219,7 @@ pub async fn history(ledger: &dyn Ledger, model: &GroupName) -> Result<Vec<Audit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::testing::{add_version, deploy, job_event};
+    use crate::deployment::testing::{add_version, deadline, deploy, job_event};
     use crate::deployment::JobOutcome;
     use crate::fakes::{DeployWorld, Transition};
     use crate::ports::{InvokeResult, ModelRegistry, PendingApproval, PipelineRuns};
@@ -252,6 +286,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_rollback_never_goes_forward_to_the_version_rolled_back_from() {
+        let (world, second) = prod_ran_one_then_two().await;
+        assert_eq!(roll_back_prod(&world).await.unwrap().package, world.package);
+        let calls_before = prod_calls(&world).len();
+
+        let again = roll_back_prod(&world).await.unwrap_err();
+
+        assert_eq!(again.error_type(), "Rejected.NothingToRollBack", "{again}");
+        assert_eq!(prod_calls(&world).len(), calls_before, "the endpoint is left alone");
+        assert_eq!(world.prod.endpoint(PROD_ENDPOINT).unwrap().config, "promoted-churn-prediction-111111111111-v1-prod");
+        let record = world.ledger.deployment(Stage::Prod, PROD_ENDPOINT).await.unwrap().unwrap();
+        assert_eq!((record.package, record.previous_package), (world.package.clone(), Some(second)));
+    }
+
+    #[tokio::test]
+    async fn rollbacks_in_a_row_go_further_back_each_time() {
+        let world = DeployWorld::new(1);
+        let (second, third) = (add_version(&world, 2), add_version(&world, 3));
+        for version in [&world.package, &second, &third] {
+            assert!(matches!(deploy(&world, version, Stage::Prod).await, JobOutcome::Succeeded { .. }));
+        }
+
+        let restored: Vec<ModelPackageArn> = vec![roll_back_prod(&world).await.unwrap().package, roll_back_prod(&world).await.unwrap().package];
+        let last = roll_back_prod(&world).await.unwrap_err();
+
+        assert_eq!(restored, [second, world.package.clone()]);
+        assert_eq!(last.error_type(), "Rejected.NothingToRollBack", "{last}");
+        let updates: Vec<String> = prod_calls(&world).into_iter().filter(|c| c.ends_with("direct")).collect();
+        assert_eq!(
+            updates,
+            [
+                format!("UpdateEndpoint {PROD_ENDPOINT} promoted-churn-prediction-111111111111-v2-prod direct"),
+                format!("UpdateEndpoint {PROD_ENDPOINT} promoted-churn-prediction-111111111111-v1-prod direct"),
+            ]
+        );
+        assert_eq!(world.prod.endpoint(PROD_ENDPOINT).unwrap().config, "promoted-churn-prediction-111111111111-v1-prod");
+    }
+
+    #[tokio::test]
     async fn a_rollback_after_an_alarm_rolled_the_new_version_back_returns_to_the_last_good_one_and_never_to_the_bad_one() {
         let world = DeployWorld::new(1);
         let second = add_version(&world, 2);
@@ -290,8 +363,7 @@ mod tests {
 
         assert_eq!(restored.package, world.package);
         assert_eq!(world.test.endpoint(test_endpoint).unwrap().config, "promoted-churn-prediction-111111111111-v1-test");
-        assert_eq!(again.error_type(), "Rejected.NoApprovedRollbackTarget");
-        assert!(again.to_string().contains(&format!("{second} is Rejected")), "{again}");
+        assert_eq!(again.error_type(), "Rejected.NothingToRollBack", "version 2 ran after version 1, and failed: {again}");
         assert_eq!(world.test.endpoint(test_endpoint).unwrap().config, "promoted-churn-prediction-111111111111-v1-test");
     }
 
@@ -329,13 +401,72 @@ mod tests {
         let world = DeployWorld::new(3);
         let second = add_version(&world, 2);
         assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
-        let first_job = crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job_event("v2-1", Stage::Prod, &second, None)).await.unwrap();
+        let first_job = crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job_event("v2-1", Stage::Prod, &second, None), deadline()).await.unwrap();
         assert!(matches!(first_job, JobOutcome::Continuing { .. }), "{first_job:?}");
 
         let error = roll_back_prod(&world).await.unwrap_err();
 
         assert_eq!(error.error_type(), "Retryable.EndpointBusy", "{error}");
         assert!(!prod_calls(&world).iter().any(|c| c.ends_with("direct")));
+    }
+
+    #[tokio::test]
+    async fn a_deploy_job_that_stopped_after_it_began_blocks_no_rollback() {
+        let world = DeployWorld::new(0);
+        let second = add_version(&world, 2);
+        assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
+        let began = crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job_event("v2-1", Stage::Prod, &second, None), deadline()).await.unwrap();
+        assert!(matches!(began, JobOutcome::Continuing { .. }), "{began:?}");
+        // CodePipeline invokes the action no more (superseded, timed out); the update ends on its own.
+        assert_eq!(world.prod.describe_endpoint(PROD_ENDPOINT).await.unwrap().unwrap().status, EndpointStatus::InService);
+        assert_eq!(world.ledger.deployment(Stage::Prod, PROD_ENDPOINT).await.unwrap().unwrap().state, DeploymentState::Deploying);
+
+        let restored = roll_back_prod(&world).await.unwrap();
+
+        assert_eq!((&restored.package, restored.previous_package.as_ref()), (&world.package, Some(&second)));
+        let endpoint = world.prod.endpoint(PROD_ENDPOINT).unwrap();
+        assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, "promoted-churn-prediction-111111111111-v1-prod"));
+    }
+
+    #[tokio::test]
+    async fn an_absent_endpoint_is_left_to_a_deploy_job_that_may_still_create_it_until_the_action_timed_out() {
+        let world = DeployWorld::new(0);
+        let second = add_version(&world, 2);
+        assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
+        world.prod.endpoints.lock().unwrap().get_mut(PROD_ENDPOINT).unwrap().status = EndpointStatus::Failed;
+        let began = crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job_event("v2-1", Stage::Prod, &second, None), deadline()).await.unwrap();
+        assert!(matches!(began, JobOutcome::Continuing { ref summary, .. } if summary.contains("create it anew")), "{began:?}");
+        assert!(world.prod.endpoint(PROD_ENDPOINT).is_none());
+
+        let busy = roll_back_prod(&world).await.unwrap_err();
+        assert_eq!(busy.error_type(), "Retryable.EndpointBusy", "{busy}");
+        assert!(world.prod.endpoint(PROD_ENDPOINT).is_none(), "the endpoint is left to the deploy job");
+
+        let mut record = world.ledger.deployment(Stage::Prod, PROD_ENDPOINT).await.unwrap().unwrap();
+        record.at -= chrono::Duration::minutes(61);
+        world.ledger.record_deployment(&record).await.unwrap();
+        let restored = roll_back_prod(&world).await.unwrap();
+
+        assert_eq!(restored.package, world.package);
+        let endpoint = world.prod.endpoint(PROD_ENDPOINT).unwrap();
+        assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, "promoted-churn-prediction-111111111111-v1-prod"));
+        assert_eq!(prod_calls(&world).last().unwrap(), &format!("CreateEndpoint {PROD_ENDPOINT} promoted-churn-prediction-111111111111-v1-prod"));
+    }
+
+    #[tokio::test]
+    async fn a_rollback_asks_nothing_of_an_endpoint_being_deleted_or_patched_by_sagemaker() {
+        for status in [EndpointStatus::Deleting, EndpointStatus::SystemUpdating] {
+            let (world, second) = prod_ran_one_then_two().await;
+            world.prod.endpoints.lock().unwrap().get_mut(PROD_ENDPOINT).unwrap().status = status.clone();
+            let calls_before = prod_calls(&world).len();
+
+            let error = roll_back_prod(&world).await.unwrap_err();
+
+            assert_eq!(error.error_type(), "Retryable.EndpointBusy", "{status:?}: {error}");
+            assert!(error.to_string().contains(&format!("{status:?}")), "{error}");
+            assert_eq!(prod_calls(&world).len(), calls_before, "{status:?}: no call SageMaker would refuse");
+            assert_eq!(world.ledger.deployment(Stage::Prod, PROD_ENDPOINT).await.unwrap().unwrap().package, second);
+        }
     }
 
     #[tokio::test]

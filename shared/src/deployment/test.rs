@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -18,17 +18,71 @@ use crate::domain::ledger::DeploymentState;
 use crate::ports::{EndpointStatus, Endpoints, ModelCards};
 
 use super::deploy::restore;
-use super::{answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step};
+use super::{answer_by, answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step};
 
+/// Kept before the test cases for the deploy role's session and the check of the endpoint.
+const SETUP_TIME: Duration = Duration::from_secs(10);
 /// Kept after the test cases for the report, the card, the rejection and the rollback.
 const AFTERMATH_TIME: Duration = Duration::from_secs(30);
-/// Kept at the end of the invocation for the answer to the job.
-const ANSWER_TIME: Duration = Duration::from_secs(5);
 /// SageMaker cuts a real-time invocation off after 60 seconds: no case waits longer.
 const INVOKE_CAP: Duration = Duration::from_secs(60);
-/// The continuation token of a test run that a transient failure interrupted: the next
-/// invocation tests again from the start.
-const RETEST_TOKEN: &str = r#"{"phase":"retest"}"#;
+/// Invocations in a row that run out of time before the job fails: one may have met a hung
+/// call, the second shows that the work does not fit in an invocation.
+const OUT_OF_TIME_LIMIT: u32 = 2;
+
+/// What a continuation token carries between two invocations of the same job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Progress {
+    #[serde(flatten)]
+    phase: Phase,
+    /// The invocations in a row, up to the one that answered with this token, that ran out of time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    out_of_time: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    /// No verdict, or none acted on (a transient failure came first): the cases run again.
+    Retest,
+    /// The cases passed, and the report is written and in the model card: the rest of the pass
+    /// is done from this, without testing again.
+    Passed(Pass),
+}
+
+/// A passed run whose report is written and in the model card: what recording the pass, telling
+/// the approvers and answering the job need, small enough for a continuation token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Pass {
+    report: S3Uri,
+    /// The job that ran the cases: its id keys the ledger entry, which a later job writes once.
+    tested_by: String,
+    passed: usize,
+    total: usize,
+    slowest_ms: u64,
+}
+
+impl Pass {
+    fn of(report: &TestReport, uri: &S3Uri) -> Self {
+        Self {
+            report: uri.clone(),
+            tested_by: report.job_id.clone(),
+            passed: report.passed,
+            total: report.cases.len(),
+            slowest_ms: report.cases.iter().map(|c| c.latency_ms).max().unwrap_or_default(),
+        }
+    }
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
+}
+
+impl Progress {
+    fn token(&self) -> String {
+        serde_json::to_string(self).expect("progress serializes")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaseResult {
@@ -61,19 +115,27 @@ pub async fn handle_test_job(ports: &DeployPorts, config: &DeployConfig, event: 
     answer_job(ports.jobs.as_ref(), job_id, step).await
 }
 
-/// One test run; a transient failure before the verdict asks CodePipeline to come back instead
-/// of failing the stage.
+/// One invocation of a test run; a transient failure asks CodePipeline to come back instead of
+/// failing the stage: to test again as long as nothing was done about a verdict, and once the
+/// model card holds a pass, to finish recording it.
 async fn test_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, deadline: DateTime<Utc>) -> Result<Step, DeployError> {
-    if let Some(token) = job.continuation.as_deref().filter(|token| *token != RETEST_TOKEN) {
-        return Err(DeployError::BadContinuation(crate::domain::ids::truncated(token)));
-    }
+    let not_ours = |token: &str| DeployError::BadContinuation(crate::domain::ids::truncated(token));
+    let progress: Progress = match job.continuation.as_deref() {
+        None => Progress { phase: Phase::Retest, out_of_time: 0 },
+        Some(token) => serde_json::from_str(token).map_err(|_| not_ours(token))?,
+    };
     let run = TestRun::new(ports, config, job, deadline);
-    match run.run().await {
-        Err(error) if error.is_retryable() => {
-            info!(job_id = %job.id, package = %run.package(), endpoint = %run.endpoint, decision = "retest", error = %error, "tests");
-            Ok(Step::Continue { token: RETEST_TOKEN.to_owned(), summary: format!("will test again: {error}") })
-        }
-        other => other,
+    let pass = match &progress.phase {
+        Phase::Retest => match run.tested().await {
+            Ok(pass) => pass,
+            Err(error) => return run.come_back(&progress, Phase::Retest, error),
+        },
+        Phase::Passed(pass) if run.reports(&pass.report) => pass.clone(),
+        Phase::Passed(_) => return Err(not_ours(job.continuation.as_deref().unwrap_or_default())),
+    };
+    match within(run.answer_by, "recording the passed tests", run.passed(&pass)).await {
+        Err(error) => run.come_back(&progress, Phase::Passed(pass), error),
+        done => done,
     }
 }
 
@@ -114,8 +176,7 @@ impl<'a> TestRun<'a> {
         let stage = job.parameters.stage;
         let settings = config.stages.stage(stage);
         let now = Instant::now();
-        let end = now + (deadline - Utc::now()).to_std().unwrap_or_default();
-        let answer_by = end.checked_sub(ANSWER_TIME).unwrap_or(now).max(now);
+        let answer_by = answer_by(deadline);
         let tests_by = answer_by.checked_sub(AFTERMATH_TIME).unwrap_or(now).max(now);
         let endpoint = settings.endpoint_name(job.parameters.model_package_arn.group(), stage);
         Self { ports, settings, bucket: &config.artifact_bucket, job, endpoint, tests_by, answer_by }
@@ -129,8 +190,37 @@ impl<'a> TestRun<'a> {
         self.job.parameters.stage
     }
 
-    async fn run(&self) -> Result<Step, DeployError> {
-        let needed: Duration = self.settings.tests.iter().map(case_bound).sum();
+    /// After `error`, a transient one has CodePipeline come back to go on at `next`, unless this
+    /// invocation ran out of time as the one before it did: then, and after any other, the job fails.
+    fn come_back(&self, progress: &Progress, next: Phase, error: DeployError) -> Result<Step, DeployError> {
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        let out_of_time = match &error {
+            DeployError::OutOfTime(doing) if progress.out_of_time + 1 >= OUT_OF_TIME_LIMIT => {
+                return Err(DeployError::OutOfTimeAgain { doing: doing.clone(), invocations: progress.out_of_time + 1 });
+            }
+            DeployError::OutOfTime(_) => progress.out_of_time + 1,
+            _ => 0,
+        };
+        let (decision, summary) = match next {
+            Phase::Retest => ("retest", format!("will test again: {error}")),
+            Phase::Passed(_) => ("record-pass-again", format!("the tests passed; will finish recording it: {error}")),
+        };
+        info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, decision, error = %error, "tests");
+        Ok(Step::Continue { token: Progress { phase: next, out_of_time }.token(), summary })
+    }
+
+    /// Runs the cases; a pass's report is written and added to the model card, a failure is
+    /// dealt with and ends the job.
+    async fn tested(&self) -> Result<Pass, DeployError> {
+        let (report, uri) = self.run().await?;
+        within(self.answer_by, "adding the report to the model card", add_to_card(self.ports.cards.as_ref(), self.package(), &report, &uri)).await?;
+        Ok(Pass::of(&report, &uri))
+    }
+
+    async fn run(&self) -> Result<(TestReport, S3Uri), DeployError> {
+        let needed: Duration = SETUP_TIME + self.settings.tests.iter().map(case_bound).sum::<Duration>();
         let left = self.tests_by.saturating_duration_since(Instant::now());
         if needed > left {
             return Err(DeployError::TestsOutlastInvocation { needed_ms: needed.as_millis(), left_ms: left.as_millis() });
@@ -151,7 +241,8 @@ impl<'a> TestRun<'a> {
         let verdict = if failed.is_empty() { "tests-passed" } else { "tests-failed" };
         info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, passed = report.passed, failed = report.failed, decision = verdict, "tests");
         if failed.is_empty() {
-            return within(self.answer_by, "recording the passed tests", self.passed(&report, &uri)).await;
+            within(self.answer_by, "writing the report", self.write_report(&report, &uri)).await?;
+            return Ok((report, uri));
         }
         let names = failed.iter().map(|c| format!("{}: {}", c.name, c.failure.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; ");
         let aftermath = self.failed(endpoints.as_ref(), &report, &uri, &names).await;
@@ -191,15 +282,21 @@ impl<'a> TestRun<'a> {
         Err(DeployError::NotUnderTest { endpoint: self.endpoint.clone(), package: self.package().clone(), expected, found })
     }
 
-    async fn passed(&self, report: &TestReport, uri: &S3Uri) -> Result<Step, DeployError> {
-        self.write_report(report, uri).await?;
-        add_to_card(self.ports.cards.as_ref(), self.package(), report, uri).await?;
-        self.audit("tests-passed", summary(report, uri)).await?;
+    /// Whether `uri` is where this version's test reports go.
+    fn reports(&self, uri: &S3Uri) -> bool {
+        uri.bucket() == self.bucket && uri.key().starts_with(&report_prefix(self.package()))
+    }
+
+    /// Records a pass that the model card holds. A job that begins it again writes the ledger
+    /// entry once (it is the testing job's); the approvers are told last, when all else is done.
+    async fn passed(&self, pass: &Pass) -> Result<Step, DeployError> {
+        let recorded = json!({ "report": pass.report.to_string(), "passed": pass.passed, "failed": pass.total - pass.passed });
+        audit(self.ports.ledger.as_ref(), self.package(), &pass.tested_by, "tests-passed", recorded).await?;
         let package = self.package();
-        self.ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, report, uri)).await?;
+        self.ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, pass, &self.endpoint)).await?;
         Ok(Step::Done {
-            summary: format!("{}/{} test cases passed on {}; report {uri}", report.passed, report.cases.len(), self.endpoint),
-            variables: evidence(package, report, uri),
+            summary: format!("{}/{} test cases passed on {}; report {}", pass.passed, pass.total, self.endpoint, pass.report),
+            variables: evidence(package, pass),
         })
     }
 
@@ -278,16 +375,15 @@ fn summary(report: &TestReport, uri: &S3Uri) -> Value {
 }
 
 /// What a governance officer reads before approving prod: the results and where to look.
-fn approval_request(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> String {
+fn approval_request(package: &ModelPackageArn, pass: &Pass, endpoint: &str) -> String {
     format!(
         "{package} passed {passed} of {total} test cases on {endpoint} and waits for the prod approval.\n\n\
          Test report: {report_url}\n\
          Model card: {card_url}\n\n\
          Approve or reject in CodePipeline, or: promote approve {model} --stage prod --comment \"...\"",
-        passed = report.passed,
-        total = report.passed + report.failed,
-        endpoint = report.endpoint,
-        report_url = report_console_url(package, uri),
+        passed = pass.passed,
+        total = pass.total,
+        report_url = report_console_url(package, &pass.report),
         card_url = card_console_url(package),
         model = package.group(),
     )
@@ -297,12 +393,11 @@ fn approval_request(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri)
 /// report (its key in the central bucket, which the template knows) and shows the card and the
 /// results of exactly this version (`infra/pipeline.json` lists them with their longest values,
 /// which the approval's link and text are checked to fit in).
-fn evidence(package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> OutputVariables {
-    let slowest = report.cases.iter().map(|c| c.latency_ms).max().unwrap_or_default();
+fn evidence(package: &ModelPackageArn, pass: &Pass) -> OutputVariables {
     OutputVariables::from([
-        ("ReportKey".to_owned(), uri.key().to_owned()),
+        ("ReportKey".to_owned(), pass.report.key().to_owned()),
         ("ModelCardUrl".to_owned(), card_console_url(package)),
-        ("TestSummary".to_owned(), format!("{}/{} test cases passed, slowest {slowest} ms", report.passed, report.cases.len())),
+        ("TestSummary".to_owned(), format!("{}/{} test cases passed, slowest {} ms", pass.passed, pass.total, pass.slowest_ms)),
     ])
 }
 
@@ -349,16 +444,26 @@ fn check(case: &TestCase, status: u16, body: &[u8], latency_ms: u64) -> Option<S
     (latency_ms > case.max_latency_ms).then(|| format!("took {latency_ms} ms, more than {} ms", case.max_latency_ms))
 }
 
+/// Where the reports of a version's test runs go, in the central bucket.
+fn report_prefix(package: &ModelPackageArn) -> String {
+    format!("reports/{}/{}/test-", package.group(), package.version())
+}
+
 fn report_uri(bucket: &str, package: &ModelPackageArn, job_id: &str) -> Result<S3Uri, DeployError> {
-    let key = format!("reports/{}/{}/test-{job_id}.json", package.group(), package.version());
+    let key = format!("{}{job_id}.json", report_prefix(package));
     S3Uri::new(bucket, &key).map_err(|e| DeployError::Aws(crate::ports::PortError::new("PutObject", crate::ports::FailureKind::Terminal, e.to_string())))
 }
 
-/// The report joins the card's evaluation details, in a new card version.
+/// The report joins the card's evaluation details, in a new card version, unless it is there
+/// already (the same job delivered again writes the same report).
 async fn add_to_card(cards: &dyn ModelCards, package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> Result<(), DeployError> {
     let name = crate::domain::card::card_name(package.group());
     let Some(card) = cards.describe(&name).await? else { return Ok(()) };
     let mut content = card.content;
+    let observed = |detail: &Value| detail["evaluation_observation"].as_str().is_some_and(|o| o.ends_with(&format!("report {uri}")));
+    if content["evaluation_details"].as_array().is_some_and(|details| details.iter().any(observed)) {
+        return Ok(());
+    }
     let evaluation = json!({
         "name": format!("{} tests of version {}", report.stage, package.version()),
         "evaluation_observation": format!("{} passed, {} failed; report {uri}", report.passed, report.failed),
@@ -375,19 +480,98 @@ async fn add_to_card(cards: &dyn ModelCards, package: &ModelPackageArn, report: 
     Ok(())
 }
 
+/// The output variables test-model publishes, with their longest values, as the pipeline
+/// definition lists them for the template's approval (`infra/check_drift.py`): what the tests
+/// hold the evidence to.
+#[cfg(any(test, feature = "fakes"))]
+pub fn published_variables() -> std::collections::BTreeMap<String, usize> {
+    let definition: Value = serde_json::from_str(include_str!("../../../infra/pipeline.json")).expect("pipeline.json");
+    let stage = definition["stages"].as_array().expect("stages").iter().find(|s| s["action"] == "test-model").expect("a test-model stage");
+    let variables = stage["variables"].as_object().expect("test-model's variables");
+    variables.iter().map(|(name, v)| (name.clone(), usize::try_from(v["max_length"].as_u64().expect("max_length")).expect("a length"))).collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use async_trait::async_trait;
 
     use super::*;
+    use crate::deployment::testing::{deploy, job_event};
+    use crate::fakes::DeployWorld;
+    use crate::ports::{FailureKind, Notifier, PortError, PortResult};
 
-    /// The output variables test-model publishes, with their longest values, as the pipeline
-    /// definition lists them for the template's approval (`infra/check_drift.py`).
-    fn published() -> BTreeMap<String, usize> {
-        let definition: Value = serde_json::from_str(include_str!("../../../infra/pipeline.json")).expect("pipeline.json");
-        let stage = definition["stages"].as_array().unwrap().iter().find(|s| s["action"] == "test-model").expect("a test-model stage");
-        let variables = stage["variables"].as_object().expect("test-model's variables");
-        variables.iter().map(|(name, v)| (name.clone(), v["max_length"].as_u64().expect("max_length") as usize)).collect()
+    /// An approval topic that refuses its first message as throttled, then takes them.
+    #[derive(Default)]
+    struct ThrottledOnce {
+        sent: std::sync::Mutex<Vec<String>>,
+        refused: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Notifier for ThrottledOnce {
+        async fn notify(&self, _subject: &str, message: &str) -> PortResult<()> {
+            if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(PortError::new("Publish", FailureKind::Retryable, "Throttling: Rate exceeded"));
+            }
+            self.sent.lock().unwrap().push(message.to_owned());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_after_a_pass_finishes_recording_it_without_testing_again_nor_repeating_a_step() {
+        let world = DeployWorld::new(0);
+        assert!(matches!(deploy(&world, &world.package, Stage::Test).await, JobOutcome::Succeeded { .. }));
+        let topic = Arc::new(ThrottledOnce::default());
+        let ports = DeployPorts { approvers: topic.clone(), ..world.ports.clone() };
+        let deadline = || Utc::now() + chrono::Duration::minutes(5);
+        let cards = || world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len();
+
+        let first = handle_test_job(&ports, &world.config, &job_event("tests-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
+
+        let JobOutcome::Continuing { continuation, summary } = first else { panic!("{first:?}") };
+        assert!(summary.contains("the tests passed; will finish recording it") && summary.contains("Throttling"), "{summary}");
+        assert_eq!((cards(), topic.sent.lock().unwrap().len()), (2, 0));
+        // The next job must not test again: the endpoint now refuses every invocation.
+        world.test.fault("InvokeEndpoint", crate::fakes::Fault::Fail(PortError::new("InvokeEndpoint", FailureKind::Terminal, "AccessDeniedException")));
+        let second = handle_test_job(&ports, &world.config, &job_event("tests-2", Stage::Test, &world.package, Some(&continuation)), deadline()).await.unwrap();
+
+        let JobOutcome::Succeeded { variables, .. } = second else { panic!("{second:?}") };
+        assert_eq!(variables["ReportKey"], "reports/churn-prediction-111111111111/1/test-tests-1.json", "the report of the run that passed");
+        assert_eq!(cards(), 2, "the card took the report once");
+        let sent = topic.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "the approvers are told once");
+        assert!(sent[0].contains("test-tests-1.json"), "{}", sent[0]);
+        assert_eq!(world.audit_actions().iter().filter(|a| *a == "tests-passed").count(), 1);
+        assert_eq!(world.test.faults.lock().unwrap().len(), 1, "the endpoint was not invoked again");
+    }
+
+    #[tokio::test]
+    async fn a_token_naming_another_versions_report_is_refused() {
+        let world = DeployWorld::new(0);
+        let report = "s3://model-promotion-artifacts-222222222222/reports/churn-prediction-111111111111/2/test-x.json".parse().unwrap();
+        let pass = Pass { report, tested_by: "x".into(), passed: 2, total: 2, slowest_ms: 5 };
+        let token = Progress { phase: Phase::Passed(pass), out_of_time: 1 }.token();
+
+        let outcome = handle_test_job(&world.ports, &world.config, &job_event("tests-1", Stage::Test, &world.package, Some(&token)), Utc::now() + chrono::Duration::minutes(5)).await.unwrap();
+
+        assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == "Rejected.BadContinuation"), "{outcome:?}");
+        assert!(world.approvers.sent.lock().unwrap().is_empty() && world.audit_actions().is_empty());
+    }
+
+    #[test]
+    fn a_token_of_the_earlier_format_still_means_testing_again_and_a_pass_fits_a_token() {
+        let progress: Progress = serde_json::from_str(r#"{"phase":"retest"}"#).unwrap();
+        assert_eq!(progress, Progress { phase: Phase::Retest, out_of_time: 0 });
+
+        let group: crate::domain::ids::GroupName = "g".repeat(63).parse().unwrap();
+        let package = ModelPackageArn::new("ap-southeast-5", &"222222222222".parse().unwrap(), &group, u32::MAX);
+        let report = report_uri(&"b".repeat(63), &package, "f41c2a9d-83b7-4e65-a0d2-5b6c7e8f9a10").unwrap();
+        let pass = Pass { report, tested_by: "f41c2a9d-83b7-4e65-a0d2-5b6c7e8f9a10".into(), passed: usize::MAX, total: usize::MAX, slowest_ms: u64::MAX };
+        let longest = Progress { phase: Phase::Passed(pass), out_of_time: u32::MAX };
+        let token = longest.token();
+        assert!(token.len() <= 2048, "CodePipeline takes continuation tokens of at most 2048 characters: {}", token.len());
+        assert_eq!(serde_json::from_str::<Progress>(&token).unwrap(), longest);
     }
 
     #[test]
@@ -408,9 +592,9 @@ mod tests {
             cases: vec![case; 10_000],
         };
 
-        let variables = evidence(&package, &report, &uri);
+        let variables = evidence(&package, &Pass::of(&report, &uri));
 
-        let limits = published();
+        let limits = published_variables();
         assert_eq!(variables.keys().collect::<Vec<_>>(), limits.keys().collect::<Vec<_>>());
         for (name, value) in &variables {
             assert!(value.len() <= limits[name], "{name} is {} characters, more than {}: {value}", value.len(), limits[name]);
