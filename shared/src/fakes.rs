@@ -241,6 +241,55 @@ impl ArtifactStore for FakeStore {
     }
 }
 
+/// What a test does before a copy reaches the store: slow it, fail it, look around.
+#[async_trait]
+pub trait BeforeCopy: Send + Sync {
+    /// `part` is the part number of an `UploadPartCopy`, `None` for a `CopyObject`.
+    async fn before_copy(&self, part: Option<i32>) -> PortResult<()>;
+}
+
+/// An artifact store that passes every call on to `inner`, its copies once `hook` lets them.
+pub struct HookedStore<H> {
+    pub inner: Arc<dyn ArtifactStore>,
+    pub hook: H,
+}
+
+#[async_trait]
+impl<H: BeforeCopy> ArtifactStore for HookedStore<H> {
+    async fn head(&self, uri: &S3Uri, owner: &AccountId) -> PortResult<Option<ObjectInfo>> {
+        self.inner.head(uri, owner).await
+    }
+    async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {
+        self.hook.before_copy(None).await?;
+        self.inner.copy_whole(source, target).await
+    }
+    async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String> {
+        self.inner.start_multipart(target).await
+    }
+    async fn copy_part(&self, source: &S3Uri, target: &CopyTarget<'_>, upload_id: &str, range: ByteRange) -> PortResult<CopiedPart> {
+        self.hook.before_copy(Some(range.part_number)).await?;
+        self.inner.copy_part(source, target, upload_id, range).await
+    }
+    async fn complete_multipart(&self, destination: &S3Uri, upload_id: &str, parts: &[CopiedPart]) -> PortResult<Option<String>> {
+        self.inner.complete_multipart(destination, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
+        self.inner.abort_multipart(destination, upload_id).await
+    }
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
+        self.inner.incomplete_uploads(destination).await
+    }
+    async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
+        self.inner.delete(uri).await
+    }
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()> {
+        self.inner.put(uri, body, content_type).await
+    }
+    async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.inner.read_small(uri, max_bytes).await
+    }
+}
+
 #[derive(Default)]
 pub struct FakeCards {
     pub cards: Mutex<HashMap<String, Vec<Value>>>,

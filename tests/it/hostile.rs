@@ -14,11 +14,12 @@ use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::{put_object, register_version};
 use promotion_tests::chaos::{Chaos, Fault};
 use promotion_tests::{TestWorld, EMULATOR};
+use shared::fakes::{BeforeCopy, HookedStore};
 use serde_json::{json, Value};
-use shared::domain::copy::{ByteRange, CopySettings, ObjectInfo};
-use shared::domain::ids::{AccountId, ModelPackageArn, S3Uri};
+use shared::domain::copy::CopySettings;
+use shared::domain::ids::ModelPackageArn;
 use shared::domain::naming::{central_description, central_group_name};
-use shared::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, PortError, PortResult, PromotePorts};
+use shared::ports::{FailureKind, PortError, PortResult, PromotePorts};
 use shared::promotion::{Outcome, PromoteError, PromotionSummary};
 
 const MIB: u64 = 1024 * 1024;
@@ -596,44 +597,15 @@ async fn a_failed_audit_write_is_repaired_by_redelivery() {
 // Part 4: a process killed in the middle of a multipart copy
 
 /// `UploadPartCopy` of part 2 answers an error.
-struct FailingPart {
-    inner: Arc<dyn ArtifactStore>,
-}
+struct FailingPart;
 
 #[async_trait]
-impl ArtifactStore for FailingPart {
-    async fn head(&self, uri: &S3Uri, owner: &AccountId) -> PortResult<Option<ObjectInfo>> {
-        self.inner.head(uri, owner).await
-    }
-    async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {
-        self.inner.copy_whole(source, target).await
-    }
-    async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String> {
-        self.inner.start_multipart(target).await
-    }
-    async fn copy_part(&self, source: &S3Uri, target: &CopyTarget<'_>, upload_id: &str, range: ByteRange) -> PortResult<CopiedPart> {
-        if range.part_number == 2 {
-            return Err(PortError::new("UploadPartCopy", FailureKind::Retryable, "SlowDown (injected)"));
+impl BeforeCopy for FailingPart {
+    async fn before_copy(&self, part: Option<i32>) -> PortResult<()> {
+        match part {
+            Some(2) => Err(PortError::new("UploadPartCopy", FailureKind::Retryable, "SlowDown (injected)")),
+            _ => Ok(()),
         }
-        self.inner.copy_part(source, target, upload_id, range).await
-    }
-    async fn complete_multipart(&self, destination: &S3Uri, upload_id: &str, parts: &[CopiedPart]) -> PortResult<Option<String>> {
-        self.inner.complete_multipart(destination, upload_id, parts).await
-    }
-    async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
-        self.inner.abort_multipart(destination, upload_id).await
-    }
-    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
-        self.inner.incomplete_uploads(destination).await
-    }
-    async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
-        self.inner.delete(uri).await
-    }
-    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()> {
-        self.inner.put(uri, body, content_type).await
-    }
-    async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
-        self.inner.read_small(uri, max_bytes).await
     }
 }
 
@@ -666,7 +638,7 @@ async fn a_failed_part_copy_aborts_its_upload_and_the_next_delivery_completes() 
     let _shared = EMULATOR.read().await;
     let (world, source, event, bytes) = multipart_world(13 * MIB + 4321, 2).await;
     let mut failing = world.ports.clone();
-    failing.artifacts = Arc::new(FailingPart { inner: world.ports.artifacts.clone() });
+    failing.artifacts = Arc::new(HookedStore { inner: world.ports.artifacts.clone(), hook: FailingPart });
 
     let error = deliver_by(&world, &failing, &event, LEASE).await.expect_err("part 2 fails");
 

@@ -7,13 +7,13 @@ use chrono::{Duration, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use shared::config::PromoteConfig;
-use shared::domain::copy::{ByteRange, CopySettings, ObjectInfo};
+use shared::domain::copy::CopySettings;
 use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{AccountId, ModelPackageArn, S3Uri};
+use shared::domain::ids::{ModelPackageArn, S3Uri};
 use shared::domain::ledger::{PromotionRecord, PromotionState};
 use shared::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
-use shared::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
-use shared::ports::{ArtifactStore, CopiedPart, CopyTarget, PortResult, PromotePorts};
+use shared::fakes::{BeforeCopy, FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore};
+use shared::ports::{PortResult, PromotePorts};
 use shared::promotion::{Outcome, PromoteError};
 
 const SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
@@ -288,7 +288,6 @@ async fn a_version_without_an_inference_container_is_refused() {
 
 /// A copy that takes `delay` (of tokio's clock), recording the claim's lease before and after.
 struct SlowCopies {
-    inner: Arc<FakeStore>,
     ledger: Arc<FakeLedger>,
     delay: std::time::Duration,
     leases: std::sync::Mutex<Vec<chrono::DateTime<Utc>>>,
@@ -301,47 +300,21 @@ impl SlowCopies {
 }
 
 #[async_trait::async_trait]
-impl ArtifactStore for SlowCopies {
-    async fn head(&self, uri: &S3Uri, owner: &AccountId) -> PortResult<Option<ObjectInfo>> {
-        self.inner.head(uri, owner).await
-    }
-    async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {
+impl BeforeCopy for SlowCopies {
+    async fn before_copy(&self, _part: Option<i32>) -> PortResult<()> {
         self.leases.lock().unwrap().push(self.lease());
         tokio::time::sleep(self.delay).await;
         self.leases.lock().unwrap().push(self.lease());
-        self.inner.copy_whole(source, target).await
-    }
-    async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String> {
-        self.inner.start_multipart(target).await
-    }
-    async fn copy_part(&self, source: &S3Uri, target: &CopyTarget<'_>, upload_id: &str, range: ByteRange) -> PortResult<CopiedPart> {
-        self.inner.copy_part(source, target, upload_id, range).await
-    }
-    async fn complete_multipart(&self, destination: &S3Uri, upload_id: &str, parts: &[CopiedPart]) -> PortResult<Option<String>> {
-        self.inner.complete_multipart(destination, upload_id, parts).await
-    }
-    async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()> {
-        self.inner.abort_multipart(destination, upload_id).await
-    }
-    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>> {
-        self.inner.incomplete_uploads(destination).await
-    }
-    async fn delete(&self, uri: &S3Uri) -> PortResult<()> {
-        self.inner.delete(uri).await
-    }
-    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()> {
-        self.inner.put(uri, body, content_type).await
-    }
-    async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
-        self.inner.read_small(uri, max_bytes).await
+        Ok(())
     }
 }
 
-fn slow_world(delay: std::time::Duration) -> (World, Arc<SlowCopies>) {
+fn slow_world(delay: std::time::Duration) -> (World, Arc<HookedStore<SlowCopies>>) {
     let mut world = default_world();
-    let slow = Arc::new(SlowCopies { inner: world.store.clone(), ledger: world.ledger.clone(), delay, leases: Default::default() });
-    world.ports.artifacts = slow.clone();
-    (world, slow)
+    let slow = SlowCopies { ledger: world.ledger.clone(), delay, leases: Default::default() };
+    let hooked = Arc::new(HookedStore { inner: world.store.clone(), hook: slow });
+    world.ports.artifacts = hooked.clone();
+    (world, hooked)
 }
 
 /// A claim lapses a minute after its last renewal, not at the invocation's deadline: a crashed
@@ -354,7 +327,7 @@ async fn the_claim_is_short_and_renewed_while_a_long_copy_runs() {
     let outcome = world.invoke(fixture("model-package-approved.json")).await.expect("promoted");
 
     assert!(matches!(outcome, Outcome::Promoted(_)), "{outcome:?}");
-    let leases = slow.leases.lock().unwrap().clone();
+    let leases = slow.hook.leases.lock().unwrap().clone();
     assert!(leases[0] <= claimed_by + Duration::seconds(61), "the first lease is a minute, not the 5-minute deadline: {leases:?}");
     // tokio's clock ran 150 s per copy (seven renewals at 20 s) while the wall clock barely moved.
     assert!(leases[1] > leases[0], "the lease was renewed during the copy: {leases:?}");
