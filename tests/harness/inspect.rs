@@ -107,16 +107,44 @@ impl TestWorld {
         }
     }
 
+    /// Every model package group of the central account, sorted, over all pages.
+    pub async fn all_groups(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.sagemaker().list_model_package_groups().set_next_token(token).max_results(100).send().await.expect("groups");
+            names.extend(page.model_package_group_summary_list().iter().filter_map(|g| g.model_package_group_name().map(str::to_owned)));
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                names.sort();
+                return names;
+            }
+        }
+    }
+
+    /// Every model card of the central account, sorted, over all pages.
+    pub async fn all_cards(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.sagemaker().list_model_cards().set_next_token(token).max_results(100).send().await.expect("cards");
+            names.extend(page.model_card_summaries().iter().filter_map(|c| c.model_card_name().map(str::to_owned)));
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                names.sort();
+                return names;
+            }
+        }
+    }
+
     /// What a rejected event must leave untouched: buckets, central objects, groups, cards and ledger.
     pub async fn snapshot(&self) -> Snapshot {
-        let groups = self.sagemaker().list_model_package_groups().send().await.expect("groups");
-        let cards = self.sagemaker().list_model_cards().send().await.expect("cards");
         let buckets = self.s3().list_buckets().send().await.expect("buckets");
         Snapshot {
             buckets: buckets.buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect(),
             central_objects: self.central_objects().await,
-            groups: groups.model_package_group_summary_list().iter().filter_map(|g| g.model_package_group_name().map(str::to_owned)).collect(),
-            cards: cards.model_card_summaries().iter().filter_map(|c| c.model_card_name().map(str::to_owned)).collect(),
+            groups: self.all_groups().await,
+            cards: self.all_cards().await,
             ledger: self.ledger_items().await,
         }
     }
