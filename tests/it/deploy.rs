@@ -89,8 +89,11 @@ async fn run_action(ports: &DeployPorts, config: &DeployConfig, jobs: &FakeJobs,
     let mut failed = Vec::new();
     for _ in 0..40 {
         let id = format!("job-{}", uuid::Uuid::new_v4());
+        // Lambda invokes a job's action at most three times (two retries) before giving up on it.
+        let mut invocations = 0;
         let answer = loop {
             let event = LambdaEvent::new(job(&id, continuation.as_deref()), Context::default());
+            invocations += 1;
             if let Err(error) = deploy_model::handler(ports, config, event).await {
                 assert!(error.is_retryable(), "{}: {error}", error.error_type());
                 failed.push(error.error_type());
@@ -98,7 +101,7 @@ async fn run_action(ports: &DeployPorts, config: &DeployConfig, jobs: &FakeJobs,
             if let Some(answer) = jobs.answer(&id) {
                 break answer;
             }
-            assert!(failed.len() < 3, "job {id} still unanswered after {failed:?}");
+            assert!(invocations < 3, "job {id} still unanswered after three invocations: {failed:?}");
         };
         match &answer.continuation {
             Some(token) if answer.succeeded => continuation = Some(token.clone()),
@@ -565,8 +568,8 @@ where
         .await
 }
 
-#[tokio::test]
-async fn a_fault_at_every_call_of_a_first_deployment_heals_on_redelivery() {
+/// A model in the dev bucket, the calls of its fault-free first deployment and what it leaves.
+async fn reference_first_deployment() -> (Arc<TestWorld>, String, Vec<&'static str>, Deployed) {
     let world = Arc::new(TestWorld::new().await);
     let archive = promote_cli::local::model_archive(1).unwrap();
     let model = put_object(world.dev(), &world.world.names.dev_bucket, "faults/model.tar.gz", archive).await.unwrap();
@@ -584,6 +587,12 @@ async fn a_fault_at_every_call_of_a_first_deployment_heals_on_redelivery() {
     assert_eq!((expected.models.clone(), expected.endpoint_configs.clone()), (vec![config.clone()], vec![config.clone()]));
     assert_eq!(expected.record, Some((DeploymentState::InService, config, None, None)));
     assert_eq!(expected.trail, ["deploy-started", "deployed"]);
+    (world, model, calls, expected)
+}
+
+#[tokio::test]
+async fn a_fault_at_every_call_of_a_first_deployment_heals_on_redelivery() {
+    let (world, model, calls, expected) = reference_first_deployment().await;
 
     let report = fault_at_every_call(&calls, &expected, |chaos| {
         let (world, model) = (&world, &model);
@@ -596,6 +605,25 @@ async fn a_fault_at_every_call_of_a_first_deployment_heals_on_redelivery() {
     })
     .await;
     eprintln!("{}", report.join("\n"));
+}
+
+/// Throttling and lost answers over a whole first deployment, not one call: every third call
+/// refused, then every third answer lost, across as many jobs as the deployment takes.
+#[tokio::test]
+async fn a_throttling_storm_over_a_first_deployment_still_ends_where_the_fault_free_run_does() {
+    let (world, model, calls, expected) = reference_first_deployment().await;
+    for (fault, positions) in [(Fault::Refused, (1..3 * calls.len()).step_by(3)), (Fault::AnswerLost, (2..3 * calls.len()).step_by(3))] {
+        let chaos = Chaos::failing(positions, fault);
+        let pipeline = first_version_ready(&world, &model, "storm").await;
+
+        let (answer, failed) = pipeline.deploy_with(&chaos.deploy_ports(&pipeline.ports), Stage::Test).await;
+
+        assert!(answer.succeeded, "{fault:?} storm: the job failed: {answer:?}");
+        assert!(chaos.injected().len() >= 3, "{fault:?} storm: only {:?} injected", chaos.injected());
+        let (state, repeated) = pipeline.deployed_to_test().await;
+        assert_eq!(state, expected, "{fault:?} storm: the end state differs from the fault-free run");
+        eprintln!("{fault:?} storm: {} faults injected, {} invocations failed, {repeated} audit entries repeated", chaos.injected().len(), failed.len());
+    }
 }
 
 /// Version 2 replacing version 1 in prod, blue/green, over the fakes: moto's server has no
