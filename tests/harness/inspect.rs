@@ -109,32 +109,18 @@ impl TestWorld {
 
     /// Every model package group of the central account, sorted, over all pages.
     pub async fn all_groups(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self.sagemaker().list_model_package_groups().set_next_token(token).max_results(100).send().await.expect("groups");
-            names.extend(page.model_package_group_summary_list().iter().filter_map(|g| g.model_package_group_name().map(str::to_owned)));
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                names.sort();
-                return names;
-            }
-        }
+        let pages: Vec<_> = self.sagemaker().list_model_package_groups().max_results(100).into_paginator().items().send().collect().await;
+        let mut names: Vec<String> = pages.into_iter().map(|g| g.expect("groups").model_package_group_name.unwrap_or_default()).collect();
+        names.sort();
+        names
     }
 
     /// Every model card of the central account, sorted, over all pages.
     pub async fn all_cards(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self.sagemaker().list_model_cards().set_next_token(token).max_results(100).send().await.expect("cards");
-            names.extend(page.model_card_summaries().iter().filter_map(|c| c.model_card_name().map(str::to_owned)));
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                names.sort();
-                return names;
-            }
-        }
+        let pages: Vec<_> = self.sagemaker().list_model_cards().max_results(100).into_paginator().items().send().collect().await;
+        let mut names: Vec<String> = pages.into_iter().map(|c| c.expect("cards").model_card_name.unwrap_or_default()).collect();
+        names.sort();
+        names
     }
 
     /// What a rejected event must leave untouched: buckets, central objects, groups, cards and ledger.
