@@ -1,6 +1,23 @@
 #!/usr/bin/env python3
-"""Runs the SAM transform (aws-sam-translator) on every template, offline, and fails on any
-error: what `sam deploy` would send to CloudFormation must translate.
+"""Runs the SAM transform (aws-sam-translator, the code of CloudFormation's own
+AWS::Serverless transform) on every template, offline, and fails on any error: what
+`sam deploy` sends to CloudFormation must translate.
+
+Why this remains beside cfn-lint: since 1.54.0 (the pin is 1.58.0) cfn-lint no longer runs
+aws-sam-translator. It validates the SAM input against SAM schemas (properties, event types,
+Globals) and that AWS::Serverless types come with the transform (E3038), but translates
+nothing, so it passes templates the transform refuses, e.g. an EventInvokeConfig OnFailure of
+Type Lambda without a Destination, or a DeploymentPreference without AutoPublishAlias
+(infra/tests/test_sam_transform.py holds cfn-lint to that gap: when it closes, revisit this
+file). What is kept, none of which cfn-lint checks:
+  * the translation itself, as CloudFormation would run it (check_policies.py also reads the
+    roles and policies it generates);
+  * templates a StackSet deploys (dev-account.yaml) stay plain CloudFormation: StackSets run
+    no transform, and no linter knows how a template is deployed;
+  * every function is arm64 once the translator has merged the Globals.
+Dropped as cfn-lint's: the check that nothing AWS::Serverless:: is left untranslated (a
+Serverless type without the transform is cfn-lint's E3038; with it the translator translates
+every resource or fails), and that the output names no transform.
 
 Offline for certain: the translator's managed-policy lookup (the only AWS call it can make)
 is given a loader that returns nothing, and every socket connection is refused while it
@@ -9,8 +26,7 @@ runs. The templates give their functions explicit roles, so no managed policy is
 The template is first packaged as `sam package` would (local CodeUri -> an S3 object), since
 that is the form CloudFormation's transform receives.
 
-Plain CloudFormation templates (no Transform) are checked to stay so where a StackSet must
-deploy them (dev-account.yaml), and otherwise pass through unchanged.
+Plain CloudFormation templates (no Transform) pass through unchanged.
 
 usage: check_sam_transform.py [TEMPLATE ...]    (default: the three templates of infra/)
 """
@@ -124,12 +140,16 @@ def transform(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"{path.name}: {causes}"
     except Exception as error:  # the translator's other failures are errors of the template too
         return None, f"{path.name}: {type(error).__name__}: {error}"
-    left = [name for name, r in output.get("Resources", {}).items() if r.get("Type", "").startswith("AWS::Serverless::")]
-    if left:
-        return None, f"{path.name}: untranslated resources {left}"
-    if output.get("Transform"):
-        return None, f"{path.name}: the output still names a transform"
     return output, None
+
+
+def not_arm64(output: dict[str, Any]) -> list[str]:
+    """The functions of a translated template that are not arm64 alone."""
+    return [
+        name
+        for name, resource in output.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::Lambda::Function" and (resource.get("Properties") or {}).get("Architectures") != ["arm64"]
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -143,7 +163,7 @@ def main(argv: list[str]) -> int:
             continue
         resources = output.get("Resources", {})
         functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
-        wrong = [n for n in functions if resources[n]["Properties"].get("Architectures") != ["arm64"]]
+        wrong = not_arm64(output)
         if wrong:
             failures += 1
             print(f"sam transform: FAILED: {path.name}: not arm64 after the transform: {wrong}")

@@ -1,0 +1,107 @@
+"""Name defaults of the three templates vs infra/names.json (which the emulator's provisioning
+reads), the one name source of the forwarding role, and the target roles' hosting scope."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import cfn
+from drift.report import LOCAL_PSEUDO, Report
+
+
+def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], report: Report) -> None:
+    central = templates["central-account.yaml"]
+    dev = templates["dev-account.yaml"]
+    target = templates["target-account.yaml"]
+    c, d, t = cfn.parameter_defaults(central), cfn.parameter_defaults(dev), cfn.parameter_defaults(target)
+    roles, function_roles = names["roles"], names["function_roles"]
+
+    report.same("central EventBusName", c.get("EventBusName"), names["event_bus"])
+    report.same("central LedgerTableName", c.get("LedgerTableName"), names["ledger_table"])
+    report.same("central ArtifactBucketPrefix", c.get("ArtifactBucketPrefix"), names["artifact_bucket_prefix"])
+    report.same("central ApprovalTopicName", c.get("ApprovalTopicName"), names["approval_topic"])
+    report.same("central PipelineName", c.get("PipelineName"), names["pipeline"])
+    report.same("central SourceReadRoleName", c.get("SourceReadRoleName"), roles["source_read"])
+    report.same("central DeployRoleName", c.get("DeployRoleName"), roles["deploy"])
+    report.same("central SageMakerExecutionRoleName", c.get("SageMakerExecutionRoleName"), roles["sagemaker_execution"])
+
+    report.same("dev CentralEventBusName", d.get("CentralEventBusName"), names["event_bus"])
+    report.same("dev SourceReadRoleName", d.get("SourceReadRoleName"), roles["source_read"])
+    report.same("dev ForwardRoleName", d.get("ForwardRoleName"), roles["forward_approvals"])
+    report.same("dev PromoteFunctionRoleName", d.get("PromoteFunctionRoleName"), function_roles["promote-model"])
+    # The bus admits the forwarding role by name: one name for both stacks.
+    report.same("central ForwardRoleName", c.get("ForwardRoleName"), roles["forward_approvals"])
+    report.same("central ForwardRoleName (dev-account.yaml ForwardRoleName)", c.get("ForwardRoleName"), d.get("ForwardRoleName"), "dev-account.yaml")
+    report.same("dev ArtifactKeyPattern", d.get("ArtifactKeyPattern"), names.get("dev_artifact_key_pattern"))
+
+    report.same("target DeployRoleName", t.get("DeployRoleName"), roles["deploy"])
+    report.same("target SageMakerExecutionRoleName", t.get("SageMakerExecutionRoleName"), roles["sagemaker_execution"])
+    report.same("target DeployFunctionRoleName", t.get("DeployFunctionRoleName"), function_roles["deploy-model"])
+    report.same("target TestFunctionRoleName", t.get("TestFunctionRoleName"), function_roles["test-model"])
+    report.same("target ServiceName", t.get("ServiceName"), c.get("ServiceName"), "central-account.yaml")
+    report.expect(
+        (t.get("CentralArtifactBucketName") or "") == ""
+        and "model-promotion-artifacts-${CentralAccountId}" in json.dumps(target),
+        "target: the default central bucket name is not {artifact_bucket_prefix}-{central account}",
+    )
+    report.same("names.json artifact_bucket_prefix (target default)", "model-promotion-artifacts", names["artifact_bucket_prefix"])
+
+    c_params = {**c, **LOCAL_PSEUDO}
+    t_params = {**t, **LOCAL_PSEUDO, "Stage": "prod"}
+    # Function roles: the central names, which the dev and target trusts name.
+    for logical, resource in cfn.resources(central, "AWS::IAM::Role"):
+        role_name = cfn.substitute((resource.get("Properties") or {}).get("RoleName"), c_params)
+        for function, expected in function_roles.items():
+            if logical == pascal(function) + "Role":
+                report.same(f"central {logical} name", role_name, expected)
+    # The ledger's key.
+    table = dict(cfn.resources(central, "AWS::DynamoDB::Table")).get("LedgerTable", {}).get("Properties", {})
+    key = {k["KeyType"]: k["AttributeName"] for k in table.get("KeySchema", [])}
+    report.same("ledger key", {"hash": key.get("HASH"), "range": key.get("RANGE")}, names["ledger_key"])
+    # The bus admits the dev forwarding role by name.
+    bus_policy = dict(cfn.resources(central, "AWS::Events::EventBusPolicy")).get("EventBusOrganizationPolicy", {})
+    principal = (((bus_policy.get("Properties") or {}).get("Statement") or {}).get("Condition") or {}).get("ArnLike", {})
+    forward = cfn.substitute(principal.get("aws:PrincipalArn"), c_params) or ""
+    report.same("central bus policy forwarding role", forward.rsplit("/", 1)[-1], roles["forward_approvals"])
+    report.expect(
+        (cfn.sub_text(principal.get("aws:PrincipalArn")) or "").endswith(":role/${ForwardRoleName}"),
+        "central bus policy: the forwarding role name is not the ForwardRoleName parameter (the dev stack's name source)",
+    )
+    # promote-model may publish its own event only.
+    promote_role = dict(cfn.resources(central, "AWS::IAM::Role")).get("PromoteModelRole", {})
+    publish = [
+        s
+        for p in (promote_role.get("Properties") or {}).get("Policies", [])
+        for s in p["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "PublishModelPromoted"
+    ]
+    equals = (publish[0].get("Condition") or {}).get("StringEquals", {}) if publish else {}
+    report.same("promote-model event source", equals.get("events:source"), names["event_source"])
+    report.same("promote-model event detail-type", equals.get("events:detail-type"), names["promoted_detail_type"])
+    # Rollback alarms of the prod target stack.
+    alarms = [
+        cfn.substitute((r.get("Properties") or {}).get("AlarmName"), t_params)
+        for _, r in cfn.resources(target, "AWS::CloudWatch::Alarm")
+    ]
+    report.same("target rollback alarms", sorted(alarms), sorted(names["rollback_alarms"]))
+    check_hosting_scope(target, names["hosting_name_prefix"], report)
+
+
+HOSTING_RESOURCE = re.compile(r":sagemaker:.*:(model|endpoint-config|endpoint)/([^/]*)$")
+
+
+def check_hosting_scope(target: dict[str, Any], prefix: str, report: Report) -> None:
+    """Every model, endpoint config and endpoint the target roles may touch is the service's own."""
+    scoped = 0
+    for arn in cfn.strings(target):
+        match = HOSTING_RESOURCE.search(arn)
+        if match:
+            scoped += 1
+            report.expect(match.group(2) == prefix + "*", f"target: {arn} is not limited to the names starting {prefix!r}")
+    report.expect(scoped > 0, "target: no SageMaker hosting resource found to check against hosting_name_prefix")
+
+
+def pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("-"))
