@@ -2,9 +2,9 @@
 //! the handler receives) and from the wire bytes (what the runtime deserializes first).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use promotion_core::domain::deploy::PipelineJob;
+use promotion_core::domain::event::StateChange;
 use serde_json::Value;
-use shared::domain::deploy::PipelineJob;
-use shared::domain::event::StateChange;
 
 const ISO: &str = include_str!("../../events/model-package-approved.json");
 const MILLIS: &str = include_str!("../../events/model-package-approved-epoch-millis.json");

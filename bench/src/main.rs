@@ -4,6 +4,7 @@
 mod http;
 mod runtime_api;
 
+use promotion_core::failure::Failure;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,15 +18,15 @@ use aws_sdk_sagemaker::types::{InferenceSpecification, ModelApprovalStatus, Mode
 use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::{put_object, register_version};
+use promotion_core::config::PromoteConfig;
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::ids::ModelPackageArn;
+use promotion_core::domain::naming::{central_description, central_group_name};
+use promotion_core::ports::PromotePorts;
+use promotion_core::promotion::{Outcome, PromoteError};
 use promotion_tests::chaos::Chaos;
 use promotion_tests::TestWorld;
 use serde_json::Value;
-use shared::config::PromoteConfig;
-use shared::domain::copy::CopySettings;
-use shared::domain::ids::ModelPackageArn;
-use shared::domain::naming::{central_description, central_group_name};
-use shared::ports::PromotePorts;
-use shared::promotion::{Outcome, PromoteError};
 
 use http::{CountingClient, RequestLog};
 use runtime_api::RuntimeApi;
@@ -159,7 +160,11 @@ fn header(args: &Args) -> Result<String> {
 fn commit() -> String {
     let head = output("git", &["rev-parse", "--short=12", "HEAD"]);
     let dirty = !output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
-    if dirty { format!("{head} with uncommitted changes") } else { head }
+    if dirty {
+        format!("{head} with uncommitted changes")
+    } else {
+        head
+    }
 }
 
 /// The `[profile.release]` settings of the workspace, as the build used them.
@@ -173,7 +178,11 @@ fn release_profile() -> String {
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .collect();
-    if settings.is_empty() { "the default".into() } else { settings.join(", ") }
+    if settings.is_empty() {
+        "the default".into()
+    } else {
+        settings.join(", ")
+    }
 }
 
 fn output(program: &str, args: &[&str]) -> String {
@@ -319,14 +328,21 @@ async fn cold_starts(args: &Args) -> Result<String> {
     writeln!(text, "the bench on 127.0.0.1 with the environment of a provisioned local world. **init** is the time from")?;
     writeln!(text, "spawn to the runtime's first `GET /2018-06-01/runtime/invocation/next` (config read, SDK clients built);")?;
     writeln!(text, "**first answer** from spawn to its `POST …/response` (or `…/error`) for one event. Peak RSS is `VmHWM`")?;
-    writeln!(text, "of the process just before it is killed (`ru_maxrss` from `wait4` is no use here: a child spawned by vfork counts
-its parent's pages until it execs). Median of {} runs;", args.runs)?;
+    writeln!(
+        text,
+        "of the process just before it is killed (`ru_maxrss` from `wait4` is no use here: a child spawned by vfork counts
+its parent's pages until it execs). Median of {} runs;",
+        args.runs
+    )?;
     writeln!(text, "promote-model gets a new approved dev version each run (a ~3 MB model, an evaluation report and a baseline), so")?;
     writeln!(text, "every run is a full promotion against moto. The other functions get their reference event from events/, which names")?;
     writeln!(text, "a central version, job or execution this world does not hold (and moto lacks the CodePipeline job calls), so their")?;
     writeln!(text, "first answer is the typed error they report (shown), reached with `AWS_MAX_ATTEMPTS=1` so that SDK back-off does")?;
     writeln!(text, "not pad it: their init and memory figures are whole, their first answer is a lower bound.\n")?;
-    writeln!(text, "| function | binary | init (median) | init (min–max) | first answer (median) | answer | peak RSS VmHWM (median) | init < 50 ms | RSS < 40 MB |")?;
+    writeln!(
+        text,
+        "| function | binary | init (median) | init (min–max) | first answer (median) | answer | peak RSS VmHWM (median) | init < 50 ms | RSS < 40 MB |"
+    )?;
     writeln!(text, "|---|---|---|---|---|---|---|---|---|")?;
     for function in FUNCTIONS {
         let binary = args.bin_dir.join(function);
@@ -367,7 +383,15 @@ its parent's pages until it execs). Median of {} runs;", args.runs)?;
         };
         let init = median(&mut inits);
         let rss = median(&mut hwm);
-        let rss_verdict = if function == "promote-model" { if rss < 40.0 { "pass" } else { "**fail**" } } else { "(target is promote-model's)" };
+        let rss_verdict = if function == "promote-model" {
+            if rss < 40.0 {
+                "pass"
+            } else {
+                "**fail**"
+            }
+        } else {
+            "(target is promote-model's)"
+        };
         writeln!(
             text,
             "| {function} | {:.1} MB | {init:.1} ms | {min:.1}–{max:.1} ms | {:.0} ms | {} | {rss:.1} MiB | {} | {rss_verdict} |",
@@ -402,7 +426,13 @@ async fn fill_group(world: &TestWorld, group: &str, versions: usize) -> Result<(
                     .model_package_group_name(group)
                     .model_package_description(format!("filler version {i}"))
                     .model_approval_status(ModelApprovalStatus::PendingManualApproval)
-                    .inference_specification(InferenceSpecification::builder().containers(container).supported_content_types("text/csv").supported_response_mime_types("text/csv").build())
+                    .inference_specification(
+                        InferenceSpecification::builder()
+                            .containers(container)
+                            .supported_content_types("text/csv")
+                            .supported_response_mime_types("text/csv")
+                            .build(),
+                    )
                     .send()
                     .await?;
                 Ok(())
@@ -430,7 +460,7 @@ async fn growth(args: &Args) -> Result<String> {
         fill_group(&world, group.as_str(), versions).await?;
         eprintln!("filled {group} with {versions} versions in {:?}", filling.elapsed());
         let (sdk, log) = counted(&world);
-        let base = shared::adapters::promote_ports(&sdk, &world.world.config);
+        let base = promotion_aws::wiring::promote_ports(&sdk, &world.world.config);
         let (model, evaluation, constraints) = dev_artifacts(&world);
         let mut times = Vec::new();
         let mut calls = Vec::new();
@@ -493,7 +523,7 @@ async fn copies(args: &Args) -> Result<String> {
     let world = TestWorld::new().await;
     let pid = moto_pid();
     let (sdk, log) = counted(&world);
-    let base = shared::adapters::promote_ports(&sdk, &world.world.config);
+    let base = promotion_aws::wiring::promote_ports(&sdk, &world.world.config);
     let mut text = String::new();
     writeln!(text, "One run on one moto server: a dev version naming only the artifact is promoted with each copy setting")?;
     writeln!(text, "(the whole handler runs: HEADs, claim, copy, verification, registration, card). MB/s is the artifact's size")?;
@@ -519,10 +549,8 @@ async fn copies(args: &Args) -> Result<String> {
         };
         eprintln!("uploaded {size_mib} MiB in {:?}", uploading.elapsed());
         let parts = size.div_ceil(part_mib * MIB);
-        let mut cases = vec![CopyCase {
-            label: "CopyObject".into(),
-            settings: CopySettings { multipart_threshold: u64::MAX, part_size: part_mib * MIB, concurrency: 1 },
-        }];
+        let mut cases =
+            vec![CopyCase { label: "CopyObject".into(), settings: CopySettings { multipart_threshold: u64::MAX, part_size: part_mib * MIB, concurrency: 1 } }];
         for concurrency in [1, 4, 16] {
             cases.push(CopyCase {
                 label: "UploadPartCopy".into(),
@@ -598,7 +626,15 @@ async fn copies(args: &Args) -> Result<String> {
                     ));
                     world.s3().delete_object().bucket(artifact.central.bucket()).key(artifact.central.key()).send().await.ok();
                 }
-                other => writeln!(text, "| {size_mib} MiB | {} | {} | {} | failed after {:.1} s: {other:?} | | {copy_calls} | {} | {peak} |", case.label, parts, case.settings.concurrency, elapsed.as_secs_f64(), requests.len())?,
+                other => writeln!(
+                    text,
+                    "| {size_mib} MiB | {} | {} | {} | failed after {:.1} s: {other:?} | | {copy_calls} | {} | {peak} |",
+                    case.label,
+                    parts,
+                    case.settings.concurrency,
+                    elapsed.as_secs_f64(),
+                    requests.len()
+                )?,
             }
             let _ = arn;
         }
@@ -628,14 +664,12 @@ async fn burst(args: &Args) -> Result<String> {
     let world = TestWorld::new().await;
     let bucket = world.world.names.dev_bucket.clone();
     let model = put_object(world.dev(), &bucket, "burst/model.tar.gz", vec![42; 64 * 1024]).await?;
-    let evaluation = put_object(world.dev(), &bucket, "burst/evaluation.json", br#"{"binary_classification_metrics": {"auc": {"value": 0.9}}}"#.to_vec()).await?;
+    let evaluation =
+        put_object(world.dev(), &bucket, "burst/evaluation.json", br#"{"binary_classification_metrics": {"auc": {"value": 0.9}}}"#.to_vec()).await?;
     let group = world.world.names.dev_group.clone();
     let registering = Instant::now();
-    let registered: Vec<Result<(ModelPackageArn, Value)>> = futures::stream::iter(0..args.burst)
-        .map(|_| new_dev_version(&world, &group, &model, Some((&evaluation, &evaluation))))
-        .buffered(8)
-        .collect()
-        .await;
+    let registered: Vec<Result<(ModelPackageArn, Value)>> =
+        futures::stream::iter(0..args.burst).map(|_| new_dev_version(&world, &group, &model, Some((&evaluation, &evaluation)))).buffered(8).collect().await;
     let events: Vec<(ModelPackageArn, Value)> = registered.into_iter().collect::<Result<_>>()?;
     eprintln!("registered {} dev versions in {:?}", events.len(), registering.elapsed());
     // 500 distinct approvals and each delivered twice, interleaved as EventBridge's at-least-once delivery can.
@@ -646,7 +680,7 @@ async fn burst(args: &Args) -> Result<String> {
         deliveries.swap(i, (seed >> 33) as usize % (i + 1));
     }
     let (sdk, log) = counted(&world);
-    let ports = shared::adapters::promote_ports(&sdk, &world.world.config);
+    let ports = promotion_aws::wiring::promote_ports(&sdk, &world.world.config);
     let config = world.world.config.clone();
     log.take();
     let started = Instant::now();
@@ -707,7 +741,12 @@ async fn burst(args: &Args) -> Result<String> {
     }
     let mut text = String::new();
     writeln!(text, "{} dev versions are approved (a 64 KiB model and a metrics report each); their {} approval events and a", events.len(), events.len())?;
-    writeln!(text, "duplicate of each ({} deliveries, shuffled) go through the handler with at most {} at once, all into one central", events.len() * 2, args.concurrency)?;
+    writeln!(
+        text,
+        "duplicate of each ({} deliveries, shuffled) go through the handler with at most {} at once, all into one central",
+        events.len() * 2,
+        args.concurrency
+    )?;
     writeln!(text, "group. A retryable answer (a claim held by a concurrent delivery) is delivered again after 200 ms, as EventBridge")?;
     writeln!(text, "retries. The count check then lists the central group and reads every ledger record.\n")?;
     writeln!(text, "| | |\n|---|---|")?;

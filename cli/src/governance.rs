@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use anyhow::Result;
-use shared::deployment::operate::{answer_prod_approval, waiting_prod_approval, WaitingApproval};
-use shared::deployment::{DeployConfig, DeployPorts};
-use shared::domain::ids::GroupName;
+use promotion_core::deployment::operate::{answer_prod_approval, waiting_prod_approval, WaitingApproval};
+use promotion_core::deployment::{DeployConfig, DeployPorts};
+use promotion_core::domain::ids::GroupName;
 
 /// Finds the approval that waits for `model`, writes its test results to `out`, then answers it.
 pub async fn decide_prod(
@@ -31,11 +31,11 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
+    use promotion_core::domain::ids::ModelPackageArn;
+    use promotion_core::domain::ledger::AuditEntry;
+    use promotion_core::fakes::{DeployWorld, FakeRuns};
+    use promotion_core::ports::{ApprovalResult, Ledger, PendingApproval, PipelineRuns, PortResult};
     use serde_json::json;
-    use shared::domain::ids::ModelPackageArn;
-    use shared::domain::ledger::AuditEntry;
-    use shared::fakes::{DeployWorld, FakeRuns};
-    use shared::ports::{ApprovalResult, Ledger, PendingApproval, PipelineRuns, PortResult};
 
     use super::*;
 
@@ -84,7 +84,13 @@ mod tests {
         let execution = world.runs.start("p", &world.package, "t").await.unwrap();
         *world.runs.pending.lock().unwrap() = Some(PendingApproval { token: "tok".into(), execution_id: Some(execution.clone()) });
         let report = "s3://model-promotion-artifacts-222222222222/reports/churn-prediction-111111111111/1/test-job.json";
-        let tests = AuditEntry { source: world.package.clone(), at: chrono::Utc::now(), event_id: "job".into(), action: "tests-passed".into(), detail: json!({ "report": report, "passed": 2, "failed": 0 }) };
+        let tests = AuditEntry {
+            source: world.package.clone(),
+            at: chrono::Utc::now(),
+            event_id: "job".into(),
+            action: "tests-passed".into(),
+            detail: json!({ "report": report, "passed": 2, "failed": 0 }),
+        };
         world.ledger.append(&tests).await.unwrap();
         let screen = Arc::new(Mutex::new(Vec::new()));
         let watching = Arc::new(ReadBeforeAnswer { runs: world.runs.clone(), screen: screen.clone(), read: Mutex::new(None) });

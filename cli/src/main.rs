@@ -1,3 +1,4 @@
+use promotion_core::failure::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,15 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
-use shared::adapters::{deploy_from_env, load_sdk_config, promote_ports, sagemaker::SageMakerRegistry};
-use shared::deployment::operate;
-use shared::deployment::start::StartOutcome;
-use shared::deployment::{DeployConfig, DeployPorts};
-use shared::domain::deploy::StageConfig;
-use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::Stage;
-use shared::config::PromoteConfig;
-use shared::domain::copy::CopySettings;
+use promotion_aws::sagemaker::SageMakerRegistry;
+use promotion_aws::wiring::{deploy_from_env, load_sdk_config, promote_ports};
+use promotion_core::config::PromoteConfig;
+use promotion_core::deployment::operate;
+use promotion_core::deployment::start::StartOutcome;
+use promotion_core::deployment::{DeployConfig, DeployPorts};
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::deploy::StageConfig;
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::Stage;
 
 /// Operate the model promotion service.
 #[derive(Parser)]
@@ -118,7 +120,7 @@ enum LocalCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init();
+    promotion_aws::telemetry::init();
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(error) => {
@@ -223,7 +225,7 @@ async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
 
 /// What an ML engineer's approval of the central version sets off, with the pipeline run locally.
 async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Result<ExitCode> {
-    let package: shared::domain::ids::ModelPackageArn = package.parse()?;
+    let package: promotion_core::domain::ids::ModelPackageArn = package.parse()?;
     let (ports, config) = deploy_context().await?;
     let runs = local_runs()?;
     let central = ports.central_registry.describe_package(&package).await?;
@@ -262,7 +264,7 @@ async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
         answer(promote_model::handler(&ports, &config, event).await.map_err(|e| (e.error_type(), e.to_string())))
     } else {
         let (ports, config) = deploy_context().await?;
-        let failed = |e: shared::deployment::DeployError| (e.error_type(), e.to_string());
+        let failed = |e: promotion_core::deployment::DeployError| (e.error_type(), e.to_string());
         match function {
             "start-deployment" => answer(start_deployment::handler(&ports, &config, event).await.map_err(failed)),
             "deploy-model" => answer(deploy_model::handler(&ports, &config, event).await.map_err(failed)),

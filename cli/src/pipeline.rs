@@ -11,12 +11,12 @@ use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome, APPROVAL_ACTION};
+use promotion_core::domain::deploy::OutputVariables;
+use promotion_core::domain::ids::{ModelPackageArn, Stage};
+use promotion_core::ports::{ApprovalResult, PendingApproval, PipelineJobs, PipelineRuns, PortResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use shared::deployment::{DeployConfig, DeployPorts, JobOutcome, APPROVAL_ACTION};
-use shared::domain::deploy::OutputVariables;
-use shared::domain::ids::{ModelPackageArn, Stage};
-use shared::ports::{ApprovalResult, PendingApproval, PipelineJobs, PipelineRuns, PortResult};
 
 /// One action of the pipeline definition.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -119,7 +119,11 @@ impl PipelineRuns for LocalRuns {
 
     async fn approval_result(&self, _pipeline: &str, execution_id: &str, _action: &str) -> PortResult<Option<ApprovalResult>> {
         let decided = self.load().executions.get(execution_id).and_then(|e| e.decision.clone());
-        Ok(decided.map(|(approved, comment)| ApprovalResult { approved, by: std::env::var("USER").ok().or(Some("local operator".into())), comment: Some(comment) }))
+        Ok(decided.map(|(approved, comment)| ApprovalResult {
+            approved,
+            by: std::env::var("USER").ok().or(Some("local operator".into())),
+            comment: Some(comment),
+        }))
     }
 }
 

@@ -1,9 +1,9 @@
 //! `promote status`: every promoted version, where it came from and where it stands.
 
+use promotion_core::domain::deploy::StageConfig;
+use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
+use promotion_core::ports::{Ledger, ModelRegistry, PortResult};
 use serde::Serialize;
-use shared::domain::deploy::StageConfig;
-use shared::domain::ids::{GroupName, ModelPackageArn, Stage};
-use shared::ports::{Ledger, ModelRegistry, PortResult};
 
 #[derive(Debug, Serialize)]
 pub struct StatusRow {
@@ -27,10 +27,9 @@ pub async fn status(ledger: &dyn Ledger, central: &dyn ModelRegistry, stages: &S
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         let (test, prod) = match (&record.central_group, &record.central_package) {
-            (Some(group), Some(central)) => (
-                on_stage(ledger, stages, group, central, Stage::Test).await?,
-                on_stage(ledger, stages, group, central, Stage::Prod).await?,
-            ),
+            (Some(group), Some(central)) => {
+                (on_stage(ledger, stages, group, central, Stage::Test).await?, on_stage(ledger, stages, group, central, Stage::Prod).await?)
+            }
             _ => (None, None),
         };
         let approval = match &record.central_package {
@@ -75,8 +74,7 @@ pub fn render(rows: &[StatusRow]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> =
-        (0..header.len()).map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len()).map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
     let line = |values: Vec<&str>| {
         let padded: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
         format!("{}\n", padded.join("  ").trim_end())

@@ -5,7 +5,7 @@
 
 use anyhow::{Context as _, Result};
 use lambda_runtime::{Context, LambdaEvent};
-use shared::config::PromoteConfig;
+use promotion_core::config::PromoteConfig;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -14,8 +14,8 @@ async fn main() -> Result<()> {
     let seconds: i64 = args.next().context("SECONDS_TO_DEADLINE is missing")?.parse()?;
     let event = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?)?;
     let config = PromoteConfig::from_env()?;
-    let sdk = shared::adapters::load_sdk_config().await;
-    let ports = shared::adapters::promote_ports(&sdk, &config);
+    let sdk = promotion_aws::wiring::load_sdk_config().await;
+    let ports = promotion_aws::wiring::promote_ports(&sdk, &config);
     let mut context = Context::default();
     context.request_id = uuid::Uuid::new_v4().to_string();
     context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::seconds(seconds)).timestamp_millis())?;

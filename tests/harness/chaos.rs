@@ -8,19 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use shared::deployment::DeployPorts;
-use shared::domain::copy::{ByteRange, ObjectInfo};
-use shared::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
-use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
-use shared::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
-use shared::domain::package::{NewPackage, RegisteredPackage};
-use shared::ports::{
-    AccountSessions, ArtifactStore, CardSnapshot, CardStatus, CopiedPart, CopyTarget, EndpointConfigSpec, EndpointState, Endpoints,
-    EventPublisher, FailureKind, InvokeResult, Ledger, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError,
-    PortResult, PromotePorts, StageSessions,
+use promotion_core::deployment::DeployPorts;
+use promotion_core::domain::copy::{ByteRange, ObjectInfo};
+use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use promotion_core::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use promotion_core::domain::package::{NewPackage, RegisteredPackage};
+use promotion_core::ports::{
+    AccountSessions, ArtifactStore, CardSnapshot, CardStatus, CopiedPart, CopyTarget, EndpointConfigSpec, EndpointState, Endpoints, EventPublisher,
+    FailureKind, InvokeResult, Ledger, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult, PromotePorts, StageSessions,
 };
+use serde_json::Value;
 
 /// How an injected failure meets the call it hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +31,8 @@ pub enum Fault {
 }
 
 /// What an injected error says; all are retryable, as the adapters classify them.
-const FLAVOURS: [&str; 3] = [
-    "ThrottlingException: Rate exceeded (injected)",
-    "ServiceUnavailable: HTTP 503 (injected)",
-    "timeout: the operation did not complete in time (injected)",
-];
+const FLAVOURS: [&str; 3] =
+    ["ThrottlingException: Rate exceeded (injected)", "ServiceUnavailable: HTTP 503 (injected)", "timeout: the operation did not complete in time (injected)"];
 
 /// Numbers the calls of every port it wraps and fails the chosen ones.
 #[derive(Default)]
@@ -101,7 +97,9 @@ impl Chaos {
             calls.len() - 1
         };
         let fault = self.fault.filter(|_| self.fail.lock().unwrap().remove(&position));
-        let Some(fault) = fault else { return call.await };
+        let Some(fault) = fault else {
+            return call.await;
+        };
         self.injected.lock().unwrap().push((position, operation));
         let error = PortError::new(operation, FailureKind::Retryable, FLAVOURS[position % FLAVOURS.len()]);
         if fault == Fault::AnswerLost {

@@ -4,11 +4,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::domain::copy::{ByteRange, ObjectInfo};
-use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
-use shared::domain::package::{NewPackage, RegisteredPackage};
-use shared::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, ModelRegistry, PortError, PortResult};
+use promotion_core::domain::copy::{ByteRange, ObjectInfo};
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
+use promotion_core::domain::package::{NewPackage, RegisteredPackage};
+use promotion_core::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, ModelRegistry, PortError, PortResult};
 
 /// Reports a different checksum for every object in `bucket` than S3 stored: a corrupted copy.
 pub struct CorruptCopies {

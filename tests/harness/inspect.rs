@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_sagemaker::operation::describe_model_package::DescribeModelPackageOutput;
+use promotion_core::domain::ids::S3Uri;
 use serde_json::Value;
-use shared::domain::ids::S3Uri;
 
 use super::TestWorld;
 
@@ -14,7 +14,7 @@ impl TestWorld {
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        shared::adapters::s3::client(self.central())
+        promotion_aws::s3::client(self.central())
     }
 
     /// Every version of a central group, oldest first.
@@ -68,16 +68,8 @@ impl TestWorld {
     }
 
     pub async fn ledger_items(&self) -> Vec<BTreeMap<String, String>> {
-        let out = aws_sdk_dynamodb::Client::new(self.central())
-            .scan()
-            .table_name(&self.world.names.ledger_table)
-            .send()
-            .await
-            .expect("scan");
-        out.items()
-            .iter()
-            .map(|item| item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect())
-            .collect()
+        let out = aws_sdk_dynamodb::Client::new(self.central()).scan().table_name(&self.world.names.ledger_table).send().await.expect("scan");
+        out.items().iter().map(|item| item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect()).collect()
     }
 
     /// The service's events on the central bus, as the queue subscribed to them received them.

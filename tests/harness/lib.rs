@@ -13,12 +13,12 @@ use anyhow::{Context as _, Result};
 use aws_config::SdkConfig;
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::{self, Names, World};
+use promotion_aws::wiring::promote_ports;
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::ids::ModelPackageArn;
+use promotion_core::ports::PromotePorts;
+use promotion_core::promotion::{Outcome, PromoteError};
 use serde_json::Value;
-use shared::adapters::promote_ports;
-use shared::domain::copy::CopySettings;
-use shared::domain::ids::ModelPackageArn;
-use shared::ports::PromotePorts;
-use shared::promotion::{Outcome, PromoteError};
 
 /// The address of this test binary's moto server, started on first use and stopped with the
 /// binary (the kernel signals it when the thread that started it ends, and that thread never does).
@@ -28,9 +28,7 @@ pub fn moto_endpoint() -> &'static str {
 }
 
 fn moto_binary() -> PathBuf {
-    std::env::var_os("MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
-    })
+    std::env::var_os("MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server"))
 }
 
 fn start_moto() -> Result<String> {
@@ -131,6 +129,6 @@ pub fn lambda_event(payload: Value) -> LambdaEvent<Value> {
     LambdaEvent::new(payload, context)
 }
 
-pub mod inspect;
-pub mod faults;
 pub mod chaos;
+pub mod faults;
+pub mod inspect;

@@ -2,24 +2,25 @@
 //! accounts, the ledger, the card and the report bucket are real; CodePipeline's job and
 //! approval calls, which the emulator lacks, are fakes or the local pipeline driver.
 
+use promotion_core::failure::Failure;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::{put_object, register_version};
+use promotion_aws::sagemaker::SageMakerRegistry;
+use promotion_core::deployment::start::StartOutcome;
+use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome};
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::{ModelPackageArn, Stage};
+use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState};
+use promotion_core::fakes::{stage_config_json, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
+use promotion_core::ports::{ApprovalResult, Ledger, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
+use promotion_core::promotion::Outcome;
 use promotion_tests::chaos::{Chaos, Fault};
 use promotion_tests::TestWorld;
 use serde_json::{json, Value};
-use shared::adapters::sagemaker::SageMakerRegistry;
-use shared::deployment::start::StartOutcome;
-use shared::deployment::{DeployConfig, DeployPorts, JobOutcome};
-use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{ModelPackageArn, Stage};
-use shared::domain::ledger::{DeploymentRecord, DeploymentState};
-use shared::fakes::{stage_config_json, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
-use shared::ports::{ApprovalResult, Ledger, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
-use shared::promotion::Outcome;
 
 /// moto keeps one queue of endpoint replies per account: tests that queue replies and run the
 /// tests take turns.
@@ -61,7 +62,7 @@ impl Pipeline {
         ];
         let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
         let (jobs, runs) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()));
-        let mut ports = shared::adapters::deploy_ports(world.central(), &config);
+        let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
         ports.jobs = jobs.clone();
         ports.runs = runs.clone();
         Self { world, ports, config, jobs, runs, central: summary.central_package, test_job: format!("test-{}", uuid::Uuid::new_v4()) }
@@ -72,8 +73,7 @@ fn job(id: &str, stage: Stage, package: &ModelPackageArn, continuation: Option<&
     let mut event: Value = serde_json::from_str(include_str!("../../events/codepipeline-job-deploy-test.json")).unwrap();
     let job = &mut event["CodePipeline.job"];
     job["id"] = id.into();
-    job["data"]["actionConfiguration"]["configuration"]["UserParameters"] =
-        json!({ "stage": stage, "model_package_arn": package }).to_string().into();
+    job["data"]["actionConfiguration"]["configuration"]["UserParameters"] = json!({ "stage": stage, "model_package_arn": package }).to_string().into();
     if let Some(token) = continuation {
         job["data"]["continuationToken"] = token.into();
     }
@@ -140,7 +140,7 @@ impl Pipeline {
     }
 
     /// A delivery of `approval`, the central approval of the version, to start-deployment.
-    async fn start(&self, ports: &DeployPorts, approval: &Value) -> Result<StartOutcome, shared::deployment::DeployError> {
+    async fn start(&self, ports: &DeployPorts, approval: &Value) -> Result<StartOutcome, promotion_core::deployment::DeployError> {
         let approval = approval.clone();
         let mut context = Context::default();
         context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
@@ -148,7 +148,7 @@ impl Pipeline {
     }
 
     /// A CodePipeline state-change event of `events/`, for this pipeline's execution.
-    async fn outcome(&self, fixture: &str, execution_id: &str) -> shared::deployment::outcome::Recorded {
+    async fn outcome(&self, fixture: &str, execution_id: &str) -> promotion_core::deployment::outcome::Recorded {
         let mut event: Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/../events/{fixture}", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
         event["detail"]["pipeline"] = self.config.pipeline.clone().into();
         event["detail"]["execution-id"] = execution_id.into();
@@ -161,12 +161,12 @@ impl Pipeline {
     }
 
     /// The version's audit trail in the ledger, oldest first.
-    async fn trail(&self) -> Vec<shared::domain::ledger::AuditEntry> {
+    async fn trail(&self) -> Vec<promotion_core::domain::ledger::AuditEntry> {
         self.ports.ledger.history(&self.central).await.unwrap()
     }
 }
 
-fn actions(trail: &[shared::domain::ledger::AuditEntry]) -> Vec<String> {
+fn actions(trail: &[promotion_core::domain::ledger::AuditEntry]) -> Vec<String> {
     trail.iter().map(|e| e.action.clone()).collect()
 }
 
@@ -189,7 +189,8 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     assert!(summary.contains("2/2"), "{summary}");
     let report_key = format!("reports/{group}/1/test-{}.json", pipeline.test_job);
     assert_eq!(variables["ReportKey"], report_key, "the prod approval links this report");
-    let report: Value = serde_json::from_slice(&pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.artifact_bucket).parse().unwrap()).await).unwrap();
+    let report: Value =
+        serde_json::from_slice(&pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.artifact_bucket).parse().unwrap()).await).unwrap();
     assert_eq!(report["passed"], 2);
 
     let inbox = pipeline.world.approval_requests().await;
@@ -215,7 +216,8 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     assert!(to_prod.succeeded, "{to_prod:?}");
     let prod = pipeline.account("444444444444").await.describe_endpoint().endpoint_name(format!("promoted-{group}-prod")).send().await.unwrap();
     assert_eq!(prod.endpoint_config_name(), Some(format!("promoted-{group}-v1-prod").as_str()));
-    let prod_config = pipeline.account("444444444444").await.describe_endpoint_config().endpoint_config_name(format!("promoted-{group}-v1-prod")).send().await.unwrap();
+    let prod_config =
+        pipeline.account("444444444444").await.describe_endpoint_config().endpoint_config_name(format!("promoted-{group}-v1-prod")).send().await.unwrap();
     let variant = &prod_config.production_variants()[0];
     assert_eq!((variant.instance_type().map(|t| t.as_str()), variant.initial_instance_count()), (Some("ml.m5.xlarge"), Some(2)));
 
@@ -302,7 +304,9 @@ async fn a_central_approval_delivered_twice_and_five_times_at_once_starts_one_ex
         for _ in 0..50 {
             match pipeline.start(ports, approval).await {
                 Ok(outcome) => return outcome,
-                Err(error) => assert_eq!(error.error_type(), "Retryable.StartInProgress", "{error}"),
+                Err(error) => {
+                    assert_eq!(error.error_type(), "Retryable.StartInProgress", "{error}")
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -313,7 +317,8 @@ async fn a_central_approval_delivered_twice_and_five_times_at_once_starts_one_ex
     let mut outcomes = futures::future::join_all((0..5).map(|_| deliver())).await;
     outcomes.extend([deliver().await, deliver().await]);
 
-    let started: Vec<&String> = outcomes.iter().filter_map(|o| if let StartOutcome::Started { execution_id, .. } = o { Some(execution_id) } else { None }).collect();
+    let started: Vec<&String> =
+        outcomes.iter().filter_map(|o| if let StartOutcome::Started { execution_id, .. } = o { Some(execution_id) } else { None }).collect();
     let [execution_id] = started[..] else { panic!("not one start: {outcomes:?}") };
     let again = StartOutcome::AlreadyStarted { package: pipeline.central.clone(), execution_id: execution_id.clone() };
     assert_eq!(outcomes.iter().filter(|o| **o == again).count(), 6, "{outcomes:?}");
@@ -330,7 +335,7 @@ async fn the_ledger_keeps_one_audit_entry_per_event_and_action_in_time_order() {
     let world = TestWorld::new().await;
     let package: ModelPackageArn = "arn:aws:sagemaker:us-east-1:222222222222:model-package/audit-111111111111/1".parse().unwrap();
     let t0 = chrono::Utc::now();
-    let entry = |event_id: &str, action: &str, seconds: i64, detail: Value| shared::domain::ledger::AuditEntry {
+    let entry = |event_id: &str, action: &str, seconds: i64, detail: Value| promotion_core::domain::ledger::AuditEntry {
         source: package.clone(),
         at: t0 + chrono::Duration::seconds(seconds),
         event_id: event_id.into(),
@@ -370,7 +375,8 @@ impl LocalRun {
     }
 
     fn driver(&self) -> promote_cli::pipeline::LocalPipeline<'_> {
-        let definition = promote_cli::pipeline::PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
+        let definition =
+            promote_cli::pipeline::PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
         promote_cli::pipeline::LocalPipeline { ports: &self.ports, config: &self.pipeline.config, runs: &self.runs, stages: definition.stages }
     }
 
@@ -429,7 +435,9 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
     assert_eq!(local.pipeline.card_status().await, "PendingReview");
 
     let mut screen = Vec::new();
-    promote_cli::governance::decide_prod(&local.ports, &local.pipeline.config, local.pipeline.central.group(), true, "risk review passed", &mut screen).await.unwrap();
+    promote_cli::governance::decide_prod(&local.ports, &local.pipeline.config, local.pipeline.central.group(), true, "risk review passed", &mut screen)
+        .await
+        .unwrap();
     let status = local.driver().resume(&execution_id).await.unwrap();
 
     assert_eq!(status, "Succeeded");
@@ -440,7 +448,10 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
     let trail = local.pipeline.trail().await;
     let approval = trail.iter().find(|e| e.action == "prod-approved").expect("the approval is recorded");
     let operator = std::env::var("USER").unwrap_or_else(|_| "local operator".into());
-    assert_eq!((approval.detail["detail"]["by"].as_str(), approval.detail["detail"]["comment"].as_str()), (Some(operator.as_str()), Some("risk review passed")));
+    assert_eq!(
+        (approval.detail["detail"]["by"].as_str(), approval.detail["detail"]["comment"].as_str()),
+        (Some(operator.as_str()), Some("risk review passed"))
+    );
     let done = actions(&trail);
     for action in ["prod-deployed", "pipeline-succeeded"] {
         assert!(done.contains(&action.to_owned()), "{action} missing from {done:?}");
@@ -496,7 +507,8 @@ impl Deployed {
     }
 
     fn record(record: Option<DeploymentRecord>, group: &str) -> Option<(DeploymentState, String, Option<String>, Option<u32>)> {
-        record.map(|r| (r.state, Self::relative(&r.config, group), r.previous_config.map(|c| Self::relative(&c, group)), r.previous_package.map(|p| p.version())))
+        record
+            .map(|r| (r.state, Self::relative(&r.config, group), r.previous_config.map(|c| Self::relative(&c, group)), r.previous_package.map(|p| p.version())))
     }
 
     /// The distinct deployment actions of a trail, and how many were written more than once.
@@ -516,9 +528,13 @@ impl Pipeline {
         let group = self.central.group().to_string();
         let relative = |name: &str| Deployed::relative(name, &group);
         let sagemaker = self.account("333333333333").await;
-        let endpoint = sagemaker.describe_endpoint().endpoint_name(format!("promoted-{group}-test")).send().await.ok().map(|e| {
-            (e.endpoint_status().map(|s| s.as_str().to_owned()).unwrap_or_default(), relative(e.endpoint_config_name().unwrap_or_default()))
-        });
+        let endpoint = sagemaker
+            .describe_endpoint()
+            .endpoint_name(format!("promoted-{group}-test"))
+            .send()
+            .await
+            .ok()
+            .map(|e| (e.endpoint_status().map(|s| s.as_str().to_owned()).unwrap_or_default(), relative(e.endpoint_config_name().unwrap_or_default())));
         // moto's server ignores NameContains: the names are filtered here, over every page.
         let models: Vec<_> = sagemaker.list_models().into_paginator().items().send().collect().await;
         let mut models: Vec<String> =
@@ -666,7 +682,13 @@ async fn deploy_version_two(ports: &DeployPorts, world: &DeployWorld, second: &M
     let record = world.ledger.deployment(Stage::Prod, &endpoint_name).await.unwrap();
     let actions = world.ledger.audit.lock().unwrap().values().filter(|e| &e.source == second).map(|e| e.action.clone()).collect();
     let (trail, repeated) = Deployed::trail(actions);
-    let state = Deployed { endpoint, models: relative_all(&world.prod.models), endpoint_configs: relative_all(&world.prod.configs), record: Deployed::record(record, &group), trail };
+    let state = Deployed {
+        endpoint,
+        models: relative_all(&world.prod.models),
+        endpoint_configs: relative_all(&world.prod.configs),
+        record: Deployed::record(record, &group),
+        trail,
+    };
     (answer, failed, state, repeated)
 }
 
@@ -680,7 +702,10 @@ async fn a_fault_at_every_call_of_a_blue_green_update_keeps_the_rollback_target(
     assert!(calls.contains(&"UpdateEndpoint"), "{calls:?}");
     assert_eq!(expected.endpoint, Some(("InService".into(), "promoted-{group}-v2-prod".into())));
     let rollback = (Some("promoted-{group}-v1-prod".to_owned()), Some(1));
-    assert_eq!(expected.record.clone().map(|(state, config, previous, version)| (state, config, (previous, version))), Some((DeploymentState::InService, "promoted-{group}-v2-prod".into(), rollback)));
+    assert_eq!(
+        expected.record.clone().map(|(state, config, previous, version)| (state, config, (previous, version))),
+        Some((DeploymentState::InService, "promoted-{group}-v2-prod".into(), rollback))
+    );
     assert_eq!(expected.trail, ["deploy-started", "deployed"]);
 
     let report = fault_at_every_call(&calls, &expected, |chaos| async move {

@@ -3,6 +3,7 @@
 //! its answer lost), a throttling storm, and a process killed in the middle of a multipart copy.
 //!
 
+use promotion_core::failure::Failure;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +13,15 @@ use aws_sdk_sagemaker::types::{InferenceSpecification, ModelApprovalStatus, Mode
 use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::{put_object, register_version};
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::ids::ModelPackageArn;
+use promotion_core::domain::naming::{central_description, central_group_name};
+use promotion_core::fakes::{BeforeCopy, HookedStore};
+use promotion_core::ports::{FailureKind, PortError, PortResult, PromotePorts};
+use promotion_core::promotion::{Outcome, PromoteError, PromotionSummary};
 use promotion_tests::chaos::{Chaos, Fault};
 use promotion_tests::{TestWorld, EMULATOR};
-use shared::fakes::{BeforeCopy, HookedStore};
 use serde_json::{json, Value};
-use shared::domain::copy::CopySettings;
-use shared::domain::ids::ModelPackageArn;
-use shared::domain::naming::{central_description, central_group_name};
-use shared::ports::{FailureKind, PortError, PortResult, PromotePorts};
-use shared::promotion::{Outcome, PromoteError, PromotionSummary};
 
 const MIB: u64 = 1024 * 1024;
 /// The lease of the deliveries here: short, so that a claim left by a failed attempt lapses fast.
@@ -104,9 +105,7 @@ async fn small_sources(world: &TestWorld) -> Sources {
 /// group, as the fault-free reference run's is.
 async fn approved_in_new_group(world: &TestWorld, sources: &Sources, label: &str) -> (ModelPackageArn, Value) {
     let group = format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let arn = register_version(world.dev(), &group, &sources.model, Some((&sources.evaluation, &sources.constraints)))
-        .await
-        .expect("register dev version");
+    let arn = register_version(world.dev(), &group, &sources.model, Some((&sources.evaluation, &sources.constraints))).await.expect("register dev version");
     let event = world.decide(&arn, true).await;
     (arn, event)
 }
@@ -131,16 +130,8 @@ struct EndState {
 }
 
 async fn objects_under(world: &TestWorld, prefix: &str) -> Vec<String> {
-    let listed = world
-        .s3()
-        .list_objects_v2()
-        .bucket(&world.world.names.artifact_bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .expect("list central objects");
-    let mut keys: Vec<String> =
-        listed.contents().iter().filter_map(|o| o.key()).map(|k| k.trim_start_matches(prefix).to_owned()).collect();
+    let listed = world.s3().list_objects_v2().bucket(&world.world.names.artifact_bucket).prefix(prefix).send().await.expect("list central objects");
+    let mut keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key()).map(|k| k.trim_start_matches(prefix).to_owned()).collect();
     keys.sort();
     keys
 }
@@ -163,8 +154,7 @@ async fn end_state(world: &TestWorld, source: &ModelPackageArn) -> EndState {
         objects: objects_under(world, &format!("{group}/")).await,
         bytes_identical,
         card_versions: cards.len(),
-        card_names_the_version: cards.last().map(|(_, c)| c["model_package_details"]["model_package_arn"].as_str().map(str::to_owned))
-            == Some(only.clone()),
+        card_names_the_version: cards.last().map(|(_, c)| c["model_package_details"]["model_package_arn"].as_str().map(str::to_owned)) == Some(only.clone()),
         card_has_metrics: cards.last().is_some_and(|(_, c)| c.get("evaluation_details").is_some()),
         ledger_state: record.state.as_str().to_owned(),
         ledger_points_at_the_version: record.central_package.as_ref().map(ToString::to_string) == only,
@@ -246,11 +236,7 @@ async fn register_raw(world: &TestWorld, group: &str, containers: Vec<ModelPacka
         sagemaker.create_model_package_group().model_package_group_name(group).send().await.expect("dev group");
     }
     let spec = (!containers.is_empty()).then(|| {
-        InferenceSpecification::builder()
-            .set_containers(Some(containers))
-            .supported_content_types("text/csv")
-            .supported_response_mime_types("text/csv")
-            .build()
+        InferenceSpecification::builder().set_containers(Some(containers)).supported_content_types("text/csv").supported_response_mime_types("text/csv").build()
     });
     let created = sagemaker
         .create_model_package()
@@ -532,7 +518,9 @@ async fn a_throttling_storm_over_many_deliveries_still_ends_in_one_version() {
     let world = TestWorld::new().await;
     let sources = small_sources(&world).await;
     let (calls, reference) = reference_run(&world, &sources).await;
-    for (storm, fault) in [((2..2 * calls.len()).step_by(2).collect::<Vec<_>>(), Fault::Refused), ((1..calls.len() * 2).step_by(3).collect(), Fault::AnswerLost)] {
+    for (storm, fault) in
+        [((2..2 * calls.len()).step_by(2).collect::<Vec<_>>(), Fault::Refused), ((1..calls.len() * 2).step_by(3).collect(), Fault::AnswerLost)]
+    {
         let (source, event) = approved_in_new_group(&world, &sources, "storm").await;
         let chaos = Chaos::failing(storm, fault);
         let ports = chaos.ports(&world.ports);
@@ -683,9 +671,9 @@ async fn a_process_killed_mid_multipart_copy_is_completed_by_the_next_delivery()
 // ---------------------------------------------------------------------------------------------
 // Part 2 (handler side): a mutated event reaches no port unless it is valid
 
-/// The parsers' random mutations of the reference events (shared/tests/parser_properties.rs).
+/// The parsers' random mutations of the reference events (shared/core/tests/parser_properties.rs).
 #[allow(dead_code)]
-#[path = "../../shared/tests/mutations/mod.rs"]
+#[path = "../../shared/core/tests/mutations/mod.rs"]
 mod mutations;
 
 /// Property: a mutated reference event reaches no AWS call unless it parses as a valid state
@@ -697,18 +685,19 @@ mod properties {
     use std::sync::Arc;
 
     use lambda_runtime::{Context, LambdaEvent};
+    use promotion_core::config::PromoteConfig;
+    use promotion_core::domain::event::{ApprovalStatus, StateChange};
+    use promotion_core::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
+    use promotion_core::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
+    use promotion_core::ports::PromotePorts;
+    use promotion_core::promotion::{Outcome, PromoteError};
+    use promotion_tests::chaos::Chaos;
     use proptest::prelude::*;
     use proptest::test_runner::Config;
-    use promotion_tests::chaos::Chaos;
     use serde_json::Value;
-    use shared::config::PromoteConfig;
-    use shared::domain::event::{ApprovalStatus, StateChange};
-    use shared::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
-    use shared::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
-    use shared::ports::PromotePorts;
-    use shared::promotion::{Outcome, PromoteError};
 
     use super::mutations::arb_mutated_event;
+    use promotion_core::failure::Failure;
 
     const SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
     const MODEL: &str = "s3://dev-ml-artifacts-111111111111/churn-prediction/pipelines-7f3k/output/model.tar.gz";
@@ -777,7 +766,9 @@ mod properties {
             Ok(change) => match answer {
                 // Past validation: whatever the answer, it is not a parse or account refusal.
                 Err(error) => prop_assert!(!matches!(error, PromoteError::InvalidEvent(_) | PromoteError::UnknownAccount(_)), "{}", error),
-                Ok(Outcome::Ignored { .. }) if change.status == ApprovalStatus::PendingManualApproval => prop_assert_eq!(calls, 0),
+                Ok(Outcome::Ignored { .. }) if change.status == ApprovalStatus::PendingManualApproval => {
+                    prop_assert_eq!(calls, 0)
+                }
                 Ok(_) => prop_assert!(calls > 0, "a decision is acted on through the ports"),
             },
         }

@@ -1,21 +1,22 @@
 //! promote-model against moto's server, across the dev and central accounts.
 
+use promotion_core::failure::Failure;
 use std::sync::Arc;
 
 use base64::Engine;
 use promote_cli::local::register_version;
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::ids::{ModelPackageArn, S3Uri};
+use promotion_core::domain::ledger::{Claim, ClaimResult, PromotionState};
+use promotion_core::promotion::{Outcome, PromotionSummary};
 use promotion_tests::faults::{CorruptCopies, Crash, CrashingRegistry};
 use promotion_tests::{TestWorld, EMULATOR};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shared::domain::copy::CopySettings;
-use shared::domain::ids::{ModelPackageArn, S3Uri};
-use shared::domain::ledger::{Claim, ClaimResult, PromotionState};
-use shared::promotion::{Outcome, PromotionSummary};
 
 /// The stage settings the local accounts run with: they name the endpoints `promote status` reads.
-fn local_stages() -> shared::domain::deploy::StageConfig {
-    shared::domain::deploy::StageConfig::parse(shared::deployment::LOCAL_STAGE_CONFIG).unwrap()
+fn local_stages() -> promotion_core::domain::deploy::StageConfig {
+    promotion_core::domain::deploy::StageConfig::parse(promotion_core::deployment::LOCAL_STAGE_CONFIG).unwrap()
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -118,10 +119,7 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
             Ok(Outcome::Promoted(_) | Outcome::AlreadyPromoted(_)) => {}
             // DynamoDB grants one claim; moto's server can grant two under a race, and then the
             // owner fencing on every ledger write stops the loser (ClaimLost) before it registers.
-            Err(busy) => assert!(
-                ["Retryable.PromotionInProgress", "Retryable.ClaimLost"].contains(&busy.error_type().as_str()),
-                "{busy}"
-            ),
+            Err(busy) => assert!(["Retryable.PromotionInProgress", "Retryable.ClaimLost"].contains(&busy.error_type().as_str()), "{busy}"),
             Ok(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -134,7 +132,7 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
     assert_eq!(world.central_versions(&group).await.len(), 1);
     assert_eq!(world.card_versions(&group).await.len(), 1);
     assert_eq!(world.published_events().await.len(), 1);
-    let central_registry = shared::adapters::sagemaker::SageMakerRegistry::new(world.sagemaker());
+    let central_registry = promotion_aws::sagemaker::SageMakerRegistry::new(world.sagemaker());
     let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].central_approval.as_deref(), Some("PendingManualApproval"));
@@ -194,7 +192,7 @@ async fn a_later_rejection_in_dev_revokes_the_central_version() {
     assert_eq!(record.state.as_str(), "Revoked");
     assert_eq!(record.reason.as_deref(), Some(reason.as_str()));
 
-    let central_registry = shared::adapters::sagemaker::SageMakerRegistry::new(world.sagemaker());
+    let central_registry = promotion_aws::sagemaker::SageMakerRegistry::new(world.sagemaker());
     let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].state.as_str(), rows[0].central_approval.as_deref()), ("Revoked", Some("Rejected")));

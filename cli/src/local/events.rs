@@ -3,12 +3,12 @@
 
 use anyhow::{Context as _, Result};
 use aws_config::SdkConfig;
-use aws_sdk_sagemaker::types::ModelApprovalStatus;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_sagemaker::types::ModelApprovalStatus;
 use chrono::{SubsecRound, Utc};
+use promotion_core::domain::event::{SAGEMAKER_SOURCE, STATE_CHANGE_DETAIL_TYPE};
+use promotion_core::domain::ids::ModelPackageArn;
 use serde_json::{json, Value};
-use shared::domain::event::{SAGEMAKER_SOURCE, STATE_CHANGE_DETAIL_TYPE};
-use shared::domain::ids::ModelPackageArn;
 
 pub async fn set_dev_approval(dev: &SdkConfig, package: &ModelPackageArn, approved: bool) -> Result<()> {
     let status = if approved { ModelApprovalStatus::Approved } else { ModelApprovalStatus::Rejected };
@@ -51,7 +51,7 @@ pub fn approval_event(package: &ModelPackageArn, status: &str) -> Value {
 mod tests {
     use std::path::Path;
 
-    use shared::domain::event::StateChange;
+    use promotion_core::domain::event::StateChange;
 
     use super::*;
 
@@ -65,7 +65,9 @@ mod tests {
         let built = approval_event(&package, "Approved");
         let change = StateChange::parse(&built).expect("the handler's parser takes it");
         assert_eq!((change.package, change.account.as_str()), (package, "111111111111"));
-        for name in ["model-package-approved.json", "model-package-approved-epoch-millis.json", "model-package-rejected.json", "sagemaker-central-approval.json"] {
+        for name in
+            ["model-package-approved.json", "model-package-approved-epoch-millis.json", "model-package-rejected.json", "sagemaker-central-approval.json"]
+        {
             let typed: EventBridgeEvent = serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((typed.source.as_str(), typed.detail_type.as_str()), (SAGEMAKER_SOURCE, STATE_CHANGE_DETAIL_TYPE), "{name}");
         }

@@ -12,15 +12,15 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
-use serde::Deserialize;
 use aws_sdk_sagemaker::types::{
-    DriftCheckBaselines, DriftCheckModelQuality, InferenceSpecification, MetricsSource, ModelApprovalStatus,
-    ModelMetrics, ModelPackageContainerDefinition, ModelQuality,
+    DriftCheckBaselines, DriftCheckModelQuality, InferenceSpecification, MetricsSource, ModelApprovalStatus, ModelMetrics, ModelPackageContainerDefinition,
+    ModelQuality,
 };
-use shared::adapters::dynamodb::{PARTITION_KEY, SORT_KEY};
-use shared::config::PromoteConfig;
-use shared::domain::copy::CopySettings;
-use shared::domain::ids::{AccountId, ModelPackageArn};
+use promotion_aws::dynamodb::{PARTITION_KEY, SORT_KEY};
+use promotion_core::config::PromoteConfig;
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::ids::{AccountId, ModelPackageArn};
+use serde::Deserialize;
 
 pub use artifacts::model_archive;
 pub use events::{approval_event, set_dev_approval};
@@ -116,13 +116,8 @@ pub async fn session_in(base: &SdkConfig, account: &str) -> Result<SdkConfig> {
         .await
         .context("assume role in the emulator")?;
     let creds = assumed.credentials().context("no credentials")?;
-    let credentials = aws_sdk_sts::config::Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some(creds.session_token().to_owned()),
-        None,
-        "emulator",
-    );
+    let credentials =
+        aws_sdk_sts::config::Credentials::new(creds.access_key_id(), creds.secret_access_key(), Some(creds.session_token().to_owned()), None, "emulator");
     Ok(base.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)).build())
 }
 
@@ -145,12 +140,7 @@ impl World {
         use aws_credential_types::provider::ProvideCredentials;
         let provider = self.central.credentials_provider().context("no central credentials")?;
         let creds = provider.provide_credentials().await?;
-        let sources: Vec<String> = self
-            .config
-            .source_accounts
-            .iter()
-            .map(|(account, buckets)| format!("{account}={}", buckets.join(",")))
-            .collect();
+        let sources: Vec<String> = self.config.source_accounts.iter().map(|(account, buckets)| format!("{account}={}", buckets.join(","))).collect();
         let vars = [
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_REGION", REGION.to_owned()),
@@ -171,7 +161,7 @@ impl World {
             ("EVENTS_QUEUE_URL", self.events_queue_url.clone()),
             ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
             ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
-            ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(shared::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
+            ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(promotion_core::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
             ("PIPELINE_NAME", service_names().pipeline.clone()),
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
             ("APPROVALS_INBOX_URL", self.approvals_inbox_url.clone()),
@@ -217,29 +207,17 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
 }
 
 async fn central_key(central: &SdkConfig) -> Result<String> {
-    let key = aws_sdk_kms::Client::new(central)
-        .create_key()
-        .description("model promotion artifacts (local)")
-        .send()
-        .await
-        .context("create KMS key")?;
+    let key = aws_sdk_kms::Client::new(central).create_key().description("model promotion artifacts (local)").send().await.context("create KMS key")?;
     Ok(key.key_metadata().context("no key metadata")?.key_id().to_owned())
 }
 
 pub async fn create_bucket(account: &SdkConfig, bucket: &str) -> Result<()> {
-    shared::adapters::s3::client(account)
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .with_context(|| format!("create bucket {bucket}"))?;
+    promotion_aws::s3::client(account).create_bucket().bucket(bucket).send().await.with_context(|| format!("create bucket {bucket}"))?;
     Ok(())
 }
 
 async fn create_ledger(central: &SdkConfig, table: &str) -> Result<()> {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-    };
+    let attribute = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
     let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     aws_sdk_dynamodb::Client::new(central)
         .create_table()
@@ -267,7 +245,7 @@ async fn central_bus(central: &SdkConfig, names: &Names) -> Result<String> {
         .put_rule()
         .name(&rule)
         .event_bus_name(&names.event_bus)
-        .event_pattern(serde_json::json!({ "source": [shared::adapters::eventbridge::EVENT_SOURCE] }).to_string())
+        .event_pattern(serde_json::json!({ "source": [promotion_aws::eventbridge::EVENT_SOURCE] }).to_string())
         .send()
         .await
         .context("create rule")?;
@@ -303,7 +281,7 @@ async fn approval_topic(central: &SdkConfig, names: &Names) -> Result<(String, S
 
 /// Uploads `body` with a SHA-256 checksum, as training jobs do; returns its `s3://` URI.
 pub async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<u8>) -> Result<String> {
-    shared::adapters::s3::client(account)
+    promotion_aws::s3::client(account)
         .put_object()
         .bucket(bucket)
         .key(key)
@@ -326,12 +304,7 @@ async fn trained_model_version(dev: &SdkConfig, names: &Names, group: &str, mega
 }
 
 /// Registers a dev model version naming `model_data` and, optionally, an evaluation report and constraints.
-pub async fn register_version(
-    dev: &SdkConfig,
-    group: &str,
-    model_data: &str,
-    reports: Option<(&str, &str)>,
-) -> Result<ModelPackageArn> {
+pub async fn register_version(dev: &SdkConfig, group: &str, model_data: &str, reports: Option<(&str, &str)>) -> Result<ModelPackageArn> {
     let sagemaker = aws_sdk_sagemaker::Client::new(dev);
     if sagemaker.describe_model_package_group().model_package_group_name(group).send().await.is_err() {
         sagemaker.create_model_package_group().model_package_group_name(group).send().await.context("create dev group")?;
@@ -343,19 +316,13 @@ pub async fn register_version(
         .model_package_group_name(group)
         .model_approval_status(ModelApprovalStatus::PendingManualApproval)
         .inference_specification(
-            InferenceSpecification::builder()
-                .containers(container)
-                .supported_content_types("text/csv")
-                .supported_response_mime_types("text/csv")
-                .build(),
+            InferenceSpecification::builder().containers(container).supported_content_types("text/csv").supported_response_mime_types("text/csv").build(),
         )
-        .set_model_metrics(reports.map(|(evaluation, _)| {
-            ModelMetrics::builder().model_quality(ModelQuality::builder().statistics(source(evaluation)).build()).build()
-        }))
+        .set_model_metrics(
+            reports.map(|(evaluation, _)| ModelMetrics::builder().model_quality(ModelQuality::builder().statistics(source(evaluation)).build()).build()),
+        )
         .set_drift_check_baselines(reports.map(|(_, constraints)| {
-            DriftCheckBaselines::builder()
-                .model_quality(DriftCheckModelQuality::builder().constraints(source(constraints)).build())
-                .build()
+            DriftCheckBaselines::builder().model_quality(DriftCheckModelQuality::builder().constraints(source(constraints)).build()).build()
         }))
         .send()
         .await
@@ -393,10 +360,10 @@ mod tests {
     #[test]
     fn the_code_names_what_the_templates_name() {
         let names = service_names();
-        assert_eq!(shared::adapters::eventbridge::EVENT_SOURCE, names.event_source);
-        assert_eq!(shared::promotion::PROMOTED_DETAIL_TYPE, names.promoted_detail_type);
-        assert_eq!(shared::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
-        assert_eq!(shared::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
+        assert_eq!(promotion_aws::eventbridge::EVENT_SOURCE, names.event_source);
+        assert_eq!(promotion_core::promotion::PROMOTED_DETAIL_TYPE, names.promoted_detail_type);
+        assert_eq!(promotion_core::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
+        assert_eq!(promotion_core::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
         assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));
     }
 }

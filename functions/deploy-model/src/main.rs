@@ -1,13 +1,14 @@
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
+use promotion_aws::{runtime, telemetry, wiring};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init();
-    let (ports, config) = shared::adapters::deploy_from_env().await?;
+    telemetry::init();
+    let (ports, config) = wiring::deploy_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (ports, config) = (&ports, &config);
-        async move { deploy_model::handler(ports, config, event).await.map_err(Diagnostic::from) }
+        async move { deploy_model::handler(ports, config, event).await.map_err(runtime::diagnostic) }
     }))
     .await
 }

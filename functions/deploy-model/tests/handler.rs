@@ -5,12 +5,12 @@ mod common;
 
 use common::{fixture, invoke, run_job};
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::deployment::JobOutcome;
+use promotion_core::domain::ids::Stage;
+use promotion_core::domain::ledger::DeploymentState;
+use promotion_core::fakes::{DeployWorld, Fault, Transition};
+use promotion_core::ports::EndpointStatus;
 use serde_json::Value;
-use shared::deployment::JobOutcome;
-use shared::domain::ledger::DeploymentState;
-use shared::domain::ids::Stage;
-use shared::fakes::{DeployWorld, Fault, Transition};
-use shared::ports::EndpointStatus;
 
 #[tokio::test]
 async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
@@ -41,7 +41,10 @@ async fn a_prod_update_is_blue_green_and_remembers_the_previous_config() {
 
     assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
     let calls = world.prod.calls.lock().unwrap().clone();
-    assert!(calls.contains(&"UpdateEndpoint promoted-churn-prediction-111111111111-prod promoted-churn-prediction-111111111111-v1-prod blue-green".to_owned()), "{calls:?}");
+    assert!(
+        calls.contains(&"UpdateEndpoint promoted-churn-prediction-111111111111-prod promoted-churn-prediction-111111111111-v1-prod blue-green".to_owned()),
+        "{calls:?}"
+    );
     let record = world.ports.ledger.deployment(Stage::Prod, "promoted-churn-prediction-111111111111-prod").await.unwrap().unwrap();
     assert_eq!(record.previous_config.as_deref(), Some("promoted-churn-prediction-111111111111-v0-prod"));
 }
@@ -76,7 +79,7 @@ async fn a_silent_rollback_by_sagemaker_fails_the_job() {
 #[tokio::test]
 async fn a_version_not_approved_centrally_is_not_deployed() {
     let world = DeployWorld::new(0);
-    world.central.packages.lock().unwrap().values_mut().for_each(|p| p.status = Some(shared::domain::event::ApprovalStatus::PendingManualApproval));
+    world.central.packages.lock().unwrap().values_mut().for_each(|p| p.status = Some(promotion_core::domain::event::ApprovalStatus::PendingManualApproval));
 
     let (outcome, invocations) = run_job(&world, fixture("codepipeline-job-deploy-test.json")).await;
 

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{fixture, invoke, run_job};
+use promotion_core::fakes::{CapturedLogs, DeployWorld};
 use serde_json::Value;
-use shared::fakes::{CapturedLogs, DeployWorld};
 
 #[tokio::test]
 async fn the_jobs_artifact_credentials_never_reach_a_log_line() {

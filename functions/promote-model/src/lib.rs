@@ -2,11 +2,12 @@
 
 use chrono::Duration;
 use lambda_runtime::LambdaEvent;
+use promotion_aws::runtime::deadline;
+use promotion_core::config::PromoteConfig;
+use promotion_core::failure::Failure;
+use promotion_core::ports::PromotePorts;
+use promotion_core::promotion::{handle_state_change, Invocation, Outcome, PromoteError};
 use serde_json::Value;
-use shared::config::PromoteConfig;
-use shared::invocation::deadline;
-use shared::ports::PromotePorts;
-use shared::promotion::{handle_state_change, Invocation, Outcome, PromoteError};
 use tracing::{error, info_span, Instrument};
 
 /// Lambda's longest timeout: the deadline of an invocation that reports none.

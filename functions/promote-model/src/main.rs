@@ -1,16 +1,14 @@
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
+use promotion_aws::{runtime, telemetry, wiring};
 use serde_json::Value;
-use shared::config::PromoteConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init();
-    let config = PromoteConfig::from_env()?;
-    let sdk = shared::adapters::load_sdk_config().await;
-    let ports = shared::adapters::promote_ports(&sdk, &config);
+    telemetry::init();
+    let (ports, config) = wiring::promote_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (ports, config) = (&ports, &config);
-        async move { promote_model::handler(ports, config, event).await.map_err(Diagnostic::from) }
+        async move { promote_model::handler(ports, config, event).await.map_err(runtime::diagnostic) }
     }))
     .await
 }

@@ -1,20 +1,21 @@
 //! The handler on the reference events, over in-memory fakes of every port.
 
+use promotion_core::failure::Failure;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::config::PromoteConfig;
+use promotion_core::domain::copy::CopySettings;
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::{ModelPackageArn, S3Uri};
+use promotion_core::domain::ledger::{PromotionRecord, PromotionState};
+use promotion_core::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
+use promotion_core::fakes::{BeforeCopy, FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore};
+use promotion_core::ports::{PortResult, PromotePorts};
+use promotion_core::promotion::{Outcome, PromoteError};
 use serde_json::Value;
-use shared::config::PromoteConfig;
-use shared::domain::copy::CopySettings;
-use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::{ModelPackageArn, S3Uri};
-use shared::domain::ledger::{PromotionRecord, PromotionState};
-use shared::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
-use shared::fakes::{BeforeCopy, FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore};
-use shared::ports::{PortResult, PromotePorts};
-use shared::promotion::{Outcome, PromoteError};
 
 const SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
 const MODEL: &str = "s3://dev-ml-artifacts-111111111111/churn-prediction/pipelines-7f3k/output/model.tar.gz";
@@ -59,11 +60,7 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         },
         artifacts: vec![
             Artifact { slot: ArtifactSlot::ModelData { container: 0 }, uri: uri(MODEL), content_type: None },
-            Artifact {
-                slot: ArtifactSlot::Metrics(Report::ModelQualityStatistics),
-                uri: uri(EVALUATION),
-                content_type: Some("application/json".into()),
-            },
+            Artifact { slot: ArtifactSlot::Metrics(Report::ModelQualityStatistics), uri: uri(EVALUATION), content_type: Some("application/json".into()) },
         ],
         customer_metadata: BTreeMap::new(),
     });
@@ -108,7 +105,7 @@ impl World {
         promote_model::handler(&self.ports, &self.config, LambdaEvent::new(payload, context)).await
     }
 
-    fn central_group(&self) -> shared::domain::ids::GroupName {
+    fn central_group(&self) -> promotion_core::domain::ids::GroupName {
         "churn-prediction-111111111111".parse().unwrap()
     }
 }

@@ -1,11 +1,12 @@
 //! record-outcome over fakes: approvals, rejections and the prod deployment, in ledger and card.
 
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::deployment::outcome::Recorded;
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::failure::Failure;
+use promotion_core::fakes::DeployWorld;
+use promotion_core::ports::{ApprovalResult, CardStatus};
 use serde_json::Value;
-use shared::deployment::outcome::Recorded;
-use shared::domain::event::ApprovalStatus;
-use shared::fakes::DeployWorld;
-use shared::ports::{ApprovalResult, CardStatus};
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -51,10 +52,12 @@ async fn waiting_approval_then_prod_deployment_moves_the_card_to_approved() {
 #[tokio::test]
 async fn a_governance_rejection_is_recorded_with_its_comment_and_rejects_the_version() {
     let world = world_with_execution();
-    world.runs.approval_results.lock().unwrap().insert(
-        "exec-1".into(),
-        ApprovalResult { approved: false, by: Some("bob".into()), comment: Some("bias report incomplete".into()) },
-    );
+    world
+        .runs
+        .approval_results
+        .lock()
+        .unwrap()
+        .insert("exec-1".into(), ApprovalResult { approved: false, by: Some("bob".into()), comment: Some("bias report incomplete".into()) });
 
     let recorded = invoke(&world, "codepipeline-approval-rejected.json").await;
 
@@ -87,7 +90,12 @@ async fn an_answer_codepipeline_does_not_show_yet_is_retried_not_recorded_with_a
     assert!(world.audit_actions().is_empty(), "nothing is recorded before the approver is known");
     assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len(), 1, "the card is untouched");
 
-    world.runs.approval_results.lock().unwrap().insert("exec-1".into(), ApprovalResult { approved: true, by: Some("carol".into()), comment: Some("ok".into()) });
+    world
+        .runs
+        .approval_results
+        .lock()
+        .unwrap()
+        .insert("exec-1".into(), ApprovalResult { approved: true, by: Some("carol".into()), comment: Some("ok".into()) });
     let redelivered = record_outcome::handler(&world.ports, &world.config, event()).await.unwrap();
 
     assert_eq!(redelivered, Recorded::Recorded { package: world.package.clone(), action: "prod-approved".into() });

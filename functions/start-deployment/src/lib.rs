@@ -2,10 +2,10 @@
 
 use chrono::Duration;
 use lambda_runtime::LambdaEvent;
+use promotion_aws::runtime::deadline;
+use promotion_core::deployment::start::{handle_central_approval, StartOutcome};
+use promotion_core::deployment::{DeployConfig, DeployError, DeployPorts};
 use serde_json::Value;
-use shared::deployment::start::{handle_central_approval, StartOutcome};
-use shared::deployment::{DeployConfig, DeployError, DeployPorts};
-use shared::invocation::deadline;
 
 pub async fn handler(ports: &DeployPorts, config: &DeployConfig, event: LambdaEvent<Value>) -> Result<StartOutcome, DeployError> {
     handle_central_approval(ports, config, &event.payload, deadline(&event.context, Duration::minutes(1))).await

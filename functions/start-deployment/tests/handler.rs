@@ -1,17 +1,18 @@
 //! start-deployment over fakes: exactly this version, once per approval event.
 
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::deployment::start::StartOutcome;
+use promotion_core::domain::ledger::PromotionState;
+use promotion_core::failure::Failure;
+use promotion_core::fakes::{DeployWorld, DEPLOY_WORLD_SOURCE};
 use serde_json::Value;
-use shared::deployment::start::StartOutcome;
-use shared::domain::ledger::PromotionState;
-use shared::fakes::{DeployWorld, DEPLOY_WORLD_SOURCE};
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, shared::deployment::DeployError> {
+async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promotion_core::deployment::DeployError> {
     let mut context = Context::default();
     context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
     start_deployment::handler(&world.ports, &world.config, LambdaEvent::new(event, context)).await
@@ -41,10 +42,10 @@ async fn a_version_never_promoted_or_revoked_is_refused() {
     let other = "arn:aws:sagemaker:us-east-1:222222222222:model-package/hand-made/1";
     foreign["detail"]["ModelPackageArn"] = other.into();
     foreign["detail"]["ModelPackageGroupName"] = "hand-made".into();
-    world.central.add(shared::domain::package::RegisteredPackage {
+    world.central.add(promotion_core::domain::package::RegisteredPackage {
         arn: other.parse().unwrap(),
         description: None,
-        status: Some(shared::domain::event::ApprovalStatus::Approved),
+        status: Some(promotion_core::domain::event::ApprovalStatus::Approved),
         inference: Default::default(),
         artifacts: vec![],
         customer_metadata: Default::default(),

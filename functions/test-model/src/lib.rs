@@ -2,10 +2,10 @@
 
 use chrono::Duration;
 use lambda_runtime::LambdaEvent;
+use promotion_aws::runtime::deadline;
+use promotion_core::deployment::test::handle_test_job;
+use promotion_core::deployment::{DeployConfig, DeployError, DeployPorts, JobOutcome};
 use serde_json::Value;
-use shared::deployment::test::handle_test_job;
-use shared::deployment::{DeployConfig, DeployError, DeployPorts, JobOutcome};
-use shared::invocation::deadline;
 
 /// The function's timeout in infra/central-account.yaml (`infra/check_drift.py` compares them):
 /// the deadline of a run that reports none.

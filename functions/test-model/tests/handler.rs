@@ -6,13 +6,13 @@ mod common;
 
 use common::{deployed, invoke, invoke_with, test_job, throttled, CONFIG, ENDPOINT, JOB_ID, PREVIOUS};
 use lambda_runtime::Context;
+use promotion_core::deployment::JobOutcome;
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::Stage;
+use promotion_core::domain::ledger::DeploymentState;
+use promotion_core::fakes::{DeployWorld, Fault};
+use promotion_core::ports::{EndpointStatus, FailureKind, InvokeResult, PortError};
 use serde_json::Value;
-use shared::deployment::JobOutcome;
-use shared::domain::event::ApprovalStatus;
-use shared::domain::ids::Stage;
-use shared::domain::ledger::DeploymentState;
-use shared::fakes::{DeployWorld, Fault};
-use shared::ports::{EndpointStatus, FailureKind, InvokeResult, PortError};
 
 const CARD: &str = "churn-prediction-111111111111";
 
@@ -23,7 +23,7 @@ fn ending_in(seconds: i64) -> Context {
     context
 }
 
-fn report_uri(job_id: &str) -> shared::domain::ids::S3Uri {
+fn report_uri(job_id: &str) -> promotion_core::domain::ids::S3Uri {
     let key = format!("reports/churn-prediction-111111111111/1/test-{job_id}.json");
     format!("s3://model-promotion-artifacts-222222222222/{key}").parse().unwrap()
 }
@@ -69,7 +69,7 @@ async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
     assert_eq!(variables["ModelCardUrl"], format!("https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/model-cards/{CARD}"));
     let slowest = report["cases"].as_array().unwrap().iter().filter_map(|c| c["latency_ms"].as_u64()).max().unwrap();
     assert_eq!(variables["TestSummary"], format!("2/2 test cases passed, slowest {slowest} ms"));
-    let published: Vec<String> = shared::deployment::test::published_variables().into_keys().collect();
+    let published: Vec<String> = promotion_core::deployment::test::published_variables().into_keys().collect();
     assert_eq!(variables.keys().cloned().collect::<Vec<_>>(), published, "what infra/pipeline.json says the approval may reference");
     let answer = world.last_answer();
     assert_eq!((answer.succeeded, answer.continuation, answer.variables), (true, None, variables), "handed to CodePipeline with the final answer");

@@ -6,9 +6,9 @@ mod common;
 
 use common::{deployed, invoke, invoke_with, test_job, throttled, JOB_ID, PREVIOUS};
 use lambda_runtime::Context;
+use promotion_core::fakes::CapturedLogs;
+use promotion_core::ports::InvokeResult;
 use serde_json::Value;
-use shared::fakes::CapturedLogs;
-use shared::ports::InvokeResult;
 
 #[tokio::test]
 async fn the_jobs_artifact_credentials_never_reach_a_log_line() {

@@ -2,9 +2,9 @@
 //! CodePipeline does.
 
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::deployment::JobOutcome;
+use promotion_core::fakes::DeployWorld;
 use serde_json::Value;
-use shared::deployment::JobOutcome;
-use shared::fakes::DeployWorld;
 
 pub fn fixture(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -2,12 +2,12 @@
 //! deploy-model leaves it, over fakes.
 
 use lambda_runtime::{Context, LambdaEvent};
+use promotion_core::deployment::JobOutcome;
+use promotion_core::domain::ids::{ModelPackageArn, Stage};
+use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState};
+use promotion_core::fakes::{DeployWorld, Fault};
+use promotion_core::ports::{FailureKind, PortError};
 use serde_json::Value;
-use shared::deployment::JobOutcome;
-use shared::domain::ids::{ModelPackageArn, Stage};
-use shared::domain::ledger::{DeploymentRecord, DeploymentState};
-use shared::fakes::{DeployWorld, Fault};
-use shared::ports::{FailureKind, PortError};
 
 pub const ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
 pub const CONFIG: &str = "promoted-churn-prediction-111111111111-v1-test";

@@ -1,0 +1,163 @@
+//! What the ledger remembers of each source version: the claim, the progress, the outcome.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ids::{GroupName, ModelPackageArn, S3Uri, Stage};
+use super::package::ArtifactSlot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PromotionState {
+    /// An invocation holds the claim until `lease_until`.
+    InProgress,
+    Promoted,
+    /// Rejected in dev after promotion: the central version is marked Rejected.
+    Revoked,
+    /// Rejected in dev before any promotion: an older approval must not promote it.
+    RejectedInDev,
+}
+
+impl PromotionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "InProgress",
+            Self::Promoted => "Promoted",
+            Self::Revoked => "Revoked",
+            Self::RejectedInDev => "RejectedInDev",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::InProgress, Self::Promoted, Self::Revoked, Self::RejectedInDev].into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopiedArtifact {
+    pub slot: ArtifactSlot,
+    pub source: S3Uri,
+    pub central: S3Uri,
+    pub size: u64,
+    pub sha256: String,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromotionRecord {
+    pub source: ModelPackageArn,
+    pub state: PromotionState,
+    pub event_id: String,
+    pub owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The time of the dev decision (event time) this record reflects.
+    pub decided_at: DateTime<Utc>,
+    pub central_group: Option<GroupName>,
+    pub artifacts: Vec<CopiedArtifact>,
+    /// Set just before the central version is created: a takeover must look for it first.
+    pub registering: bool,
+    pub central_package: Option<ModelPackageArn>,
+    pub card_version: Option<u32>,
+    pub promoted_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+impl PromotionRecord {
+    pub fn new(source: ModelPackageArn, state: PromotionState, event_id: &str, decided_at: DateTime<Utc>) -> Self {
+        Self {
+            source,
+            state,
+            event_id: event_id.to_owned(),
+            owner: None,
+            lease_until: None,
+            decided_at,
+            central_group: None,
+            artifacts: Vec::new(),
+            registering: false,
+            central_package: None,
+            card_version: None,
+            promoted_at: None,
+            reason: None,
+        }
+    }
+}
+
+/// A conditional claim on a source version: granted when nobody holds it, when the holder's
+/// lease ran out (its invocation is dead), when the holder is this very claim (a retried call
+/// whose first answer was lost), or when only an older dev rejection is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub source: ModelPackageArn,
+    pub event_id: String,
+    pub event_time: DateTime<Utc>,
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+impl Claim {
+    /// The rule a ledger applies atomically; in-memory fakes call it, DynamoDB states it as a condition.
+    pub fn grants_over(&self, existing: Option<&PromotionRecord>) -> bool {
+        match existing {
+            None => true,
+            Some(record) => match record.state {
+                PromotionState::InProgress => record.owner.as_deref() == Some(self.owner.as_str()) || record.lease_until.is_none_or(|lease| lease < self.now),
+                PromotionState::RejectedInDev => record.decided_at < self.event_time,
+                PromotionState::Promoted | PromotionState::Revoked => false,
+            },
+        }
+    }
+}
+
+/// A dev decision replaces what the ledger holds only when it is not older (events arrive out
+/// of order; a redelivery has the same time), and never while a promotion runs.
+pub fn decision_supersedes(existing: Option<&PromotionRecord>, decision: &PromotionRecord) -> bool {
+    existing.is_none_or(|record| record.state != PromotionState::InProgress && record.decided_at <= decision.decided_at)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimResult {
+    /// The claim is ours; the record carries any progress of an earlier, dead attempt.
+    Granted(PromotionRecord),
+    Held(PromotionRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub source: ModelPackageArn,
+    pub at: DateTime<Utc>,
+    pub event_id: String,
+    pub action: String,
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentState {
+    Deploying,
+    InService,
+    Failed,
+    RolledBack,
+}
+
+/// What a stage's endpoint runs, and what it ran before: where a rollback goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub stage: Stage,
+    pub endpoint: String,
+    pub package: ModelPackageArn,
+    pub config: String,
+    pub state: DeploymentState,
+    pub previous_config: Option<String>,
+    pub previous_package: Option<ModelPackageArn>,
+    pub at: DateTime<Utc>,
+}
+
+/// A claim on starting the pipeline for one approval event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartClaim {
+    Granted,
+    Started {
+        execution_id: String,
+    },
+    /// Another invocation is starting it now.
+    Busy,
+}

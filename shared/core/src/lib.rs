@@ -1,0 +1,12 @@
+//! The model promotion service's core: domain types and decisions, ports, the promotion and
+//! deployment use cases and configuration. It sees no AWS SDK and no Lambda runtime: the
+//! adapters, telemetry and wiring live in `promotion-aws`, so Cargo keeps the layering.
+
+pub mod config;
+pub mod deployment;
+pub mod domain;
+pub mod failure;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
+pub mod ports;
+pub mod promotion;

@@ -1,0 +1,272 @@
+//! The narrow interfaces the domain needs from AWS; adapters implement them, tests fake them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::copy::{ByteRange, ObjectInfo};
+use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
+use crate::domain::event::ApprovalStatus;
+use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use crate::domain::package::{NewPackage, RegisteredPackage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttling, 5xx, timeouts: worth another delivery.
+    Retryable,
+    NotFound,
+    /// A conditional write lost, or a resource exists already.
+    Conflict,
+    /// Access denied, validation errors: no retry will help.
+    Terminal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed: {message}")]
+pub struct PortError {
+    pub operation: &'static str,
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl PortError {
+    pub fn new(operation: &'static str, kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { operation, kind, message: message.into() }
+    }
+    pub fn is_retryable(&self) -> bool {
+        self.kind == FailureKind::Retryable
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+#[async_trait]
+pub trait ModelRegistry: Send + Sync {
+    async fn describe_package(&self, arn: &ModelPackageArn) -> PortResult<RegisteredPackage>;
+    /// Creates the group unless it exists.
+    async fn ensure_group(&self, group: &GroupName, description: &str) -> PortResult<()>;
+    async fn create_package(&self, package: &NewPackage) -> PortResult<ModelPackageArn>;
+    /// The newest versions of a group whose description is `description`.
+    async fn find_recent_by_description(&self, group: &GroupName, description: &str) -> PortResult<Option<ModelPackageArn>>;
+    /// Sets the approval status, restating the version's metadata so that it is kept.
+    async fn set_approval(&self, package: &RegisteredPackage, status: ApprovalStatus, reason: &str, extra_metadata: &[(&str, &str)]) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait AccountSessions: Send + Sync {
+    /// The registry of another account, read through a role assumed in it.
+    async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyTarget<'a> {
+    pub destination: &'a S3Uri,
+    /// The account that must own the source bucket (`ExpectedSourceBucketOwner`).
+    pub source_owner: &'a AccountId,
+    pub source_etag: &'a str,
+    pub content_type: Option<&'a str>,
+}
+
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// `None` when the object does not exist.
+    async fn head(&self, uri: &S3Uri, expected_owner: &AccountId) -> PortResult<Option<ObjectInfo>>;
+    /// A server-side copy; returns the SHA-256 that S3 computed.
+    async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>>;
+    async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String>;
+    /// Returns the part's ETag and the SHA-256 that S3 computed, when it reports one.
+    async fn copy_part(&self, source: &S3Uri, target: &CopyTarget<'_>, upload_id: &str, range: ByteRange) -> PortResult<CopiedPart>;
+    async fn complete_multipart(&self, destination: &S3Uri, upload_id: &str, parts: &[CopiedPart]) -> PortResult<Option<String>>;
+    async fn abort_multipart(&self, destination: &S3Uri, upload_id: &str) -> PortResult<()>;
+    /// The ids of the incomplete multipart uploads to exactly `destination`.
+    async fn incomplete_uploads(&self, destination: &S3Uri) -> PortResult<Vec<String>>;
+    async fn delete(&self, uri: &S3Uri) -> PortResult<()>;
+    /// Writes a small object (a report) into the central bucket.
+    async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()>;
+    /// Reads a small object whole, refusing one larger than `max_bytes`.
+    async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedPart {
+    pub part_number: i32,
+    pub etag: String,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardSnapshot {
+    pub version: u32,
+    pub content: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardStatus {
+    Draft,
+    PendingReview,
+    Approved,
+}
+
+#[async_trait]
+pub trait ModelCards: Send + Sync {
+    async fn describe(&self, name: &str) -> PortResult<Option<CardSnapshot>>;
+    async fn create(&self, name: &str, content: &Value) -> PortResult<u32>;
+    /// Writes a new card version and returns its number; `status` moves the review status too.
+    async fn update(&self, name: &str, content: &Value, status: Option<CardStatus>) -> PortResult<u32>;
+}
+
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    async fn publish(&self, detail_type: &str, detail: &Value) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult>;
+    async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
+    /// Writes the record's progress while `owner` still holds the claim.
+    async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()>;
+    /// Extends the lease of a claim that `owner` still holds; a `Conflict` when it holds it no more.
+    async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()>;
+    /// Gives the claim up after a failure so that a redelivery need not wait for the lease.
+    async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()>;
+    /// Writes a decision record unless a newer one is there; false when a newer one was.
+    async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool>;
+    /// Idempotent: an entry is identified by its package, event id and action, and a second
+    /// write of those is dropped whatever its time (a redelivered job repeats no entry).
+    async fn append(&self, entry: &AuditEntry) -> PortResult<()>;
+    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>>;
+    /// The audit trail of a package version (source or central), oldest first.
+    async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>>;
+    async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>>;
+    async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()>;
+    /// Claims the start of a pipeline execution for `event_id` until `lease_until`.
+    async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim>;
+    async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()>;
+}
+
+/// Everything promote-model talks to.
+#[derive(Clone)]
+pub struct PromotePorts {
+    pub sessions: Arc<dyn AccountSessions>,
+    pub central_registry: Arc<dyn ModelRegistry>,
+    pub artifacts: Arc<dyn ArtifactStore>,
+    pub cards: Arc<dyn ModelCards>,
+    pub events: Arc<dyn EventPublisher>,
+    pub ledger: Arc<dyn Ledger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointStatus {
+    Creating,
+    Updating,
+    RollingBack,
+    /// SageMaker patches or scales the endpoint's instances: it takes no update meanwhile.
+    SystemUpdating,
+    InService,
+    Failed,
+    /// On its way out: it takes no update, and ends absent.
+    Deleting,
+    /// OutOfService, UpdateRollbackFailed…: not a state a deployment waits in.
+    Other(String),
+}
+
+impl EndpointStatus {
+    /// On its way to InService (or Failed): nothing is asked of it until it gets there.
+    pub fn is_transitional(&self) -> bool {
+        matches!(self, Self::Creating | Self::Updating | Self::SystemUpdating | Self::RollingBack)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointState {
+    pub status: EndpointStatus,
+    /// The config the endpoint runs now (after an update, the new one only once it is in service).
+    pub config_name: String,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec<'a> {
+    pub name: &'a str,
+    pub package: &'a ModelPackageArn,
+    pub execution_role_arn: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfigSpec<'a> {
+    pub name: &'a str,
+    pub model_name: &'a str,
+    pub instance_type: &'a str,
+    pub instance_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeResult {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// SageMaker hosting in one stage account.
+#[async_trait]
+pub trait Endpoints: Send + Sync {
+    /// Creates the model unless one of that name exists.
+    async fn ensure_model(&self, spec: &ModelSpec<'_>) -> PortResult<()>;
+    async fn ensure_endpoint_config(&self, spec: &EndpointConfigSpec<'_>) -> PortResult<()>;
+    async fn describe_endpoint(&self, name: &str) -> PortResult<Option<EndpointState>>;
+    async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()>;
+    async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()>;
+    async fn delete_endpoint(&self, name: &str) -> PortResult<()>;
+    /// `inference_id` tags the request in the endpoint's data capture and logs.
+    async fn invoke(&self, name: &str, content_type: &str, payload: &[u8], inference_id: &str) -> PortResult<InvokeResult>;
+}
+
+#[async_trait]
+pub trait StageSessions: Send + Sync {
+    /// Hosting in the stage's account, through its deploy role.
+    async fn endpoints(&self, stage: &StageSettings) -> PortResult<Arc<dyn Endpoints>>;
+}
+
+/// Answers to a CodePipeline job: every invocation of an action ends with exactly one.
+#[async_trait]
+pub trait PipelineJobs: Send + Sync {
+    async fn succeed(&self, job_id: &str, continuation: Option<&str>, summary: &str) -> PortResult<()>;
+    /// The job is done and hands `variables` to the later actions of the execution. CodePipeline
+    /// takes output variables with a final answer only: there is no continuation token here.
+    async fn succeed_with_variables(&self, job_id: &str, summary: &str, variables: &OutputVariables) -> PortResult<()>;
+    async fn fail(&self, job_id: &str, message: &str) -> PortResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    pub token: String,
+    pub execution_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalResult {
+    pub approved: bool,
+    pub by: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Tells people that something waits for them.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn notify(&self, subject: &str, message: &str) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait PipelineRuns: Send + Sync {
+    /// Starts an execution for exactly this version; `token` makes a repeated start a no-op.
+    async fn start(&self, pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String>;
+    /// The version an execution runs for (its `ModelPackageArn` variable).
+    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>>;
+    async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>>;
+    async fn answer_approval(&self, pipeline: &str, stage: &str, action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()>;
+    /// Who answered an approval of an execution, and with what comment.
+    async fn approval_result(&self, pipeline: &str, execution_id: &str, action: &str) -> PortResult<Option<ApprovalResult>>;
+}

@@ -1,0 +1,351 @@
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::config::PromoteConfig;
+use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
+use crate::domain::copy::ObjectInfo;
+use crate::domain::event::{ApprovalStatus, StateChange};
+use crate::domain::ids::{GroupName, ModelPackageArn};
+use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
+use crate::domain::lineage::{self, MAX_ARTIFACTS};
+use crate::domain::naming::{central_artifact_uri, central_description, central_group_name};
+use crate::domain::package::{Artifact, ArtifactSlot, NewPackage, RegisteredPackage, Report};
+use crate::ports::{FailureKind, ModelCards, PromotePorts};
+
+use super::copy::CopyJob;
+use super::error::PromoteError;
+use super::outcome::{Outcome, PromotionSummary};
+use super::Invocation;
+
+pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
+
+/// How long a claim outlives its last renewal: a crashed invocation blocks redeliveries no longer.
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+/// Renewals come often enough that a slow ledger call does not let a live claim lapse.
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The lease the ledger holds for this invocation's claim, as last renewed.
+struct ClaimLease(Mutex<DateTime<Utc>>);
+
+impl ClaimLease {
+    fn until(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn extend_to(&self, until: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = until;
+    }
+}
+
+pub(super) struct Promotion<'a> {
+    pub ports: &'a PromotePorts,
+    pub config: &'a PromoteConfig,
+    pub change: &'a StateChange,
+    pub allowed_buckets: &'a [String],
+    pub invocation: &'a Invocation,
+}
+
+impl Promotion<'_> {
+    pub async fn run(&self) -> Result<Outcome, PromoteError> {
+        // Everything before the claim only reads, so bad input leaves no trace.
+        let (package, sources) = match self.read_source().await {
+            Ok(read) => read,
+            Err(refused @ PromoteError::NotApprovedInDev { .. }) => return self.decided_since(refused).await,
+            Err(error) => return Err(error),
+        };
+        let owner = uuid::Uuid::new_v4().to_string();
+        let record = match self.claim(&owner).await {
+            Ok(ClaimResult::Granted(record)) => record,
+            Ok(ClaimResult::Held(record)) => return self.already_handled(record),
+            Err(error) => {
+                // The claim may have taken effect with its answer lost: free it now, not at the
+                // lease, or the redeliveries would find it held by nobody alive.
+                self.release(&owner).await;
+                return Err(error);
+            }
+        };
+        self.log("claimed", &record);
+        let lease = ClaimLease(Mutex::new(record.lease_until.unwrap_or(self.invocation.deadline)));
+        let promoted = tokio::select! {
+            promoted = self.promote(&package, &sources, record, &owner, &lease) => promoted,
+            lost = self.keep_claim(&owner, &lease) => Err(lost),
+        };
+        match promoted {
+            Ok(summary) => Ok(Outcome::Promoted(summary)),
+            Err(error) => {
+                self.release(&owner).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The end of a lease taken or renewed now: never past the invocation's own deadline.
+    fn lease_from_now(&self) -> DateTime<Utc> {
+        (Utc::now() + CLAIM_LEASE).min(self.invocation.deadline)
+    }
+
+    /// Renews the claim while the promotion works (a copy of many gigabytes outlasts one lease),
+    /// and ends the work once the claim is lost or has lapsed: another delivery may hold it then.
+    async fn keep_claim(&self, owner: &str, lease: &ClaimLease) -> PromoteError {
+        let mut confirmed = lease.until();
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            let until = self.lease_from_now();
+            // Saves from now on write the longer lease; one already in flight writes the last one.
+            lease.extend_to(until);
+            match self.ports.ledger.renew(&self.change.package, owner, until).await {
+                Ok(()) => confirmed = until,
+                Err(lost) if lost.kind == FailureKind::Conflict => return PromoteError::InProgressElsewhere(self.change.package.clone()),
+                Err(error) if Utc::now() >= confirmed => return error.into(),
+                Err(error) => warn!(%error, "claim not renewed; the lease still runs"),
+            }
+        }
+    }
+
+    /// Writes progress under the claim, keeping the lease as last renewed.
+    async fn save(&self, record: &mut PromotionRecord, owner: &str, lease: &ClaimLease) -> Result<(), PromoteError> {
+        record.lease_until = Some(lease.until());
+        Ok(self.ports.ledger.save(record, owner).await?)
+    }
+
+    /// Frees this invocation's claim, if it holds one, for the next delivery.
+    async fn release(&self, owner: &str) {
+        if let Err(release) = self.ports.ledger.release(&self.change.package, owner).await {
+            warn!(event_id = %self.change.event_id, package = %self.change.package, %release, "claim not released; it lapses at the lease");
+        }
+    }
+
+    /// The package and a HEAD of each of its artifacts, all checked.
+    async fn read_source(&self) -> Result<(RegisteredPackage, Vec<ObjectInfo>), PromoteError> {
+        let registry = self.ports.sessions.registry(&self.change.account).await?;
+        let package = registry.describe_package(&self.change.package).await?;
+        if package.arn != self.change.package {
+            return Err(PromoteError::PackageMismatch { requested: self.change.package.clone(), described: package.arn });
+        }
+        if package.status != Some(ApprovalStatus::Approved) {
+            let status = package.status.as_ref().map_or("no status", ApprovalStatus::as_str);
+            return Err(PromoteError::NotApprovedInDev { package: package.arn, status });
+        }
+        if package.inference.containers.is_empty() {
+            return Err(PromoteError::NoContainers(package.arn));
+        }
+        if package.artifacts.len() > MAX_ARTIFACTS {
+            return Err(PromoteError::TooManyArtifacts(package.artifacts.len()));
+        }
+        if let Some(foreign) = package.artifacts.iter().find(|a| !self.allowed_buckets.iter().any(|b| b == a.uri.bucket())) {
+            return Err(PromoteError::ForeignBucket { uri: foreign.uri.clone(), account: self.change.account.clone() });
+        }
+        let mut sources = Vec::with_capacity(package.artifacts.len());
+        for artifact in &package.artifacts {
+            let head = self.ports.artifacts.head(&artifact.uri, &self.change.account).await?;
+            sources.push(head.ok_or_else(|| PromoteError::MissingArtifact(artifact.uri.clone()))?);
+        }
+        Ok((package, sources))
+    }
+
+    async fn claim(&self, owner: &str) -> Result<ClaimResult, PromoteError> {
+        let claim = Claim {
+            source: self.change.package.clone(),
+            event_id: self.change.event_id.clone(),
+            event_time: self.change.time,
+            owner: owner.to_owned(),
+            lease_until: self.lease_from_now(),
+            now: Utc::now(),
+        };
+        Ok(self.ports.ledger.claim(&claim).await?)
+    }
+
+    /// The dev registry no longer says Approved: what the ledger knows of the version answers a
+    /// redelivery; an approval it never saw is stale or forged.
+    async fn decided_since(&self, refused: PromoteError) -> Result<Outcome, PromoteError> {
+        match self.ports.ledger.get(&self.change.package).await? {
+            Some(record) => self.already_handled(record),
+            None => Err(refused),
+        }
+    }
+
+    fn already_handled(&self, record: PromotionRecord) -> Result<Outcome, PromoteError> {
+        self.log("duplicate", &record);
+        match record.state {
+            PromotionState::Promoted => Ok(Outcome::AlreadyPromoted(summary_of(&record)?)),
+            PromotionState::InProgress => Err(PromoteError::InProgressElsewhere(record.source)),
+            PromotionState::Revoked => Err(PromoteError::Revoked(record.source)),
+            PromotionState::RejectedInDev => {
+                Ok(Outcome::Ignored { source: record.source, reason: format!("a later rejection in dev ({}) supersedes this approval", record.decided_at) })
+            }
+        }
+    }
+
+    async fn promote(
+        &self,
+        package: &RegisteredPackage,
+        sources: &[ObjectInfo],
+        mut record: PromotionRecord,
+        owner: &str,
+        lease: &ClaimLease,
+    ) -> Result<PromotionSummary, PromoteError> {
+        let ledger = &self.ports.ledger;
+        let group = central_group_name(&self.change.package);
+        record.central_group = Some(group.clone());
+        record.artifacts = self.copy_artifacts(package, sources, &group).await?;
+        self.save(&mut record, owner, lease).await?;
+        self.log("artifacts copied", &record);
+
+        let description = central_description(&self.change.package);
+        self.ports.central_registry.ensure_group(&group, &format!("Central copies of {} from account {}", package.arn.group(), self.change.account)).await?;
+        let central = match record.central_package.clone() {
+            Some(central) => central,
+            None => self.register(package, &mut record, owner, lease, &group, &description).await?,
+        };
+        self.log("registered", &record);
+
+        let promoted_at = Utc::now();
+        let card_version = self.write_card(package, &record, &group, &central, promoted_at).await?;
+        record.card_version = Some(card_version);
+        record.promoted_at = Some(promoted_at);
+        let summary = summary_of(&record)?;
+        self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
+        // The audit entry is idempotent and goes first: once the record says Promoted, redeliveries stop.
+        ledger.append(&self.audit("promoted", json!({ "central_package": central, "model_card_version": card_version }))).await?;
+        record.state = PromotionState::Promoted;
+        record.owner = None;
+        record.lease_until = None;
+        ledger.save(&record, owner).await?;
+        self.log("promoted", &record);
+        Ok(summary)
+    }
+
+    async fn copy_artifacts(&self, package: &RegisteredPackage, sources: &[ObjectInfo], group: &GroupName) -> Result<Vec<CopiedArtifact>, PromoteError> {
+        let job = CopyJob {
+            store: self.ports.artifacts.as_ref(),
+            settings: &self.config.copy,
+            source_owner: &self.change.account,
+            central_owner: &self.config.central_account,
+        };
+        let mut copied = Vec::with_capacity(package.artifacts.len());
+        for (artifact, source) in package.artifacts.iter().zip(sources) {
+            let destination = central_artifact_uri(&self.config.artifact_bucket, group, &package.arn, artifact.slot, &artifact.uri);
+            copied.push(job.copy(artifact, source, &destination).await?);
+        }
+        Ok(copied)
+    }
+
+    /// Creates the central version once: a takeover after a lost ledger write finds it by description.
+    async fn register(
+        &self,
+        package: &RegisteredPackage,
+        record: &mut PromotionRecord,
+        owner: &str,
+        lease: &ClaimLease,
+        group: &GroupName,
+        description: &str,
+    ) -> Result<ModelPackageArn, PromoteError> {
+        let registry = &self.ports.central_registry;
+        let found = if record.registering { registry.find_recent_by_description(group, description).await? } else { None };
+        let central = match found {
+            Some(central) => central,
+            None => {
+                record.registering = true;
+                self.save(record, owner, lease).await?;
+                registry.create_package(&self.new_package(package, record, group, description)).await?
+            }
+        };
+        record.central_package = Some(central.clone());
+        self.save(record, owner, lease).await?;
+        Ok(central)
+    }
+
+    fn new_package(&self, package: &RegisteredPackage, record: &PromotionRecord, group: &GroupName, description: &str) -> NewPackage {
+        let artifacts = record.artifacts.iter().map(|a| Artifact { slot: a.slot, uri: a.central.clone(), content_type: a.content_type.clone() }).collect();
+        NewPackage {
+            group: group.clone(),
+            description: description.to_owned(),
+            inference: package.inference.clone(),
+            artifacts,
+            customer_metadata: lineage::lineage(&self.change.package, &self.change.event_id, Utc::now(), &record.artifacts),
+            client_token: crate::domain::naming::hex_sha256(self.change.package.as_str().as_bytes())[..32].to_owned(),
+        }
+    }
+
+    async fn write_card(
+        &self,
+        package: &RegisteredPackage,
+        record: &PromotionRecord,
+        group: &GroupName,
+        central: &ModelPackageArn,
+        promoted_at: chrono::DateTime<Utc>,
+    ) -> Result<u32, PromoteError> {
+        let content = card::card_content(&CardInput {
+            group,
+            source: &self.change.package,
+            central,
+            event_id: &self.change.event_id,
+            promoted_at: &promoted_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            inference: &package.inference,
+            artifacts: &record.artifacts,
+            metrics: self.metrics(&record.artifacts).await?,
+        });
+        upsert_card(self.ports.cards.as_ref(), &card::card_name(group), &content).await
+    }
+
+    /// Metrics make the card richer but a report too large or unreadable is not worth failing a
+    /// promotion over; a transient failure is, or the card would lack them for good.
+    async fn metrics(&self, artifacts: &[CopiedArtifact]) -> Result<Option<MetricGroups>, PromoteError> {
+        let Some(report) = artifacts.iter().find(|a| a.slot == ArtifactSlot::Metrics(Report::ModelQualityStatistics)) else {
+            return Ok(None);
+        };
+        match self.ports.artifacts.read_small(&report.central, METRICS_READ_MAX).await {
+            Ok(bytes) => Ok(card::metric_groups(&bytes)),
+            Err(error) if error.is_retryable() => Err(error.into()),
+            Err(error) => {
+                warn!(event_id = %self.change.event_id, package = %self.change.package, %error, "metrics left off the card");
+                Ok(None)
+            }
+        }
+    }
+
+    fn audit(&self, action: &str, detail: Value) -> AuditEntry {
+        AuditEntry { source: self.change.package.clone(), at: self.change.time, event_id: self.change.event_id.clone(), action: action.to_owned(), detail }
+    }
+
+    fn log(&self, decision: &str, record: &PromotionRecord) {
+        info!(
+            event_id = %self.change.event_id,
+            package = %self.change.package,
+            request_id = %self.invocation.request_id,
+            decision,
+            state = record.state.as_str(),
+            central_package = record.central_package.as_ref().map(ToString::to_string),
+            "promotion"
+        );
+    }
+}
+
+/// One card version per central version, whatever the number of deliveries.
+async fn upsert_card(cards: &dyn ModelCards, name: &str, content: &Value) -> Result<u32, PromoteError> {
+    let wanted = card::described_version(content);
+    match cards.describe(name).await? {
+        Some(existing) if card::described_version(&existing.content) == wanted => Ok(existing.version),
+        Some(_) => Ok(cards.update(name, content, None).await?),
+        None => match cards.create(name, content).await {
+            Err(error) if error.kind == FailureKind::Conflict => Ok(cards.update(name, content, None).await?),
+            created => Ok(created?),
+        },
+    }
+}
+
+fn summary_of(record: &PromotionRecord) -> Result<PromotionSummary, PromoteError> {
+    let incomplete = || PromoteError::LedgerIncomplete(record.source.clone());
+    let group = record.central_group.clone().ok_or_else(incomplete)?;
+    Ok(PromotionSummary {
+        source: record.source.clone(),
+        event_id: record.event_id.clone(),
+        model_card: card::card_name(&group),
+        central_group: group,
+        central_package: record.central_package.clone().ok_or_else(incomplete)?,
+        artifacts: record.artifacts.clone(),
+        model_card_version: record.card_version.ok_or_else(incomplete)?,
+    })
+}
