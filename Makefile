@@ -16,14 +16,15 @@ PROMOTE := target/debug/promote
 # The tests and the bench start their own moto server from the project's virtualenv.
 MOTO_SERVER = $(abspath $(VENV))/bin/moto_server
 
-.PHONY: help venv build-cli local-up local-down demo test lint bench
+.PHONY: help venv build-cli local-up local-down demo test test-unit lint lint-rust rust-lint-tools bench
 
 help:
 	@echo "make demo        set up, start the local AWS, promote an approved dev model, show the result"
-	@echo "make test        set up and run every test (unit, handler, integration against moto, lint)"
+	@echo "make test        set up and run every test (unit, handler, integration against moto, infra checks)"
+	@echo "make test-unit   the core crate's tests alone: domain, ports' fakes, use cases; compiles no AWS SDK"
 	@echo "make local-up    start moto on $(ENDPOINT) and provision the four accounts; env in $(LOCAL)/env"
 	@echo "make local-down  stop the local AWS"
-	@echo "make lint        cfn-lint, the policy check, the SAM transform and the drift check of infra/"
+	@echo "make lint        rustfmt, clippy -D warnings, unused dependencies; cfn-lint, policy, SAM and drift checks of infra/"
 	@echo "make bench       the figures of docs/benchmarks.md (release build, its own moto server)"
 	@echo "make build       every function for Lambda (cargo-lambda, arm64); make deploy-central|deploy-dev|deploy-target"
 
@@ -34,8 +35,10 @@ $(VENV)/.installed: requirements.txt $(wildcard infra/requirements.txt)
 
 venv: $(VENV)/.installed
 
+# promotion-tests in the same build unifies features as `cargo test --workspace` does (its
+# promotion-core has the fakes): the demo after the tests links the CLI and rebuilds nothing.
 build-cli:
-	$(CARGO) build --quiet -p promote-cli
+	$(CARGO) build --quiet -p promote-cli -p promotion-tests
 
 local-up: venv build-cli
 	mkdir -p $(LOCAL)
@@ -79,7 +82,28 @@ demo: local-up
 
 test: venv
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace --no-fail-fast
-	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -f infra/Makefile.mk lint
+
+# The fast tier: promotion-core depends on no AWS SDK crate, so this compiles in seconds.
+test-unit:
+	$(CARGO) test -p promotion-core --features fakes
+
+RUST_TOOLS := $(LOCAL)/tools
+MACHETE_VERSION := 0.9.2
+$(RUST_TOOLS)/bin/cargo-machete:
+	$(CARGO) install --quiet --locked --root $(RUST_TOOLS) cargo-machete@$(MACHETE_VERSION)
+
+rust-lint-tools: $(RUST_TOOLS)/bin/cargo-machete
+
+lint-rust: rust-lint-tools
+	@echo "== rustfmt"
+	$(CARGO) fmt --all --check
+	@echo "== clippy, warnings denied"
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	@echo "== unused dependencies"
+	$(RUST_TOOLS)/bin/cargo-machete
+
+lint: lint-rust
 
 -include infra/Makefile.mk
 include bench/Makefile.mk
