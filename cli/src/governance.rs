@@ -4,11 +4,12 @@
 use std::io::Write;
 
 use anyhow::Result;
-use promotion_core::deployment::operate::{answer_prod_approval, waiting_prod_approval, WaitingApproval};
+use promotion_core::deployment::approval::{answer_prod_approval, waiting_prod_approval, WaitingApproval};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::ids::GroupName;
 
-/// Finds the approval that waits for `model`, writes its test results to `out`, then answers it.
+/// Finds the approval that waits for `model`, writes its test results to `out`, then answers it;
+/// names the version in full (the `-o wide` form).
 pub async fn decide_prod(
     ports: &DeployPorts,
     config: &DeployConfig,
@@ -17,13 +18,39 @@ pub async fn decide_prod(
     comment: &str,
     out: &mut dyn Write,
 ) -> Result<WaitingApproval> {
-    let waiting = waiting_prod_approval(ports, config, model).await?;
-    let tests = waiting.tests.as_ref().map_or_else(|| "none recorded".to_owned(), |t| format!("{} {}", t["result"].as_str().unwrap_or("?"), t["detail"]));
-    writeln!(out, "tests of {} (execution {}): {tests}", waiting.package, waiting.execution_id)?;
+    decide_prod_shown(ports, config, (model, approve, comment), out, true).await
+}
+
+/// As [`decide_prod`]; `full` names the version by its ARN and shows the recorded results as
+/// they are, otherwise by its short name with the results in words.
+pub async fn decide_prod_shown(
+    ports: &DeployPorts,
+    config: &DeployConfig,
+    (model, approve, comment): (&GroupName, bool, &str),
+    out: &mut dyn Write,
+    full: bool,
+) -> Result<WaitingApproval> {
+    let waiting = waiting_prod_approval(ports, config, model).await.map_err(crate::exit::failure)?;
+    writeln!(out, "{}", tests_line(&waiting, full))?;
     out.flush()?;
-    answer_prod_approval(ports, config, &waiting, approve, comment).await?;
-    writeln!(out, "{} {} for prod", if approve { "approved" } else { "rejected" }, waiting.package)?;
+    answer_prod_approval(ports, config, &waiting, approve, comment).await.map_err(crate::exit::failure)?;
+    let version = if full { waiting.package.to_string() } else { crate::ui::short(&waiting.package) };
+    writeln!(out, "{} {version} for prod", if approve { "approved" } else { "rejected" })?;
     Ok(waiting)
+}
+
+/// What the officer reads before the answer goes out: the version's latest test run.
+fn tests_line(waiting: &WaitingApproval, full: bool) -> String {
+    let Some(tests) = &waiting.tests else {
+        let version = if full { waiting.package.to_string() } else { crate::ui::short(&waiting.package) };
+        return format!("tests of {version} (execution {}): none recorded", waiting.execution_id);
+    };
+    let result = tests["result"].as_str().unwrap_or("?");
+    if full {
+        return format!("tests of {} (execution {}): {result} {}", waiting.package, waiting.execution_id, tests["detail"]);
+    }
+    let entry = promotion_core::domain::audit::AuditEntry::now(&waiting.package, "", result.parse().expect("any action parses"), tests["detail"].clone());
+    format!("tests of {}: {result}, {}", crate::ui::short(&waiting.package), crate::history::summary(waiting.package.group(), &entry))
 }
 
 #[cfg(test)]
@@ -31,8 +58,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
+    use promotion_core::domain::audit::AuditEntry;
     use promotion_core::domain::ids::ModelPackageArn;
-    use promotion_core::domain::ledger::AuditEntry;
     use promotion_core::fakes::{DeployWorld, FakeRuns};
     use promotion_core::ports::{ApprovalResult, Ledger, PendingApproval, PipelineRuns, PortResult};
     use serde_json::json;
@@ -88,7 +115,7 @@ mod tests {
             source: world.package.clone(),
             at: chrono::Utc::now(),
             event_id: "job".into(),
-            action: "tests-passed".into(),
+            action: promotion_core::domain::audit::AuditAction::TestsPassed,
             detail: json!({ "report": report, "passed": 2, "failed": 0 }),
         };
         world.ledger.append(&tests).await.unwrap();
@@ -104,6 +131,30 @@ mod tests {
         assert!(!read.contains("approved"), "the decision is printed after the answer: {read}");
         assert_eq!(world.runs.answers.lock().unwrap().as_slice(), [("tok".to_owned(), true, "risk review passed".to_owned())]);
         assert!(String::from_utf8_lossy(&screen.lock().unwrap()).ends_with(&format!("approved {} for prod\n", world.package)));
+    }
+
+    #[tokio::test]
+    async fn the_short_form_names_the_version_and_says_the_results_in_words() {
+        let world = DeployWorld::new(0);
+        let execution = world.runs.start("p", &world.package, "t").await.unwrap();
+        *world.runs.pending.lock().unwrap() = Some(PendingApproval { token: "tok".into(), execution_id: Some(execution) });
+        let report = "s3://model-promotion-artifacts-222222222222/reports/churn-prediction-111111111111/1/test-job.json";
+        let tests = AuditEntry::now(
+            &world.package,
+            "job",
+            promotion_core::domain::audit::AuditAction::TestsPassed,
+            json!({ "report": report, "passed": 2, "failed": 0 }),
+        );
+        world.ledger.append(&tests).await.unwrap();
+        let mut screen = Vec::new();
+
+        decide_prod_shown(&world.ports, &world.config, (world.package.group(), false, "latency"), &mut screen, false).await.unwrap();
+
+        let short = crate::ui::short(&world.package);
+        assert_eq!(
+            String::from_utf8(screen).unwrap(),
+            format!("tests of {short}: tests-passed, 2 passed, 0 failed, report test-job.json\nrejected {short} for prod\n")
+        );
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinit
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_aws::wiring::{deploy_from_env, load_sdk_config, promote_ports};
 use promotion_core::config::PromoteConfig;
-use promotion_core::deployment::operate;
 use promotion_core::deployment::start::StartOutcome;
+use promotion_core::deployment::{history, rollback};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::deploy::StageConfig;
@@ -151,13 +151,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Reject(decision) => decide(decision, false).await,
         Command::Rollback { model, stage } => {
             let (ports, config) = deploy_context().await?;
-            let restored = operate::roll_back(&ports, &config, &model.parse()?, stage, Duration::from_secs(5)).await?;
+            let restored = rollback::roll_back(&ports, &config, &model.parse()?, stage, Duration::from_secs(5)).await?;
             println!("{} {stage} runs {} again (config {})", restored.endpoint, restored.package, restored.config);
             Ok(ExitCode::SUCCESS)
         }
         Command::History { model, json } => {
             let (ports, _) = deploy_context().await?;
-            let entries = operate::history(ports.ledger.as_ref(), &model.parse()?).await?;
+            let entries = history::history(ports.ledger.as_ref(), &model.parse()?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             }
@@ -261,10 +261,9 @@ async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
     let answer = if function == "promote-model" {
         let config = PromoteConfig::from_env()?;
         let ports = promote_ports(&load_sdk_config().await, &config);
-        answer(promote_model::handler(&ports, &config, event).await.map_err(|e| (e.error_type(), e.to_string())))
+        answer(promote_model::handler(&ports, &config, event).await.map_err(failed))
     } else {
         let (ports, config) = deploy_context().await?;
-        let failed = |e: promotion_core::deployment::DeployError| (e.error_type(), e.to_string());
         match function {
             "start-deployment" => answer(start_deployment::handler(&ports, &config, event).await.map_err(failed)),
             "deploy-model" => answer(deploy_model::handler(&ports, &config, event).await.map_err(failed)),
@@ -275,6 +274,11 @@ async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
     let (code, report) = answer?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(code)
+}
+
+/// A refusal as a replay shows it: its errorType and message.
+fn failed(error: impl Failure) -> (String, String) {
+    (error.error_type(), error.to_string())
 }
 
 /// The outcome, or the typed error with a failing exit code (how a replay tells it was refused).

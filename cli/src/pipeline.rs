@@ -11,9 +11,10 @@ use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use lambda_runtime::{Context, LambdaEvent};
-use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome, APPROVAL_ACTION};
+use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome};
 use promotion_core::domain::deploy::OutputVariables;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
+use promotion_core::domain::pipeline::{PipelineState, APPROVAL_ACTION};
 use promotion_core::ports::{ApprovalResult, PendingApproval, PipelineJobs, PipelineRuns, PortResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -159,7 +160,7 @@ impl LocalPipeline<'_> {
             let state = self.runs.load();
             let execution = state.executions.get(execution_id).cloned().context("no such local execution")?;
             let Some(stage) = self.stages.get(execution.next_stage) else {
-                self.finish(execution_id, "SUCCEEDED").await?;
+                self.finish(execution_id, PipelineState::Succeeded).await?;
                 return Ok("Succeeded".into());
             };
             let package: ModelPackageArn = execution.package.parse()?;
@@ -172,7 +173,7 @@ impl LocalPipeline<'_> {
                 _ => self.lambda_action(execution_id, stage, &package).await?,
             };
             if !passed {
-                self.finish(execution_id, "FAILED").await?;
+                self.finish(execution_id, PipelineState::Failed).await?;
                 return Ok("Failed".into());
             }
             self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.next_stage += 1));
@@ -181,7 +182,7 @@ impl LocalPipeline<'_> {
 
     async fn lambda_action(&self, execution_id: &str, stage: &PipelineStage, package: &ModelPackageArn) -> Result<bool> {
         let parameters = json!({ "stage": stage.stage, "model_package_arn": package }).to_string();
-        self.action_event(execution_id, stage, "STARTED").await?;
+        self.action_event(execution_id, stage, PipelineState::Started).await?;
         let mut continuation: Option<String> = None;
         let outcome = loop {
             // As in CodePipeline, every invocation of an action is a job of its own.
@@ -212,7 +213,7 @@ impl LocalPipeline<'_> {
             JobOutcome::Continuing { .. } => unreachable!("the loop ends on a final answer"),
         };
         println!("   {}: {text}", if passed { "succeeded" } else { "FAILED" });
-        self.action_event(execution_id, stage, if passed { "SUCCEEDED" } else { "FAILED" }).await?;
+        self.action_event(execution_id, stage, if passed { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
         Ok(passed)
     }
 
@@ -221,7 +222,7 @@ impl LocalPipeline<'_> {
         if execution.approval_token.is_none() {
             let token = uuid::Uuid::new_v4().to_string();
             self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.approval_token = Some(token)));
-            self.action_event(execution_id, stage, "STARTED").await?;
+            self.action_event(execution_id, stage, PipelineState::Started).await?;
         }
         let decision = self.runs.load().executions.get(execution_id).and_then(|e| e.decision.clone());
         let Some((approved, comment)) = decision else {
@@ -233,20 +234,20 @@ impl LocalPipeline<'_> {
             return Ok(None);
         };
         println!("   {} ({comment})", if approved { "approved" } else { "rejected" });
-        self.action_event(execution_id, stage, if approved { "SUCCEEDED" } else { "FAILED" }).await?;
+        self.action_event(execution_id, stage, if approved { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
         Ok(Some(approved))
     }
 
-    async fn action_event(&self, execution_id: &str, stage: &PipelineStage, state: &str) -> Result<()> {
+    async fn action_event(&self, execution_id: &str, stage: &PipelineStage, state: PipelineState) -> Result<()> {
         let category = if stage.action == "approval" { "Approval" } else { "Invoke" };
         let action = if stage.action == "approval" { APPROVAL_ACTION.to_owned() } else { stage.name.clone() };
-        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "stage": stage.name, "action": action, "state": state, "type": { "category": category } });
+        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "stage": stage.name, "action": action, "state": state.as_str(), "type": { "category": category } });
         self.outcome_event("CodePipeline Action Execution State Change", detail).await
     }
 
-    async fn finish(&self, execution_id: &str, state: &str) -> Result<()> {
-        self.runs.update(|s| s.executions.get_mut(execution_id).map(|e| e.status = state.to_owned()));
-        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "state": state });
+    async fn finish(&self, execution_id: &str, state: PipelineState) -> Result<()> {
+        self.runs.update(|s| s.executions.get_mut(execution_id).map(|e| e.status = state.as_str().to_owned()));
+        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "state": state.as_str() });
         self.outcome_event("CodePipeline Pipeline Execution State Change", detail).await
     }
 

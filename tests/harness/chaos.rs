@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use promotion_core::deployment::DeployPorts;
+use promotion_core::domain::audit::AuditEntry;
 use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
-use promotion_core::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
     AccountSessions, ArtifactStore, CardSnapshot, CardStatus, CopiedPart, CopyTarget, EndpointConfigSpec, EndpointState, Endpoints, EventPublisher,

@@ -140,7 +140,7 @@ impl Pipeline {
     }
 
     /// A delivery of `approval`, the central approval of the version, to start-deployment.
-    async fn start(&self, ports: &DeployPorts, approval: &Value) -> Result<StartOutcome, promotion_core::deployment::DeployError> {
+    async fn start(&self, ports: &DeployPorts, approval: &Value) -> Result<StartOutcome, promotion_core::deployment::StartError> {
         let approval = approval.clone();
         let mut context = Context::default();
         context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
@@ -148,7 +148,7 @@ impl Pipeline {
     }
 
     /// A CodePipeline state-change event of `events/`, for this pipeline's execution.
-    async fn outcome(&self, fixture: &str, execution_id: &str) -> promotion_core::deployment::outcome::Recorded {
+    async fn outcome(&self, fixture: &str, execution_id: &str) -> promotion_core::deployment::record::Recorded {
         let mut event: Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/../events/{fixture}", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
         event["detail"]["pipeline"] = self.config.pipeline.clone().into();
         event["detail"]["execution-id"] = execution_id.into();
@@ -161,13 +161,13 @@ impl Pipeline {
     }
 
     /// The version's audit trail in the ledger, oldest first.
-    async fn trail(&self) -> Vec<promotion_core::domain::ledger::AuditEntry> {
+    async fn trail(&self) -> Vec<promotion_core::domain::audit::AuditEntry> {
         self.ports.ledger.history(&self.central).await.unwrap()
     }
 }
 
-fn actions(trail: &[promotion_core::domain::ledger::AuditEntry]) -> Vec<String> {
-    trail.iter().map(|e| e.action.clone()).collect()
+fn actions(trail: &[promotion_core::domain::audit::AuditEntry]) -> Vec<String> {
+    trail.iter().map(|e| e.action.to_string()).collect()
 }
 
 #[tokio::test]
@@ -335,7 +335,7 @@ async fn the_ledger_keeps_one_audit_entry_per_event_and_action_in_time_order() {
     let world = TestWorld::new().await;
     let package: ModelPackageArn = "arn:aws:sagemaker:us-east-1:222222222222:model-package/audit-111111111111/1".parse().unwrap();
     let t0 = chrono::Utc::now();
-    let entry = |event_id: &str, action: &str, seconds: i64, detail: Value| promotion_core::domain::ledger::AuditEntry {
+    let entry = |event_id: &str, action: &str, seconds: i64, detail: Value| promotion_core::domain::audit::AuditEntry {
         source: package.clone(),
         at: t0 + chrono::Duration::seconds(seconds),
         event_id: event_id.into(),
@@ -545,7 +545,7 @@ impl Pipeline {
             configs.into_iter().map(|c| c.unwrap().endpoint_config_name.unwrap_or_default()).filter(|n| n.contains(&group)).map(|n| relative(&n)).collect();
         endpoint_configs.sort();
         let record = self.ports.ledger.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap();
-        let actions = self.ports.ledger.history(&self.central).await.unwrap().into_iter().map(|e| e.action).collect();
+        let actions = self.ports.ledger.history(&self.central).await.unwrap().into_iter().map(|e| e.action.to_string()).collect();
         let (trail, repeated) = Deployed::trail(actions);
         (Deployed { endpoint, models, endpoint_configs, record: Deployed::record(record, &group), trail }, repeated)
     }
@@ -680,7 +680,7 @@ async fn deploy_version_two(ports: &DeployPorts, world: &DeployWorld, second: &M
         names
     };
     let record = world.ledger.deployment(Stage::Prod, &endpoint_name).await.unwrap();
-    let actions = world.ledger.audit.lock().unwrap().values().filter(|e| &e.source == second).map(|e| e.action.clone()).collect();
+    let actions = world.ledger.audit.lock().unwrap().values().filter(|e| &e.source == second).map(|e| e.action.to_string()).collect();
     let (trail, repeated) = Deployed::trail(actions);
     let state = Deployed {
         endpoint,

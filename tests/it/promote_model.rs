@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 /// The stage settings the local accounts run with: they name the endpoints `promote status` reads.
 fn local_stages() -> promotion_core::domain::deploy::StageConfig {
-    promotion_core::domain::deploy::StageConfig::parse(promotion_core::deployment::LOCAL_STAGE_CONFIG).unwrap()
+    promotion_core::domain::deploy::StageConfig::parse(promotion_core::config::LOCAL_STAGE_CONFIG).unwrap()
 }
 
 const MIB: u64 = 1024 * 1024;

@@ -161,7 +161,7 @@ impl World {
             ("EVENTS_QUEUE_URL", self.events_queue_url.clone()),
             ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
             ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
-            ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(promotion_core::deployment::LOCAL_STAGE_CONFIG)?.to_string()),
+            ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(promotion_core::config::LOCAL_STAGE_CONFIG)?.to_string()),
             ("PIPELINE_NAME", service_names().pipeline.clone()),
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
             ("APPROVALS_INBOX_URL", self.approvals_inbox_url.clone()),

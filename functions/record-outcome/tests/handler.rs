@@ -1,7 +1,7 @@
 //! record-outcome over fakes: approvals, rejections and the prod deployment, in ledger and card.
 
 use lambda_runtime::{Context, LambdaEvent};
-use promotion_core::deployment::outcome::Recorded;
+use promotion_core::deployment::record::Recorded;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::failure::Failure;
 use promotion_core::fakes::DeployWorld;

@@ -12,7 +12,7 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promotion_core::deployment::DeployError> {
+async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promotion_core::deployment::StartError> {
     let mut context = Context::default();
     context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
     start_deployment::handler(&world.ports, &world.config, LambdaEvent::new(event, context)).await

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
+use promotion_core::domain::audit::AuditEntry;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
-use promotion_core::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim};
+use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim};
 use promotion_core::ports::{FailureKind, Ledger, PortError, PortResult};
 
 use crate::errors::classify;
@@ -191,7 +192,7 @@ impl Ledger for DynamoLedger {
         // writes the same key whatever its time, and the first write stays.
         let sort = format!("AUDIT#{}#{}", entry.event_id, entry.action);
         let mut item = key(&entry.source, &sort);
-        item.insert("action".into(), s(&entry.action));
+        item.insert("action".into(), s(&entry.action.to_string()));
         item.insert("event_id".into(), s(&entry.event_id));
         item.insert("at".into(), s(&iso(entry.at)));
         item.insert("detail".into(), s(&entry.detail.to_string()));
@@ -323,7 +324,7 @@ fn audit_from_item(package: &ModelPackageArn, item: &Item) -> PortResult<AuditEn
         source: package.clone(),
         at,
         event_id: text("event_id"),
-        action: text("action"),
+        action: text("action").into(),
         detail: serde_json::from_str(&text("detail")).unwrap_or(serde_json::Value::Null),
     })
 }

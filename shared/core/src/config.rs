@@ -1,8 +1,10 @@
-//! promote-model's configuration, read once from the environment.
+//! The functions' configuration, read once from the environment: promote-model's and the
+//! deployment functions'.
 
 use std::collections::BTreeMap;
 
 use crate::domain::copy::{CopySettings, MIN_PART_SIZE};
+use crate::domain::deploy::StageConfig;
 use crate::domain::ids::{AccountId, IdError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +64,41 @@ impl PromoteConfig {
             ledger_table: required("LEDGER_TABLE")?,
             event_bus: required("EVENT_BUS_NAME")?,
             copy,
+        })
+    }
+}
+
+/// The deployment functions' configuration.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    pub central_account: AccountId,
+    pub stages: StageConfig,
+    pub artifact_bucket: String,
+    pub kms_key_id: String,
+    pub ledger_table: String,
+    pub pipeline: String,
+    pub approval_topic_arn: String,
+}
+
+/// The stage settings of the local accounts (demo and tests); an example for real ones.
+pub const LOCAL_STAGE_CONFIG: &str = include_str!("../stage-config.local.json");
+
+impl DeployConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        let invalid = |name: &'static str| move |reason: String| ConfigError::Invalid { name, reason };
+        Ok(Self {
+            central_account: required("CENTRAL_ACCOUNT_ID")?.parse().map_err(|e: IdError| invalid("CENTRAL_ACCOUNT_ID")(e.to_string()))?,
+            stages: StageConfig::parse(&required("STAGE_CONFIG")?).map_err(|e| invalid("STAGE_CONFIG")(e.to_string()))?,
+            artifact_bucket: required("ARTIFACT_BUCKET")?,
+            kms_key_id: required("ARTIFACT_KMS_KEY_ID")?,
+            ledger_table: required("LEDGER_TABLE")?,
+            pipeline: required("PIPELINE_NAME")?,
+            approval_topic_arn: required("APPROVAL_TOPIC_ARN")?,
         })
     }
 }

@@ -13,3 +13,14 @@ pub trait Failure: std::error::Error {
         format!("{}.{}", if self.is_retryable() { "Retryable" } else { "Rejected" }, self.name())
     }
 }
+
+/// An AWS call that failed, on its own: named after the call, worth a redelivery when transient.
+impl Failure for crate::ports::PortError {
+    fn name(&self) -> &'static str {
+        self.operation
+    }
+
+    fn is_retryable(&self) -> bool {
+        crate::ports::PortError::is_retryable(self)
+    }
+}

@@ -10,11 +10,12 @@ use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::copy::{composite_sha256, ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
-use crate::domain::ledger::{decision_supersedes, AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use crate::domain::ledger::{decision_supersedes, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 use crate::ports::*;
 
@@ -810,13 +811,13 @@ impl DeployWorld {
     pub fn audit_actions(&self) -> Vec<String> {
         let mut entries: Vec<AuditEntry> = self.ledger.audit.lock().unwrap().values().filter(|e| e.source == self.package).cloned().collect();
         entries.sort_by_key(|e| e.at);
-        entries.into_iter().map(|e| e.action).collect()
+        entries.into_iter().map(|e| e.action.to_string()).collect()
     }
 }
 
 /// Test and prod as the local demo configures them.
 pub fn stage_config_json() -> String {
-    crate::deployment::LOCAL_STAGE_CONFIG.to_owned()
+    crate::config::LOCAL_STAGE_CONFIG.to_owned()
 }
 
 impl FakeEndpoints {

@@ -6,11 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::copy::{ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
-use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,18 +1,60 @@
 //! deploy-model: puts one central version on a stage's endpoint and waits until it really runs.
 
-use crate::failure::Failure;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::deploy::{deployment_name, OutputVariables, PipelineJob, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{DeploymentRecord, DeploymentState};
-use crate::ports::{EndpointConfigSpec, EndpointStatus, Endpoints, ModelSpec};
+use crate::failure::Failure;
+use crate::ports::{EndpointConfigSpec, EndpointStatus, ModelSpec, PortError};
 
-use super::{answer_by, answer_job, audit, DeployConfig, DeployError, DeployPorts, JobOutcome, Step, DEPLOYED};
+use super::endpoint::EndpointError;
+use super::job::{answer_by, run_job, ActionError, JobOutcome, Step};
+use super::{DeployConfig, DeployPorts};
+
+/// What can stop a deployment, as deploy-model fails its job.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{package} is {status}, not Approved in the central registry")]
+    NotApproved { package: ModelPackageArn, status: String },
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("endpoint {endpoint} runs {running}, not the requested {requested}: SageMaker rolled the update back")]
+    SilentRollback { endpoint: String, running: String, requested: String },
+    #[error("the continuation token is not this function's: {0}")]
+    BadContinuation(String),
+    #[error("the invocation ran out of time while {0}")]
+    OutOfTime(String),
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+impl Failure for DeployError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Aws(port) => port.is_retryable(),
+            Self::Endpoint(endpoint) => endpoint.is_retryable(),
+            Self::OutOfTime(_) => true,
+            _ => false,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::NotApproved { .. } => "NotApproved",
+            Self::Endpoint(endpoint) => endpoint.name(),
+            Self::SilentRollback { .. } => "SilentRollback",
+            Self::BadContinuation(_) => "BadContinuation",
+            Self::OutOfTime(_) => "OutOfTime",
+            Self::Aws(port) => port.name(),
+        }
+    }
+}
 
 /// What a continuation token carries between two invocations of the same job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,13 +89,8 @@ impl Progress {
 }
 
 /// Answers the job before `deadline`, the end of the invocation.
-pub async fn handle_deploy_job(ports: &DeployPorts, config: &DeployConfig, event: &Value, deadline: DateTime<Utc>) -> Result<JobOutcome, DeployError> {
-    let job_id = PipelineJob::id_of(event).ok_or(crate::domain::deploy::JobError::Missing("CodePipeline.job.id"))?;
-    let step = match PipelineJob::parse(event) {
-        Ok(job) => deploy_step(ports, config, &job, deadline).await,
-        Err(invalid) => Err(invalid.into()),
-    };
-    answer_job(ports.jobs.as_ref(), job_id, step).await
+pub async fn handle_deploy_job(ports: &DeployPorts, config: &DeployConfig, event: &Value, deadline: DateTime<Utc>) -> Result<JobOutcome, ActionError> {
+    run_job(ports.jobs.as_ref(), event, |job| async move { deploy_step(ports, config, &job, deadline).await }).await
 }
 
 /// One step of a deployment; a transient AWS failure, or a call still unanswered when the
@@ -128,7 +165,7 @@ impl Deployment<'_> {
             // or the job is redelivered after it finished.
             Some(state) if state.config_name == name => return self.resume(&endpoint, &name, state.status).await,
             Some(state) if state.status.is_transitional() => {
-                return Err(DeployError::EndpointBusy { endpoint, status: format!("{:?}", state.status) });
+                return Err(EndpointError::Busy { endpoint, status: format!("{:?}", state.status) }.into());
             }
             Some(state) => {
                 endpoints.update_endpoint(&endpoint, &name, self.settings.blue_green.as_ref()).await?;
@@ -160,7 +197,8 @@ impl Deployment<'_> {
     /// The audit entry goes first: a redelivery writes it again unless the record followed it,
     /// so a lost entry is repaired and never skipped.
     async fn started(&self, endpoint: &str, config: &str, previous_config: Option<String>) -> Result<(), DeployError> {
-        self.audit("deploy-started", json!({ "stage": self.stage(), "endpoint": endpoint, "config": config, "previous_config": previous_config })).await?;
+        self.audit(AuditAction::DeployStarted, json!({ "stage": self.stage(), "endpoint": endpoint, "config": config, "previous_config": previous_config }))
+            .await?;
         self.record(endpoint, config, previous_config, DeploymentState::Deploying).await?;
         self.log("deploy-started", endpoint);
         Ok(())
@@ -190,7 +228,7 @@ impl Deployment<'_> {
                 Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status))
             }
             Some(state) if state.status == EndpointStatus::Deleting => Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status)),
-            Some(state) => Err(DeployError::EndpointBusy { endpoint: endpoint.to_owned(), status: format!("{:?} on {}", state.status, state.config_name) }),
+            Some(state) => Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: format!("{:?} on {}", state.status, state.config_name) }.into()),
         }
     }
 
@@ -201,7 +239,7 @@ impl Deployment<'_> {
 
     async fn wait(&self, endpoint: &str, config: &str, previous_config: Option<&str>) -> Result<Step, DeployError> {
         let endpoints = self.ports.stages.endpoints(self.settings).await?;
-        let state = endpoints.describe_endpoint(endpoint).await?.ok_or_else(|| DeployError::EndpointVanished(endpoint.to_owned()))?;
+        let state = endpoints.describe_endpoint(endpoint).await?.ok_or_else(|| EndpointError::Vanished(endpoint.to_owned()))?;
         match state.status {
             status if status.is_transitional() => {
                 let wait = Progress::Wait { endpoint: endpoint.to_owned(), config: config.to_owned(), previous_config: previous_config.map(str::to_owned) };
@@ -209,13 +247,13 @@ impl Deployment<'_> {
             }
             EndpointStatus::InService if state.config_name == config => self.finish(endpoint, config, previous_config).await,
             EndpointStatus::InService => {
-                self.fail(endpoint, config, previous_config, "silent-rollback").await?;
+                self.fail(endpoint, config, previous_config, AuditAction::SilentRollback).await?;
                 Err(DeployError::SilentRollback { endpoint: endpoint.to_owned(), running: state.config_name, requested: config.to_owned() })
             }
             other => {
-                self.fail(endpoint, config, previous_config, "deploy-failed").await?;
+                self.fail(endpoint, config, previous_config, AuditAction::DeployFailed).await?;
                 let reason = state.failure_reason.unwrap_or_else(|| format!("status {other:?}"));
-                Err(DeployError::EndpointFailed { endpoint: endpoint.to_owned(), reason })
+                Err(EndpointError::Failed { endpoint: endpoint.to_owned(), reason }.into())
             }
         }
     }
@@ -225,15 +263,16 @@ impl Deployment<'_> {
         // A redelivery of a finished job keeps the rollback target recorded by the first delivery.
         let previous = previous_config.map(str::to_owned).or_else(|| recorded.as_ref().filter(|r| r.config == config).and_then(|r| r.previous_config.clone()));
         self.record(endpoint, config, previous, DeploymentState::InService).await?;
-        self.audit(DEPLOYED, json!({ "stage": self.stage(), "endpoint": endpoint, "config": config })).await?;
-        self.log(DEPLOYED, endpoint);
+        self.audit(AuditAction::Deployed, json!({ "stage": self.stage(), "endpoint": endpoint, "config": config })).await?;
+        self.log("deployed", endpoint);
         Ok(Step::Done { summary: format!("{} runs on {endpoint} ({}) with config {config}", self.package(), self.stage()), variables: OutputVariables::new() })
     }
 
-    async fn fail(&self, endpoint: &str, config: &str, previous_config: Option<&str>, action: &str) -> Result<(), DeployError> {
+    async fn fail(&self, endpoint: &str, config: &str, previous_config: Option<&str>, action: AuditAction) -> Result<(), DeployError> {
         self.record(endpoint, config, previous_config.map(str::to_owned), DeploymentState::Failed).await?;
+        let decision = action.to_string();
         self.audit(action, json!({ "stage": self.stage(), "endpoint": endpoint, "config": config })).await?;
-        self.log(action, endpoint);
+        self.log(&decision, endpoint);
         Ok(())
     }
 
@@ -258,8 +297,8 @@ impl Deployment<'_> {
         Ok(self.ports.ledger.record_deployment(&record).await?)
     }
 
-    async fn audit(&self, action: &str, detail: Value) -> Result<(), DeployError> {
-        audit(self.ports.ledger.as_ref(), self.package(), &self.job.id, action, detail).await
+    async fn audit(&self, action: AuditAction, detail: Value) -> Result<(), DeployError> {
+        Ok(self.ports.ledger.append(&AuditEntry::now(self.package(), &self.job.id, action, detail)).await?)
     }
 
     fn log(&self, decision: &str, endpoint: &str) {
@@ -267,139 +306,5 @@ impl Deployment<'_> {
     }
 }
 
-/// Puts `endpoint` back on `config`, or deletes it when there was nothing before.
-pub async fn restore(endpoints: &dyn Endpoints, endpoint: &str, previous_config: Option<&str>) -> Result<String, DeployError> {
-    match previous_config {
-        Some(config) => {
-            endpoints.update_endpoint(endpoint, config, None).await?;
-            Ok(config.to_owned())
-        }
-        None => {
-            endpoints.delete_endpoint(endpoint).await?;
-            Ok("nothing (the endpoint was deleted)".to_owned())
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::deployment::testing::{add_version, deadline, deploy, job_event};
-    use crate::fakes::{DeployWorld, Fault, Transition};
-    use crate::ports::Ledger;
-
-    const TEST_ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
-    const V1_TEST: &str = "promoted-churn-prediction-111111111111-v1-test";
-
-    #[tokio::test]
-    async fn a_failed_endpoint_is_deleted_and_created_anew_since_sagemaker_updates_no_failed_endpoint() {
-        let world = DeployWorld::new(1);
-        world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
-        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::Failed;
-
-        let outcome = deploy(&world, &world.package, Stage::Test).await;
-
-        assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
-        let calls = world.test.calls.lock().unwrap().clone();
-        assert_eq!(calls, [format!("DeleteEndpoint {TEST_ENDPOINT}"), format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
-        let endpoint = world.test.endpoint(TEST_ENDPOINT).unwrap();
-        assert_eq!((endpoint.status, endpoint.config.as_str()), (EndpointStatus::InService, V1_TEST));
-        let record = world.ledger.deployment(Stage::Test, TEST_ENDPOINT).await.unwrap().unwrap();
-        assert_eq!((record.state, record.previous_config), (DeploymentState::InService, None), "a failed test finds nothing to return to and deletes it");
-        let answers = world.jobs.answers.lock().unwrap().clone();
-        let first: Progress = serde_json::from_str(answers[0].continuation.as_deref().unwrap()).unwrap();
-        assert_eq!(first, Progress::Recreate { endpoint: TEST_ENDPOINT.into(), config: V1_TEST.into() });
-        assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
-    }
-
-    #[tokio::test]
-    async fn an_endpoint_being_deleted_is_created_anew_once_gone() {
-        let world = DeployWorld::new(0);
-        world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
-        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::Deleting;
-
-        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
-        let JobOutcome::Continuing { continuation, .. } = first else { panic!("{first:?}") };
-        assert!(world.test.calls.lock().unwrap().is_empty(), "nothing is asked of an endpoint on its way out");
-        world.test.endpoints.lock().unwrap().remove(TEST_ENDPOINT);
-        let second =
-            handle_deploy_job(&world.ports, &world.config, &job_event("job-2", Stage::Test, &world.package, Some(&continuation)), deadline()).await.unwrap();
-
-        assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
-        assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
-    }
-
-    #[tokio::test]
-    async fn an_endpoint_sagemaker_is_patching_is_left_alone_until_it_is_back_in_service() {
-        let world = DeployWorld::new(0);
-        world.test.create_endpoint_for_test(TEST_ENDPOINT, "promoted-churn-prediction-111111111111-v0-test");
-        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::SystemUpdating;
-
-        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
-
-        let JobOutcome::Continuing { continuation, summary } = first else { panic!("{first:?}") };
-        assert!(summary.contains("SystemUpdating"), "{summary}");
-        assert_eq!(serde_json::from_str::<Progress>(&continuation).unwrap(), Progress::Start);
-        assert!(world.test.calls.lock().unwrap().is_empty(), "SageMaker takes no update meanwhile");
-        world.test.endpoints.lock().unwrap().get_mut(TEST_ENDPOINT).unwrap().status = EndpointStatus::InService;
-        let second =
-            handle_deploy_job(&world.ports, &world.config, &job_event("job-2", Stage::Test, &world.package, Some(&continuation)), deadline()).await.unwrap();
-        assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
-        assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("UpdateEndpoint {TEST_ENDPOINT} {V1_TEST} direct")]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_hung_call_still_answers_the_job_before_the_deadline_and_the_next_job_goes_on() {
-        let world = DeployWorld::new(0);
-        world.test.fault("DescribeEndpoint", Fault::Hang);
-        let started = tokio::time::Instant::now();
-        let ends = Utc::now() + chrono::Duration::seconds(120);
-
-        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), ends).await.unwrap();
-
-        let waited = started.elapsed();
-        assert!(waited >= std::time::Duration::from_secs(110) && waited < std::time::Duration::from_secs(120), "answered after {waited:?}");
-        let JobOutcome::Continuing { continuation, summary } = first else { panic!("{first:?}") };
-        assert!(summary.contains("ran out of time while starting the deployment"), "{summary}");
-        assert_eq!(world.last_answer().job_id, "job-1");
-        assert_eq!(serde_json::from_str::<Progress>(&continuation).unwrap(), Progress::Start, "the next job starts over");
-        let next = job_event("job-2", Stage::Test, &world.package, Some(&continuation));
-        let second = handle_deploy_job(&world.ports, &world.config, &next, Utc::now() + chrono::Duration::seconds(120)).await.unwrap();
-        assert!(matches!(second, JobOutcome::Continuing { .. }), "{second:?}");
-        assert_eq!(world.test.calls.lock().unwrap().as_slice(), [format!("CreateEndpoint {TEST_ENDPOINT} {V1_TEST}")]);
-    }
-
-    #[tokio::test]
-    async fn the_version_to_return_to_survives_a_failed_deployment_in_between() {
-        let world = DeployWorld::new(0);
-        let (second, third) = (add_version(&world, 2), add_version(&world, 3));
-        assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
-        *world.prod.transition.lock().unwrap() = Transition::SilentRollback;
-        assert!(matches!(deploy(&world, &second, Stage::Prod).await, JobOutcome::Failed { .. }));
-        *world.prod.transition.lock().unwrap() = Transition::Succeed;
-
-        assert!(matches!(deploy(&world, &third, Stage::Prod).await, JobOutcome::Succeeded { .. }));
-
-        let record = world.ledger.deployment(Stage::Prod, "promoted-churn-prediction-111111111111-prod").await.unwrap().unwrap();
-        assert_eq!(record.package, third);
-        assert_eq!(record.previous_config.as_deref(), Some("promoted-churn-prediction-111111111111-v1-prod"));
-        assert_eq!(record.previous_package, Some(world.package.clone()), "version 1 runs behind version 3, not the failed version 2");
-    }
-
-    #[tokio::test]
-    async fn a_redelivered_job_repeats_no_audit_entry() {
-        let world = DeployWorld::new(0);
-        let first = handle_deploy_job(&world.ports, &world.config, &job_event("job-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
-        let JobOutcome::Continuing { continuation, .. } = first else { panic!("{first:?}") };
-        let last = job_event("job-2", Stage::Test, &world.package, Some(&continuation));
-        assert!(matches!(handle_deploy_job(&world.ports, &world.config, &last, deadline()).await.unwrap(), JobOutcome::Succeeded { .. }));
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-
-        // Lambda delivers the last invocation again: its answer is dropped, its entries too.
-        let again = handle_deploy_job(&world.ports, &world.config, &last, deadline()).await.unwrap();
-
-        assert!(matches!(again, JobOutcome::Succeeded { .. }), "{again:?}");
-        assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
-        assert_eq!(world.jobs.answers.lock().unwrap().len(), 2);
-    }
-}
+mod tests;

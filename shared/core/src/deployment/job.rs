@@ -1,17 +1,18 @@
-//! Every invocation of a pipeline action ends with exactly one answer to its job.
+//! The one entry of the two pipeline actions (deploy-model, test-model): every invocation reads
+//! its job and ends with exactly one answer to it.
 
-use crate::failure::Failure;
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::domain::deploy::OutputVariables;
-use crate::ports::{FailureKind, PipelineJobs, PortResult};
-
-use super::error::DeployError;
+use crate::domain::deploy::{JobError, OutputVariables, PipelineJob};
+use crate::failure::Failure;
+use crate::ports::{FailureKind, PipelineJobs, PortError, PortResult};
 
 /// CodePipeline keeps at most this much of a failure message.
 const MESSAGE_MAX: usize = 5000;
@@ -52,9 +53,49 @@ pub enum JobOutcome {
     },
 }
 
+/// A pipeline action's own failure: its job could not be read or answered. Anything else that
+/// goes wrong is the job's failure, answered to CodePipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("invalid job: {0}")]
+    InvalidJob(#[from] JobError),
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+impl Failure for ActionError {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::InvalidJob(_) => "InvalidJob",
+            Self::Aws(port) => port.name(),
+        }
+    }
+
+    fn is_retryable(&self) -> bool {
+        matches!(self, Self::Aws(port) if port.is_retryable())
+    }
+}
+
+/// Reads the job of `event`, runs `step` on it and answers the job with the step's result. A job
+/// that cannot be read is answered as failed, as long as its id can be read.
+pub async fn run_job<E, Work>(jobs: &dyn PipelineJobs, event: &Value, step: impl FnOnce(PipelineJob) -> Work) -> Result<JobOutcome, ActionError>
+where
+    E: Failure,
+    Work: Future<Output = Result<Step, E>>,
+{
+    let job_id = PipelineJob::id_of(event).ok_or(JobError::Missing("CodePipeline.job.id"))?;
+    match PipelineJob::parse(event) {
+        Ok(job) => match step(job).await {
+            Ok(step) => answer_job(jobs, job_id, Ok(step)).await,
+            Err(error) => answer_job(jobs, job_id, Err(&error)).await,
+        },
+        Err(invalid) => answer_job(jobs, job_id, Err(&ActionError::InvalidJob(invalid))).await,
+    }
+}
+
 /// Answers the job with the step's result: success, success with a continuation token, or
 /// failure with a message a person can act on. Only a failed answer is an error of the function.
-pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step, DeployError>) -> Result<JobOutcome, DeployError> {
+pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step, &dyn Failure>) -> Result<JobOutcome, ActionError> {
     match step {
         Ok(Step::Done { summary, variables }) => {
             let answered =
@@ -84,7 +125,7 @@ pub async fn answer_job(jobs: &dyn PipelineJobs, job_id: &str, step: Result<Step
 
 /// A job takes one answer. A redelivered invocation whose first answer went through (its
 /// reply was lost) finds the job settled: CodePipeline has moved on with that first answer.
-fn settled(job_id: &str, answered: PortResult<()>) -> Result<(), DeployError> {
+fn settled(job_id: &str, answered: PortResult<()>) -> Result<(), ActionError> {
     match answered {
         Err(error) if error.kind == FailureKind::Conflict => {
             info!(job_id, decision = "already-answered", %error, "job answered by an earlier delivery; this answer is dropped");

@@ -5,13 +5,44 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::card::card_name;
 use crate::domain::event::{ApprovalStatus, EventError};
 use crate::domain::ids::ModelPackageArn;
-use crate::domain::ledger::AuditEntry;
-use crate::ports::{ApprovalResult, CardStatus};
+use crate::domain::pipeline::{ActionCategory, PipelineStage, PipelineState};
+use crate::failure::Failure;
+use crate::ports::{ApprovalResult, CardStatus, PortError};
 
-use super::{DeployConfig, DeployError, DeployPorts, DEPLOY_PROD_STAGE};
+use super::{DeployConfig, DeployPorts};
+
+/// Why record-outcome recorded nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[from] EventError),
+    #[error("CodePipeline does not show the result of the prod approval of execution {0} yet; a redelivery records it")]
+    ApprovalResultPending(String),
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+impl Failure for RecordError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Aws(port) => port.is_retryable(),
+            Self::ApprovalResultPending(_) => true,
+            Self::InvalidEvent(_) => false,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::ApprovalResultPending(_) => "ApprovalResultPending",
+            Self::Aws(port) => port.name(),
+        }
+    }
+}
 
 const ACTION_CHANGE: &str = "CodePipeline Action Execution State Change";
 const EXECUTION_CHANGE: &str = "CodePipeline Pipeline Execution State Change";
@@ -22,9 +53,18 @@ pub struct PipelineChange {
     pub time: DateTime<Utc>,
     pub pipeline: String,
     pub execution_id: String,
-    pub state: String,
-    /// `(stage, action, category)` of an action change; `None` for the whole execution.
-    pub action: Option<(String, String, String)>,
+    pub state: PipelineState,
+    /// The action that changed state; `None` for the whole execution.
+    pub action: Option<ActionChange>,
+}
+
+/// The action of an action's state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionChange {
+    /// As the pipeline names it: one of the service's stages, or another (a pipeline changed by hand).
+    pub stage: String,
+    pub action: String,
+    pub category: ActionCategory,
 }
 
 impl PipelineChange {
@@ -37,13 +77,21 @@ impl PipelineChange {
         let time = DateTime::parse_from_rfc3339(&text("/time")?)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| EventError::BadTime { field: "time", value: String::new() })?;
-        let action = if kind == ACTION_CHANGE { Some((text("/detail/stage")?, text("/detail/action")?, text("/detail/type/category")?)) } else { None };
+        let action = if kind == ACTION_CHANGE {
+            Some(ActionChange {
+                stage: text("/detail/stage")?,
+                action: text("/detail/action")?,
+                category: ActionCategory::parse(&text("/detail/type/category")?),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             event_id: text("/id")?,
             time,
             pipeline: text("/detail/pipeline")?,
             execution_id: text("/detail/execution-id")?,
-            state: text("/detail/state")?,
+            state: PipelineState::parse(&text("/detail/state")?),
             action,
         })
     }
@@ -52,11 +100,11 @@ impl PipelineChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Recorded {
-    Recorded { package: ModelPackageArn, action: String },
+    Recorded { package: ModelPackageArn, action: AuditAction },
     Ignored { reason: String },
 }
 
-pub async fn record_outcome(ports: &DeployPorts, config: &DeployConfig, event: &Value) -> Result<Recorded, DeployError> {
+pub async fn record_outcome(ports: &DeployPorts, config: &DeployConfig, event: &Value) -> Result<Recorded, RecordError> {
     let change = PipelineChange::parse(event)?;
     if change.pipeline != config.pipeline {
         return Ok(Recorded::Ignored { reason: format!("pipeline {} is not {}", change.pipeline, config.pipeline) });
@@ -65,38 +113,40 @@ pub async fn record_outcome(ports: &DeployPorts, config: &DeployConfig, event: &
         return Ok(Recorded::Ignored { reason: format!("execution {} names no model package", change.execution_id) });
     };
     let (action, detail) = match &change.action {
-        Some((_, action, category)) if category == "Approval" => approval(ports, &change, &package, action).await?,
-        Some((stage, _, _)) if stage == DEPLOY_PROD_STAGE => prod_deployment(ports, &change, &package).await?,
-        Some((stage, action, _)) => (format!("{stage}.{action}-{}", change.state.to_lowercase()), json!({})),
-        None => (format!("pipeline-{}", change.state.to_lowercase()), json!({})),
+        Some(ActionChange { action, category: ActionCategory::Approval, .. }) => approval(ports, &change, &package, action).await?,
+        Some(ActionChange { stage, .. }) if PipelineStage::parse(stage) == Some(PipelineStage::DeployProd) => prod_deployment(ports, &change, &package).await?,
+        Some(ActionChange { stage, action, .. }) => {
+            (AuditAction::ActionState { stage: stage.clone(), action: action.clone(), state: change.state.clone() }, json!({}))
+        }
+        None => (AuditAction::Pipeline(change.state.clone()), json!({})),
     };
     let entry = AuditEntry {
         source: package.clone(),
         at: change.time,
         event_id: change.event_id.clone(),
         action: action.clone(),
-        detail: json!({ "execution_id": change.execution_id, "state": change.state, "detail": detail }),
+        detail: json!({ "execution_id": change.execution_id, "state": change.state.as_str(), "detail": detail }),
     };
     ports.ledger.append(&entry).await?;
     info!(event_id = %change.event_id, package = %package, execution_id = %change.execution_id, decision = %action, "outcome recorded");
     Ok(Recorded::Recorded { package, action })
 }
 
-async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, action: &str) -> Result<(String, Value), DeployError> {
-    if change.state == "STARTED" {
+async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, action: &str) -> Result<(AuditAction, Value), RecordError> {
+    if change.state == PipelineState::Started {
         update_card(ports, change, package, CardStatus::PendingReview, json!({ "governance_review": "awaiting the prod approval" })).await?;
-        return Ok(("awaiting-approval".into(), json!({})));
+        return Ok((AuditAction::AwaitingApproval, json!({})));
     }
     // The state change can come before ListActionExecutions shows the answer: who gave it is
     // worth a redelivery (EventBridge retries), never a guess.
     let Some(ApprovalResult { approved, by, comment }) = ports.runs.approval_result(&change.pipeline, &change.execution_id, action).await? else {
         info!(event_id = %change.event_id, package = %package, execution_id = %change.execution_id, decision = "approval-result-pending", "outcome not recorded yet");
-        return Err(DeployError::ApprovalResultPending(change.execution_id.clone()));
+        return Err(RecordError::ApprovalResultPending(change.execution_id.clone()));
     };
     let who = by.clone().unwrap_or_else(|| "unknown".into());
     let detail = json!({ "by": by, "comment": comment, "at": change.time });
     if approved {
-        return Ok(("prod-approved".into(), detail));
+        return Ok((AuditAction::ProdApproved, detail));
     }
     let reason = format!("Rejected for prod by {who}: {}", comment.as_deref().unwrap_or("no comment"));
     let central = ports.central_registry.describe_package(package).await?;
@@ -105,23 +155,23 @@ async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelP
     }
     let note = json!({ "governance_decision": "rejected", "governance_by": who, "governance_comment": comment, "governance_at": change.time.to_rfc3339() });
     update_card(ports, change, package, CardStatus::Draft, note).await?;
-    Ok(("prod-rejected".into(), detail))
+    Ok((AuditAction::ProdRejected, detail))
 }
 
-async fn prod_deployment(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn) -> Result<(String, Value), DeployError> {
-    match change.state.as_str() {
-        "SUCCEEDED" => {
+async fn prod_deployment(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn) -> Result<(AuditAction, Value), RecordError> {
+    match &change.state {
+        PipelineState::Succeeded => {
             let note = json!({ "governance_decision": "approved", "deployed_to_prod_at": change.time.to_rfc3339() });
             update_card(ports, change, package, CardStatus::Approved, note).await?;
-            Ok(("prod-deployed".into(), json!({})))
+            Ok((AuditAction::ProdDeployed, json!({})))
         }
-        "FAILED" => Ok(("prod-deploy-failed".into(), json!({ "note": "the deployment failed or its alarms rolled it back" }))),
-        other => Ok((format!("prod-deploy-{}", other.to_lowercase()), json!({}))),
+        PipelineState::Failed => Ok((AuditAction::ProdDeploy(PipelineState::Failed), json!({ "note": "the deployment failed or its alarms rolled it back" }))),
+        other => Ok((AuditAction::ProdDeploy(other.clone()), json!({}))),
     }
 }
 
 /// Writes `note` into the card's custom details with a status, once per event.
-async fn update_card(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, status: CardStatus, note: Value) -> Result<(), DeployError> {
+async fn update_card(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, status: CardStatus, note: Value) -> Result<(), RecordError> {
     let name = card_name(package.group());
     let Some(card) = ports.cards.describe(&name).await? else {
         return Ok(());

@@ -309,7 +309,7 @@ mod tests {
 
     /// The local settings with `change` applied to the stage's JSON.
     fn local_with(stage: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
-        let mut config: serde_json::Value = serde_json::from_str(crate::deployment::LOCAL_STAGE_CONFIG).unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(crate::config::LOCAL_STAGE_CONFIG).unwrap();
         change(&mut config[stage]);
         config.to_string()
     }
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn the_local_example_is_valid() {
-        let config = StageConfig::parse(crate::deployment::LOCAL_STAGE_CONFIG).unwrap();
+        let config = StageConfig::parse(crate::config::LOCAL_STAGE_CONFIG).unwrap();
         assert_eq!(config.stage(Stage::Test).endpoint_template, EndpointNameTemplate::default());
         assert!(config.stage(Stage::Prod).blue_green.is_some() && !config.stage(Stage::Test).tests.is_empty());
     }

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::ids::{GroupName, ModelPackageArn, S3Uri, Stage};
 use super::package::ArtifactSlot;
@@ -119,15 +118,6 @@ pub enum ClaimResult {
     /// The claim is ours; the record carries any progress of an earlier, dead attempt.
     Granted(PromotionRecord),
     Held(PromotionRecord),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub source: ModelPackageArn,
-    pub at: DateTime<Utc>,
-    pub event_id: String,
-    pub action: String,
-    pub detail: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

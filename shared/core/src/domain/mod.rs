@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod card;
 pub mod copy;
 pub mod deploy;
@@ -7,3 +8,4 @@ pub mod ledger;
 pub mod lineage;
 pub mod naming;
 pub mod package;
+pub mod pipeline;

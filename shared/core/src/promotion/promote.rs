@@ -5,11 +5,12 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::config::PromoteConfig;
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
 use crate::domain::copy::ObjectInfo;
 use crate::domain::event::{ApprovalStatus, StateChange};
 use crate::domain::ids::{GroupName, ModelPackageArn};
-use crate::domain::ledger::{AuditEntry, Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
+use crate::domain::ledger::{Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
 use crate::domain::lineage::{self, MAX_ARTIFACTS};
 use crate::domain::naming::{central_artifact_uri, central_description, central_group_name};
 use crate::domain::package::{Artifact, ArtifactSlot, NewPackage, RegisteredPackage, Report};
@@ -208,7 +209,7 @@ impl Promotion<'_> {
         let summary = summary_of(&record)?;
         self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
         // The audit entry is idempotent and goes first: once the record says Promoted, redeliveries stop.
-        ledger.append(&self.audit("promoted", json!({ "central_package": central, "model_card_version": card_version }))).await?;
+        ledger.append(&self.audit(AuditAction::Promoted, json!({ "central_package": central, "model_card_version": card_version }))).await?;
         record.state = PromotionState::Promoted;
         record.owner = None;
         record.lease_until = None;
@@ -306,8 +307,8 @@ impl Promotion<'_> {
         }
     }
 
-    fn audit(&self, action: &str, detail: Value) -> AuditEntry {
-        AuditEntry { source: self.change.package.clone(), at: self.change.time, event_id: self.change.event_id.clone(), action: action.to_owned(), detail }
+    fn audit(&self, action: AuditAction, detail: Value) -> AuditEntry {
+        AuditEntry { source: self.change.package.clone(), at: self.change.time, event_id: self.change.event_id.clone(), action, detail }
     }
 
     fn log(&self, decision: &str, record: &PromotionRecord) {

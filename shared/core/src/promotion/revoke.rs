@@ -1,8 +1,9 @@
 use serde_json::json;
 use tracing::info;
 
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::event::{ApprovalStatus, StateChange};
-use crate::domain::ledger::{AuditEntry, PromotionRecord, PromotionState};
+use crate::domain::ledger::{PromotionRecord, PromotionState};
 use crate::domain::lineage::REVOKED_BY;
 use crate::ports::PromotePorts;
 
@@ -39,7 +40,7 @@ pub(super) async fn revoke(ports: &PromotePorts, change: &StateChange) -> Result
         source: change.package.clone(),
         at: change.time,
         event_id: change.event_id.clone(),
-        action: record.state.as_str().to_owned(),
+        action: if record.state == PromotionState::Revoked { AuditAction::Revoked } else { AuditAction::RejectedInDev },
         detail: json!({ "reason": record.reason, "central_package": record.central_package }),
     };
     ports.ledger.append(&entry).await?;

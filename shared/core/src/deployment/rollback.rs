@@ -1,0 +1,210 @@
+//! An operator's rollback of a stage, from the CLI: back to the newest version that ran there in
+//! service before the current one and is still Approved.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use tracing::info;
+
+use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::deploy::deployment_name;
+use crate::domain::event::ApprovalStatus;
+use crate::domain::ids::{GroupName, ModelPackageArn, Stage};
+use crate::domain::ledger::{DeploymentRecord, DeploymentState};
+use crate::failure::Failure;
+use crate::ports::{EndpointStatus, Endpoints, PortError};
+
+use super::endpoint::EndpointError;
+use super::history::history;
+use super::{DeployConfig, DeployPorts};
+
+/// Why a stage was not rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("no earlier {stage} deployment of {model} to roll back to")]
+    NothingToRollBack { model: String, stage: String },
+    #[error("no earlier {stage} deployment of {model} is still Approved to roll back to ({skipped}); deploy an approved version through the pipeline instead")]
+    NoApprovedRollbackTarget { model: String, stage: String, skipped: String },
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+impl Failure for RollbackError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Aws(port) => port.is_retryable(),
+            Self::Endpoint(endpoint) => endpoint.is_retryable(),
+            _ => false,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::NothingToRollBack { .. } => "NothingToRollBack",
+            Self::NoApprovedRollbackTarget { .. } => "NoApprovedRollbackTarget",
+            Self::Endpoint(endpoint) => endpoint.name(),
+            Self::Aws(port) => port.name(),
+        }
+    }
+}
+
+/// How long a rollback waits for the endpoint to settle, in polls.
+const ROLLBACK_POLLS: usize = 120;
+/// CodePipeline's timeout of a Lambda action: no deploy job of a deployment begun earlier than
+/// this can still be running.
+const DEPLOY_ACTION_TIMEOUT: chrono::Duration = chrono::Duration::hours(1);
+
+/// Puts the stage's endpoint back on the newest version that ran there in service before the
+/// current one and is still Approved in the central registry, and records it.
+pub async fn roll_back(
+    ports: &DeployPorts,
+    config: &DeployConfig,
+    model: &GroupName,
+    stage: Stage,
+    poll_every: Duration,
+) -> Result<DeploymentRecord, RollbackError> {
+    let settings = config.stages.stage(stage);
+    let endpoint = settings.endpoint_name(model, stage);
+    let current = ports.ledger.deployment(stage, &endpoint).await?.ok_or_else(|| nothing_to_roll_back(model, stage))?;
+    let target = rollback_target(ports, model, stage, &endpoint, &current.package).await?;
+    let target_config = deployment_name(&target, stage);
+    let endpoints = ports.stages.endpoints(settings).await?;
+    refuse_while_deploying(endpoints.as_ref(), &current).await?;
+    put_in_service(endpoints.as_ref(), &endpoint, &target_config, poll_every).await?;
+    let restored = DeploymentRecord {
+        stage,
+        endpoint: endpoint.clone(),
+        package: target.clone(),
+        config: target_config,
+        state: DeploymentState::InService,
+        previous_config: Some(current.config.clone()),
+        previous_package: Some(current.package.clone()),
+        at: chrono::Utc::now(),
+    };
+    ports.ledger.record_deployment(&restored).await?;
+    let detail = json!({ "stage": stage, "endpoint": endpoint, "from": current.package, "to": target });
+    let operator_action = format!("operator-rollback-{}", uuid::Uuid::new_v4());
+    ports.ledger.append(&AuditEntry::now(&current.package, &operator_action, AuditAction::RolledBackByOperator, detail.clone())).await?;
+    ports.ledger.append(&AuditEntry::now(&target, &operator_action, AuditAction::RestoredByOperator, detail)).await?;
+    info!(event_id = %operator_action, package = %target, from = %current.package, %stage, %endpoint, decision = "rolled-back-by-operator", "rollback");
+    Ok(restored)
+}
+
+fn nothing_to_roll_back(model: &GroupName, stage: Stage) -> RollbackError {
+    RollbackError::NothingToRollBack { model: model.to_string(), stage: stage.to_string() }
+}
+
+/// A deployment record left `Deploying` is a deploy job under way, or one that stopped (its
+/// pipeline superseded, a terminal error, the action's timeout) and never will finish. The
+/// endpoint tells them apart: one still being created, updated or deleted is busy (which
+/// `put_in_service` refuses too), and so is an absent one while the job may still create it.
+async fn refuse_while_deploying(endpoints: &dyn Endpoints, current: &DeploymentRecord) -> Result<(), RollbackError> {
+    if current.state != DeploymentState::Deploying || chrono::Utc::now() - current.at >= DEPLOY_ACTION_TIMEOUT {
+        return Ok(());
+    }
+    let settled = endpoints.describe_endpoint(&current.endpoint).await?.is_some_and(|s| matches!(s.status, EndpointStatus::InService | EndpointStatus::Failed));
+    if settled {
+        return Ok(());
+    }
+    Err(EndpointError::Busy { endpoint: current.endpoint.clone(), status: format!("deploying {}", current.package) }.into())
+}
+
+/// The newest version that ran in service on the endpoint before `current` and is still
+/// Approved: a version that failed there never ran, one rejected or revoked since is passed
+/// over, and one that ran only after the version it returns to is never gone back to.
+async fn rollback_target(
+    ports: &DeployPorts,
+    model: &GroupName,
+    stage: Stage,
+    endpoint: &str,
+    current: &ModelPackageArn,
+) -> Result<ModelPackageArn, RollbackError> {
+    let trail = history(ports.ledger.as_ref(), model).await?;
+    let mut considered = HashSet::new();
+    let mut passed_over = Vec::new();
+    for version in versions_in_service(&trail, stage, endpoint).into_iter().rev() {
+        if version == current || !considered.insert(version) {
+            continue;
+        }
+        let status = ports.central_registry.describe_package(version).await?.status;
+        if status == Some(ApprovalStatus::Approved) {
+            return Ok(version.clone());
+        }
+        passed_over.push(format!("{version} is {}", status.map_or("without approval status", |s| s.as_str())));
+    }
+    if passed_over.is_empty() {
+        return Err(nothing_to_roll_back(model, stage));
+    }
+    Err(RollbackError::NoApprovedRollbackTarget { model: model.to_string(), stage: stage.to_string(), skipped: passed_over.join(", ") })
+}
+
+/// The versions that ran in service on the endpoint, oldest first, as far as the last one: a
+/// deployment puts its version last; an operator's rollback returns to the version it restored,
+/// so the versions after it (the ones it rolled back from) are dropped.
+fn versions_in_service<'a>(trail: &'a [AuditEntry], stage: Stage, endpoint: &str) -> Vec<&'a ModelPackageArn> {
+    let mut ran: Vec<&ModelPackageArn> = Vec::new();
+    for entry in trail.iter().filter(|e| ran_in_service(e, stage, endpoint)) {
+        let returned_to = (entry.action == AuditAction::RestoredByOperator).then(|| ran.iter().rposition(|v| *v == &entry.source)).flatten();
+        match returned_to {
+            Some(at) => ran.truncate(at + 1),
+            None if ran.last() == Some(&&entry.source) => {}
+            None => ran.push(&entry.source),
+        }
+    }
+    ran
+}
+
+fn ran_in_service(entry: &AuditEntry, stage: Stage, endpoint: &str) -> bool {
+    entry.action.put_in_service() && entry.detail["stage"] == json!(stage) && entry.detail["endpoint"].as_str() == Some(endpoint)
+}
+
+/// Brings `endpoint` into service on `config`, and waits until it runs it.
+async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str, poll_every: Duration) -> Result<(), RollbackError> {
+    match endpoints.describe_endpoint(endpoint).await? {
+        // SageMaker updates no endpoint that is changing or on its way out.
+        Some(state) if state.status.is_transitional() || state.status == EndpointStatus::Deleting => {
+            return Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: format!("{:?}", state.status) }.into());
+        }
+        // A failed test put it back there already.
+        Some(state) if state.status == EndpointStatus::InService && state.config_name == config => return Ok(()),
+        // SageMaker updates no Failed endpoint: it goes, and comes back on the config.
+        Some(state) if state.status == EndpointStatus::Failed => {
+            endpoints.delete_endpoint(endpoint).await?;
+            wait_until_gone(endpoints, endpoint, poll_every).await?;
+            endpoints.create_endpoint(endpoint, config).await?;
+        }
+        Some(_) => endpoints.update_endpoint(endpoint, config, None).await?,
+        None => endpoints.create_endpoint(endpoint, config).await?,
+    }
+    for _ in 0..ROLLBACK_POLLS {
+        let state = endpoints.describe_endpoint(endpoint).await?.ok_or_else(|| EndpointError::Vanished(endpoint.to_owned()))?;
+        match state.status {
+            status if status.is_transitional() => tokio::time::sleep(poll_every).await,
+            EndpointStatus::InService if state.config_name == config => return Ok(()),
+            _ => {
+                return Err(EndpointError::Failed {
+                    endpoint: endpoint.to_owned(),
+                    reason: state.failure_reason.unwrap_or_else(|| format!("runs {} after the rollback", state.config_name)),
+                }
+                .into())
+            }
+        }
+    }
+    Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: "still updating after the rollback".into() }.into())
+}
+
+async fn wait_until_gone(endpoints: &dyn Endpoints, endpoint: &str, poll_every: Duration) -> Result<(), RollbackError> {
+    for _ in 0..ROLLBACK_POLLS {
+        if endpoints.describe_endpoint(endpoint).await?.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(poll_every).await;
+    }
+    Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: "still deleting the failed endpoint".into() }.into())
+}
+
+#[cfg(test)]
+mod tests;

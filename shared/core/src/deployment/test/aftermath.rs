@@ -1,0 +1,116 @@
+//! What a failed run does after its verdict: the report, the rejection, the rollback, each on
+//! its own, and what of it could not be done.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tracing::info;
+
+use crate::domain::audit::AuditAction;
+use crate::domain::event::ApprovalStatus;
+use crate::domain::ids::S3Uri;
+use crate::domain::ledger::DeploymentState;
+use crate::ports::{Endpoints, PortResult};
+
+use super::report::{add_to_card, TestReport};
+use super::{within, TestError, TestRun};
+
+/// What a failed run did and did not manage to do after the verdict.
+#[derive(Default)]
+pub(super) struct Aftermath {
+    done: Vec<String>,
+    undone: Vec<String>,
+}
+
+impl Aftermath {
+    fn note<T>(&mut self, step: String, result: Result<T, TestError>) -> Option<T> {
+        result.map_err(|error| self.undone.push(format!("{step} ({error})"))).ok()
+    }
+
+    pub(super) fn describe(&self) -> String {
+        let mut text = if self.done.is_empty() { "the version is not Rejected and the endpoint not rolled back".to_owned() } else { self.done.join("; ") };
+        if !self.undone.is_empty() {
+            text.push_str(&format!("; NOT DONE, to do by hand: {}", self.undone.join("; ")));
+        }
+        text
+    }
+}
+
+impl TestRun<'_> {
+    /// Records the failure and rejects the version before the endpoint is touched, each step on
+    /// its own: one that fails is named in the job's failure, the others still happen.
+    pub(super) async fn failed(&self, endpoints: &dyn Endpoints, report: &TestReport, uri: &S3Uri, names: &str) -> Aftermath {
+        let mut aftermath = Aftermath::default();
+        let by = self.answer_by;
+        aftermath.note("write the report".into(), within(by, "writing the report", self.write_report(report, uri)).await);
+        let recorded = within(by, "recording the failed tests", self.audit(AuditAction::TestsFailed, summary(report, uri))).await;
+        aftermath.note("record the failed tests in the ledger".into(), recorded);
+        let carded = within(by, "adding the report to the model card", add_to_card(self.ports.cards.as_ref(), self.package(), report, uri)).await;
+        aftermath.note("add the report to the model card".into(), carded);
+
+        let reason = format!("failed tests on {}: {names}; report {uri}", self.endpoint);
+        let rejected = within(by, "rejecting the version", self.reject(&reason)).await;
+        if aftermath.note(format!("mark {} Rejected", self.package()), rejected).is_some() {
+            aftermath.done.push(format!("{} was marked Rejected", self.package()));
+            let audited = within(by, "recording the rejection", self.audit(AuditAction::RejectedByTests, json!({ "reason": reason }))).await;
+            aftermath.note("record the rejection in the ledger".into(), audited);
+        }
+
+        let restored = within(by, "rolling the endpoint back", self.restore(endpoints)).await;
+        if let Some(restored) = aftermath.note(format!("roll {} back", self.endpoint), restored) {
+            aftermath.done.push(format!("the endpoint was rolled back to {restored}"));
+            let recorded = within(by, "recording the rollback", self.record_rollback(&restored)).await;
+            aftermath.note("record the rollback in the ledger".into(), recorded);
+        }
+        aftermath
+    }
+
+    pub(super) async fn write_report(&self, report: &TestReport, uri: &S3Uri) -> Result<(), TestError> {
+        let body = serde_json::to_vec_pretty(report).expect("report serializes");
+        Ok(self.ports.artifacts.put(uri, body, "application/json").await?)
+    }
+
+    async fn reject(&self, reason: &str) -> Result<(), TestError> {
+        let central = self.ports.central_registry.describe_package(self.package()).await?;
+        self.ports.central_registry.set_approval(&central, ApprovalStatus::Rejected, reason, &[]).await?;
+        info!(job_id = %self.job.id, package = %self.package(), decision = "rejected-by-tests", "tests");
+        Ok(())
+    }
+
+    /// Puts the endpoint back on the config this version replaced, or deletes it when there was none.
+    async fn restore(&self, endpoints: &dyn Endpoints) -> Result<String, TestError> {
+        let record = self.ports.ledger.deployment(self.stage(), &self.endpoint).await?;
+        let Some(record) = record.filter(|r| &r.package == self.package()) else {
+            return Err(TestError::NoDeploymentRecord { endpoint: self.endpoint.clone(), package: self.package().clone() });
+        };
+        let restored = restore(endpoints, &self.endpoint, record.previous_config.as_deref()).await?;
+        info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, restored = %restored, decision = "rolled-back", "tests");
+        Ok(restored)
+    }
+
+    async fn record_rollback(&self, restored: &str) -> Result<(), TestError> {
+        if let Some(mut record) = self.ports.ledger.deployment(self.stage(), &self.endpoint).await?.filter(|r| &r.package == self.package()) {
+            record.state = DeploymentState::RolledBack;
+            record.at = Utc::now();
+            self.ports.ledger.record_deployment(&record).await?;
+        }
+        self.audit(AuditAction::RolledBack, json!({ "endpoint": self.endpoint, "restored": restored })).await
+    }
+}
+
+fn summary(report: &TestReport, uri: &S3Uri) -> Value {
+    json!({ "report": uri.to_string(), "passed": report.passed, "failed": report.failed })
+}
+
+/// Puts `endpoint` back on `config`, or deletes it when there was nothing before.
+pub async fn restore(endpoints: &dyn Endpoints, endpoint: &str, previous_config: Option<&str>) -> PortResult<String> {
+    match previous_config {
+        Some(config) => {
+            endpoints.update_endpoint(endpoint, config, None).await?;
+            Ok(config.to_owned())
+        }
+        None => {
+            endpoints.delete_endpoint(endpoint).await?;
+            Ok("nothing (the endpoint was deleted)".to_owned())
+        }
+    }
+}
