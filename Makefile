@@ -35,10 +35,10 @@ $(VENV)/.installed: requirements.txt $(wildcard infra/requirements.txt)
 
 venv: $(VENV)/.installed
 
-# promotion-tests in the same build unifies features as `cargo test --workspace` does (its
-# promotion-core has the fakes): the demo after the tests links the CLI and rebuilds nothing.
+# The whole workspace, so that features unify as in `cargo test --workspace` (promotion-core with
+# its fakes, hyper with the bench's server): the demo after the tests rebuilds nothing heavy.
 build-cli:
-	$(CARGO) build --quiet -p promote-cli -p promotion-tests
+	$(CARGO) build --quiet --workspace
 
 local-up: venv build-cli
 	mkdir -p $(LOCAL)
@@ -57,28 +57,37 @@ local-down:
 CENTRAL_CHURN := arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/1
 CENTRAL_FRAUD := arn:aws:sagemaker:us-east-1:222222222222:model-package/fraud-detection-111111111111/1
 
-demo: local-up
-	source $(LOCAL)/env; \
-	echo; echo "######## scenario 1: churn-prediction, approved in dev, promoted, tested, approved, in prod"; \
-	echo "== a lead data scientist approves $$DEV_MODEL_PACKAGE_ARN in dev"; \
+# The two stories, told by the CLI's own lines (logs stay on stderr, at WARN).
+demo:
+	@$(MAKE) --no-print-directory -s local-up
+	@source $(LOCAL)/env; \
+	step() { printf '\n-- %s\n' "$$*"; }; \
+	printf '\n==== 1. churn-prediction: approved in dev, promoted, tested, approved by governance, in prod ====\n'; \
+	step "a lead data scientist approves churn-prediction v3 in the dev account (111111111111)"; \
 	$(PROMOTE) local decide --out $(LOCAL)/approval-event.json; \
-	echo "== promote-model handles the forwarded approval event"; \
+	step "EventBridge forwards the approval to promote-model in the central account (222222222222)"; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \
-	echo "== EventBridge delivers the same event again: nothing is duplicated"; \
-	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json | grep '"outcome"'; \
-	echo "== the test endpoint will answer the test cases well"; \
+	step "EventBridge delivers the same event again: nothing is duplicated"; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \
+	step "the test endpoint will answer the test cases well"; \
 	$(PROMOTE) local replies --account $$TEST_ACCOUNT_ID 0.83 0.12; \
-	echo "== an ML engineer approves the central version; the pipeline runs locally, the governance officer approves prod"; \
+	step "an ML engineer approves the central version; the pipeline deploys to test (333333333333) and tests it;"; \
+	printf '   a governance officer approves; the pipeline deploys to prod (444444444444)\n'; \
 	$(PROMOTE) local pipeline --package $(CENTRAL_CHURN) --approve --comment "risk review passed"; \
-	echo; echo "######## scenario 2: fraud-detection, whose tests fail: the test endpoint is rolled back"; \
+	step "promote history churn-prediction-111111111111"; \
+	$(PROMOTE) history churn-prediction-111111111111; \
+	printf '\n==== 2. fraud-detection: its tests fail, the test endpoint is rolled back, the version rejected ====\n'; \
+	step "approved in dev and promoted"; \
 	$(PROMOTE) local decide --package $$DEV_SECOND_MODEL_PACKAGE_ARN --out $(LOCAL)/approval-event-2.json; \
-	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event-2.json | grep '"outcome"\|central_package"'; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event-2.json; \
+	step "the test endpoint will answer with errors"; \
 	$(PROMOTE) local replies --account $$TEST_ACCOUNT_ID "error: model not loaded" "error: model not loaded"; \
+	step "an ML engineer approves the central version; the pipeline deploys to test and tests it"; \
 	if $(PROMOTE) local pipeline --package $(CENTRAL_FRAUD); then echo "expected the tests to fail"; exit 1; fi; \
-	echo; echo "== promote status"; \
-	$(PROMOTE) status; \
-	echo; echo "== promote history churn-prediction-111111111111"; \
-	$(PROMOTE) history churn-prediction-111111111111
+	step "promote history fraud-detection-111111111111"; \
+	$(PROMOTE) history fraud-detection-111111111111; \
+	step "promote status: what runs where now, read from the registries and the endpoints"; \
+	$(PROMOTE) status
 
 test: venv
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace --no-fail-fast

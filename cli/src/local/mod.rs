@@ -98,6 +98,7 @@ impl Names {
 /// Credentials acting in one account of the emulator.
 pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> {
     let bootstrap = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(promotion_aws::wiring::https_client())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(aws_sdk_sts::config::Credentials::new("local", "local", None, None, "local"))

@@ -18,9 +18,10 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client()).load().await
 }
 
-/// The one HTTP client of every SDK client: hyper 1 with rustls over ring (the SDK's default
-/// would add aws-lc, a second crypto backend, and with its legacy features a second TLS stack).
-fn https_client() -> SharedHttpClient {
+/// The one HTTP client of every SDK client, the functions' and the CLI's: hyper 1 with rustls
+/// over ring (the SDK's default would add aws-lc, a second crypto backend, and with its legacy
+/// features a second TLS stack). The SDK crates are built without a default client.
+pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
@@ -33,13 +34,15 @@ pub async fn promote_from_env() -> Result<(PromotePorts, PromoteConfig), ConfigE
 
 pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
     let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
+    let ledger = Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table));
     PromotePorts {
         sessions: Arc::new(sts::SourceRegistries::new(sdk.clone(), &config.source_read_role)),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus)),
-        ledger: Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table)),
+        ledger: ledger.clone(),
+        audit: ledger,
     }
 }
 
@@ -53,12 +56,17 @@ pub async fn deploy_from_env() -> Result<(DeployPorts, DeployConfig), ConfigErro
 pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
     let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
     let pipeline = Arc::new(codepipeline::CodePipeline::new(aws_sdk_codepipeline::Client::new(sdk)));
+    // One table in its four roles.
+    let ledger = Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table));
     DeployPorts {
         stages: Arc::new(sts::RoleSessions::new(sdk.clone())),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
         jobs: pipeline.clone(),
         runs: pipeline,
-        ledger: Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table)),
+        promotions: ledger.clone(),
+        audit: ledger.clone(),
+        deployments: ledger.clone(),
+        starts: ledger,
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         approvers: Arc::new(sns::Topic::new(aws_sdk_sns::Client::new(sdk), &config.approval_topic_arn)),
