@@ -63,7 +63,7 @@ demo:
 	@source $(LOCAL)/env; \
 	step() { printf '\n-- %s\n' "$$*"; }; \
 	printf '\n==== 1. churn-prediction: approved in dev, promoted, tested, approved by governance, in prod ====\n'; \
-	step "a lead data scientist approves churn-prediction v3 in the dev account (111111111111)"; \
+	step "a lead data scientist approves churn-prediction v1 in the dev account (111111111111)"; \
 	$(PROMOTE) local decide --out $(LOCAL)/approval-event.json; \
 	step "EventBridge forwards the approval to promote-model in the central account (222222222222)"; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \

@@ -1,32 +1,41 @@
-use promotion_core::failure::Failure;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use lambda_runtime::{Context, LambdaEvent};
-use promote_cli::{governance, local, replay, status};
-use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::Duration;
-
+use promote_cli::exit::{self, Exit};
 use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
+use promote_cli::ui::{self, Output};
+use promote_cli::{governance, history, local, replay, status};
+use promotion_aws::dynamodb::DynamoLedger;
 use promotion_aws::sagemaker::SageMakerRegistry;
+use promotion_aws::sts::{RoleSessions, SourceRegistries};
 use promotion_aws::wiring::{deploy_from_env, load_sdk_config, promote_ports};
-use promotion_core::config::PromoteConfig;
+use promotion_core::config::{PromoteConfig, DEFAULT_SOURCE_READ_ROLE};
 use promotion_core::deployment::start::StartOutcome;
-use promotion_core::deployment::{history, rollback};
+use promotion_core::deployment::{history as trail, rollback};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::deploy::StageConfig;
 use promotion_core::domain::event::ApprovalStatus;
-use promotion_core::domain::ids::Stage;
+use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
+use promotion_core::failure::Failure;
+use serde_json::{json, Value};
 
 /// Operate the model promotion service.
 #[derive(Parser)]
-#[command(name = "promote", version)]
+#[command(name = "promote", version, after_help = exit::EXIT_CODES)]
 struct Cli {
+    /// text: concise lines and tables with short names; wide: every column, full ARNs; json: the full record
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Logs on stderr: -v info, -vv debug (otherwise warnings only, or RUST_LOG when set)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,17 +44,22 @@ struct Cli {
 enum Command {
     /// Run a function's handler in-process on an event file, against the AWS the environment
     /// names (replays a dead-lettered event; a Lambda destination record is replayed as the
-    /// `requestPayload` it wraps). Prints the outcome as JSON.
+    /// `requestPayload` it wraps). Says what it did; -o json prints the outcome as JSON.
     Invoke {
         #[arg(value_parser = ["promote-model", "start-deployment", "deploy-model", "test-model", "record-outcome"])]
         function: String,
         #[arg(long)]
         event: PathBuf,
     },
-    /// Every promoted version: source, central version, approval status, card version, when.
+    /// What runs where now, per model: dev version, central version and its approval, the version
+    /// the test and prod endpoints serve (read live from the registries and the endpoints).
     Status {
+        /// Same as -o json.
         #[arg(long)]
         json: bool,
+        /// Every promoted version as the ledger records it, instead of one line per model.
+        #[arg(long)]
+        versions: bool,
     },
     /// Approve the version of MODEL (a central group) that waits for the prod approval.
     Approve(Decision),
@@ -60,6 +74,7 @@ enum Command {
     /// The ordered audit trail of every version of MODEL (a central group).
     History {
         model: String,
+        /// Same as -o json.
         #[arg(long)]
         json: bool,
     },
@@ -120,49 +135,43 @@ enum LocalCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    promotion_aws::telemetry::init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    ui::init_logs(cli.verbose);
+    let json_flag = matches!(cli.command, Command::Status { json: true, .. } | Command::History { json: true, .. });
+    ui::set_output(if json_flag { Output::Json } else { cli.output });
+    match run(cli.command).await {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => exit::report(&error),
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Invoke { function, event } => invoke(&function, &event).await,
-        Command::Status { json } => {
-            let config = PromoteConfig::from_env()?;
-            let sdk = load_sdk_config().await;
-            let ports = promote_ports(&sdk, &config);
-            let central = SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&sdk));
-            let stages = StageConfig::parse(&std::env::var("STAGE_CONFIG").context("STAGE_CONFIG is not set: source .local/env")?)?;
-            let rows = status::status(ports.ledger.as_ref(), &central, &stages).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", status::render(&rows));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Status { versions, .. } => status_command(versions).await,
         Command::Approve(decision) => decide(decision, true).await,
         Command::Reject(decision) => decide(decision, false).await,
         Command::Rollback { model, stage } => {
+            let model: GroupName = model.parse()?;
             let (ports, config) = deploy_context().await?;
-            let restored = rollback::roll_back(&ports, &config, &model.parse()?, stage, Duration::from_secs(5)).await?;
-            println!("{} {stage} runs {} again (config {})", restored.endpoint, restored.package, restored.config);
+            let waiting = ui::waiting(format!("rolling the {stage} endpoint of {model} back"));
+            let restored = rollback::roll_back(&ports, &config, &model, stage, Duration::from_secs(5)).await.map_err(exit::failure)?;
+            drop(waiting);
+            match ui::output() {
+                Output::Json => ui::say(serde_json::to_string_pretty(&restored)?),
+                Output::Wide => ui::say(format!("{} {stage} runs {} again (config {})", restored.endpoint, restored.package, restored.config)),
+                Output::Text => ui::say(format!("rolled back: the {stage} endpoint of {model} serves v{} again", restored.package.version())),
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::History { model, json } => {
+        Command::History { model, .. } => {
+            let model: GroupName = model.parse()?;
             let (ports, _) = deploy_context().await?;
-            let entries = history::history(ports.ledger.as_ref(), &model.parse()?).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
-            }
-            for entry in entries.iter().filter(|_| !json) {
-                println!("{}  {:<26} {}  {}", entry.at.to_rfc3339(), entry.action, entry.source, entry.detail);
+            let entries = trail::history(ports.ledger.as_ref(), &model).await?;
+            match ui::output() {
+                Output::Json => ui::say(serde_json::to_string_pretty(&entries)?),
+                _ if entries.is_empty() => ui::say(format!("no history of {model}: `promote status` lists the models")),
+                output => ui::say(history::render(&model, &entries, output == Output::Wide, ui::width()).trim_end()),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -170,9 +179,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             local_pipeline(&package, (approve || reject).then_some((approve, comment))).await
         }
         Command::Local { command: LocalCommand::Replies { account, bodies } } => {
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL is not set: source .local/env")?;
+            let endpoint = exit::env_var("AWS_ENDPOINT_URL")?;
             let results: Vec<Value> = bodies.iter().map(|b| json!({ "Body": b, "ContentType": "text/csv" })).collect();
             local::queue_endpoint_results(&endpoint, &account, &results).await?;
+            ui::say(format!("the endpoints of account {account} will answer: {}", bodies.join(" | ")));
             Ok(ExitCode::SUCCESS)
         }
         Command::Local { command: LocalCommand::Provision { endpoint } } => {
@@ -181,16 +191,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Local { command: LocalCommand::Decide { package, reject, out } } => {
-            let package = package.parse()?;
+            let package: ModelPackageArn = package.parse()?;
             let sdk = load_sdk_config().await;
             let dev = local::session_in(&sdk, local::DEV_ACCOUNT).await?;
             local::set_dev_approval(&dev, &package, !reject).await?;
             let event = local::approval_event(&package, if reject { "Rejected" } else { "Approved" });
             std::fs::write(&out, serde_json::to_vec_pretty(&event)?).with_context(|| format!("write {}", out.display()))?;
-            eprintln!("{} {package}; event written to {}", if reject { "rejected" } else { "approved" }, out.display());
+            let version = if ui::output() == Output::Text { format!("dev {}", ui::short(&package)) } else { package.to_string() };
+            ui::say(format!("{} {version} in the dev registry; the forwarded event is in {}", if reject { "rejected" } else { "approved" }, out.display()));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `promote status`: the live view per model, or the ledger's versions.
+async fn status_command(versions: bool) -> Result<ExitCode> {
+    let stage_config = StageConfig::parse(&exit::env_var("STAGE_CONFIG")?)?;
+    let ledger_table = exit::env_var("LEDGER_TABLE")?;
+    let sdk = load_sdk_config().await;
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), &ledger_table);
+    let central = SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&sdk));
+    let waiting = ui::waiting("reading the registries and the endpoints");
+    if versions {
+        let rows = status::status(&ledger, &central, &stage_config).await?;
+        drop(waiting);
+        match ui::output() {
+            Output::Json => ui::say(serde_json::to_string_pretty(&rows)?),
+            _ => ui::say(status::render(&rows).trim_end()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source_role = std::env::var("SOURCE_READ_ROLE_NAME").unwrap_or_else(|_| DEFAULT_SOURCE_READ_ROLE.to_owned());
+    let (sources, stages) = (SourceRegistries::new(sdk.clone(), &source_role), RoleSessions::new(sdk.clone()));
+    let live = status::Live { ledger: &ledger, central: &central, sources: &sources, stages: &stages, stage_config: &stage_config };
+    let models = status::models(&live).await?;
+    drop(waiting);
+    for problem in status::unreadable(&models) {
+        anstream::eprintln!("{} {problem}", ui::paint(ui::WARN, "warning:"));
+    }
+    match ui::output() {
+        Output::Json => ui::say(serde_json::to_string_pretty(&models)?),
+        _ if models.is_empty() => ui::say("no model promoted yet"),
+        output => ui::say(status::render_models(&models, output == Output::Wide, Utc::now(), ui::width()).trim_end()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The deploy ports; with `PROMOTE_LOCAL_PIPELINE` set (by `make local-up`), the pipeline is the local driver's.
@@ -204,28 +248,65 @@ async fn deploy_context() -> Result<(DeployPorts, DeployConfig)> {
 }
 
 fn local_runs() -> Result<LocalRuns> {
-    let state = std::env::var_os("PROMOTE_LOCAL_PIPELINE").context("PROMOTE_LOCAL_PIPELINE is not set: source .local/env")?;
-    Ok(LocalRuns::new(PathBuf::from(state)))
+    Ok(LocalRuns::new(PathBuf::from(exit::env_var("PROMOTE_LOCAL_PIPELINE")?)))
 }
 
 fn definition() -> Result<PipelineDefinition> {
-    PipelineDefinition::load(std::path::Path::new("infra/pipeline.json"))
+    PipelineDefinition::load(Path::new("infra/pipeline.json"))
 }
 
 async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
-    anyhow::ensure!(decision.stage == Stage::Prod, "only the prod stage waits for an approval");
+    if decision.stage != Stage::Prod {
+        return Err(exit::failed(Exit::Usage, format!("the {} stage waits for no approval", decision.stage), "only prod does: --stage prod"));
+    }
+    let model: GroupName = decision.model.parse()?;
     let (ports, config) = deploy_context().await?;
-    let answered = governance::decide_prod(&ports, &config, &decision.model.parse()?, approve, &decision.comment, &mut std::io::stdout()).await?;
+    let full = ui::output() == Output::Wide;
+    let answered = governance::decide_prod_shown(&ports, &config, (&model, approve, &decision.comment), &mut Screen::default(), full).await?;
     if let Ok(runs) = local_runs() {
         let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
-        println!("local pipeline {}: {}", answered.execution_id, pipeline.resume(&answered.execution_id).await?);
+        let status = pipeline.resume(&answered.execution_id).await?;
+        return Ok(ended(&answered.execution_id, &status));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// stdout through [`ui::say`], a whole line at a time.
+#[derive(Default)]
+struct Screen(String);
+
+impl std::io::Write for Screen {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.push_str(&String::from_utf8_lossy(bytes));
+        while let Some(end) = self.0.find('\n') {
+            ui::say(&self.0[..end]);
+            self.0.drain(..=end);
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The pipeline's last line, and the exit code a failed execution ends with.
+fn ended(execution_id: &str, status: &str) -> ExitCode {
+    let painted = match status {
+        "Succeeded" => ui::paint(ui::GOOD, status),
+        "Failed" => ui::paint(ui::BAD, status),
+        _ => ui::paint(ui::WARN, status),
+    };
+    ui::say(format!("pipeline {execution_id}: {painted}"));
+    if status == "Failed" {
+        Exit::Refused.into()
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// What an ML engineer's approval of the central version sets off, with the pipeline run locally.
 async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Result<ExitCode> {
-    let package: promotion_core::domain::ids::ModelPackageArn = package.parse()?;
+    let package: ModelPackageArn = package.parse()?;
     let (ports, config) = deploy_context().await?;
     let runs = local_runs()?;
     let central = ports.central_registry.describe_package(&package).await?;
@@ -233,31 +314,36 @@ async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Resu
     let mut context = Context::default();
     context.deadline = u64::try_from((Utc::now() + chrono::Duration::minutes(1)).timestamp_millis())?;
     let event = local::approval_event(&package, "Approved");
-    let started = start_deployment::handler(&ports, &config, LambdaEvent::new(event, context)).await?;
-    println!("{}", serde_json::to_string(&started)?);
+    let started = start_deployment::handler(&ports, &config, LambdaEvent::new(event, context)).await.map_err(exit::failure)?;
+    match ui::output() {
+        Output::Text => ui::say(format!("approved {} centrally: {}", ui::short(&package), replay::describe(&serde_json::to_value(&started)?))),
+        _ => ui::say(serde_json::to_string(&started)?),
+    }
     let (StartOutcome::Started { execution_id, .. } | StartOutcome::AlreadyStarted { execution_id, .. }) = started else {
-        anyhow::bail!("the approval started no execution");
+        return Err(exit::failed(Exit::Refused, "the approval started no pipeline execution", "`promote history MODEL` shows why"));
     };
     let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
     let mut status = pipeline.resume(&execution_id).await?;
     if let (Some((approve, comment)), "WaitingForApproval") = (decision, status.as_str()) {
-        governance::decide_prod(&ports, &config, package.group(), approve, &comment, &mut std::io::stdout()).await?;
+        let full = ui::output() == Output::Wide;
+        governance::decide_prod_shown(&ports, &config, (package.group(), approve, &comment), &mut Screen::default(), full).await?;
         status = pipeline.resume(&execution_id).await?;
     }
-    println!("local pipeline {execution_id}: {status}");
-    Ok(if status == "Failed" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(ended(&execution_id, &status))
 }
 
-/// Runs a function's handler in-process, as Lambda would, and prints its answer as JSON.
-async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
+/// Runs a function's handler in-process, as Lambda would, and says what it did.
+async fn invoke(function: &str, path: &Path) -> Result<ExitCode> {
     let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    let payload: Value = serde_json::from_slice(&raw).with_context(|| format!("{} is not JSON", path.display()))?;
+    let payload: Value =
+        serde_json::from_slice(&raw).map_err(|e| exit::failed(Exit::Usage, format!("{} is not JSON: {e}", path.display()), "give an event file"))?;
     // A dead-lettered record of Lambda's on-failure destination is replayed as the event it wraps.
     let payload = replay::lambda_event(payload);
     let mut context = Context::default();
     context.request_id = format!("cli-{}", uuid::Uuid::new_v4());
     context.deadline = u64::try_from((Utc::now() + chrono::Duration::minutes(15)).timestamp_millis())?;
     let event = LambdaEvent::new(payload, context);
+    let waiting = ui::waiting(format!("{function} handles the event"));
     let answer = if function == "promote-model" {
         let config = PromoteConfig::from_env()?;
         let ports = promote_ports(&load_sdk_config().await, &config);
@@ -271,9 +357,18 @@ async fn invoke(function: &str, path: &PathBuf) -> Result<ExitCode> {
             _ => answer(record_outcome::handler(&ports, &config, event).await.map_err(failed)),
         }
     };
+    drop(waiting);
     let (code, report) = answer?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(code)
+    match ui::output() {
+        Output::Text if code != Exit::Ok => {
+            let cause = format!("{} ({})", report["error_message"].as_str().unwrap_or_default(), report["error_type"].as_str().unwrap_or_default());
+            let hint = if code == Exit::Aws { "a redelivery can succeed: run it again" } else { "fix the cause, then replay the event with promote invoke" };
+            return Err(exit::failed(code, ui::shorten(&cause), hint));
+        }
+        Output::Text => ui::say(replay::describe(&report)),
+        _ => ui::say(serde_json::to_string_pretty(&report)?),
+    }
+    Ok(code.into())
 }
 
 /// A refusal as a replay shows it: its errorType and message.
@@ -281,10 +376,14 @@ fn failed(error: impl Failure) -> (String, String) {
     (error.error_type(), error.to_string())
 }
 
-/// The outcome, or the typed error with a failing exit code (how a replay tells it was refused).
-fn answer<T: serde::Serialize>(result: Result<T, (String, String)>) -> Result<(ExitCode, Value)> {
+/// The outcome, or the typed error with its exit code (how a replay tells it was refused, or
+/// that a redelivery can succeed).
+fn answer<T: serde::Serialize>(result: Result<T, (String, String)>) -> Result<(Exit, Value)> {
     Ok(match result {
-        Ok(outcome) => (ExitCode::SUCCESS, serde_json::to_value(outcome)?),
-        Err((error_type, error_message)) => (ExitCode::FAILURE, json!({ "error_type": error_type, "error_message": error_message })),
+        Ok(outcome) => (Exit::Ok, serde_json::to_value(outcome)?),
+        Err((error_type, error_message)) => {
+            let exit = if error_type.starts_with("Retryable.") { Exit::Aws } else { Exit::Refused };
+            (exit, json!({ "error_type": error_type, "error_message": error_message }))
+        }
     })
 }

@@ -19,6 +19,8 @@ use promotion_core::ports::{ApprovalResult, PendingApproval, PipelineJobs, Pipel
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::ui;
+
 /// One action of the pipeline definition.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PipelineStage {
@@ -164,7 +166,6 @@ impl LocalPipeline<'_> {
                 return Ok("Succeeded".into());
             };
             let package: ModelPackageArn = execution.package.parse()?;
-            println!("== {} ({})", stage.name, stage.action);
             let passed = match stage.action.as_str() {
                 "approval" => match self.approval(execution_id, stage, &execution).await? {
                     Some(approved) => approved,
@@ -184,6 +185,7 @@ impl LocalPipeline<'_> {
         let parameters = json!({ "stage": stage.stage, "model_package_arn": package }).to_string();
         self.action_event(execution_id, stage, PipelineState::Started).await?;
         let mut continuation: Option<String> = None;
+        let waiting = ui::waiting(format!("{} {}", stage.name, ui::short(package)));
         let outcome = loop {
             // As in CodePipeline, every invocation of an action is a job of its own.
             let job_id = uuid::Uuid::new_v4().to_string();
@@ -196,13 +198,17 @@ impl LocalPipeline<'_> {
             };
             match outcome {
                 JobOutcome::Continuing { continuation: token, summary } => {
-                    println!("   {summary}");
+                    if ui::output() == ui::Output::Wide {
+                        ui::say(format!("{:<12} {summary}", stage.name));
+                    }
+                    waiting.set_message(format!("{:<12} {}", stage.name, crate::history::words(package.group(), &summary)));
                     continuation = Some(token);
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
                 done => break done,
             }
         };
+        drop(waiting);
         if let (JobOutcome::Succeeded { variables, .. }, Some(namespace)) = (&outcome, &stage.namespace) {
             let named = variables.iter().map(|(name, value)| (format!("{namespace}.{name}"), value.clone()));
             self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.variables.extend(named)));
@@ -212,7 +218,8 @@ impl LocalPipeline<'_> {
             JobOutcome::Failed { message, .. } => (false, message.clone()),
             JobOutcome::Continuing { .. } => unreachable!("the loop ends on a final answer"),
         };
-        println!("   {}: {text}", if passed { "succeeded" } else { "FAILED" });
+        let text = if ui::output() == ui::Output::Wide { text } else { crate::history::words(package.group(), &text) };
+        ui::say(format!("{:<12} {} {text}", stage.name, if passed { ui::paint(ui::GOOD, "ok    ") } else { ui::paint(ui::BAD, "FAILED") }));
         self.action_event(execution_id, stage, if passed { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
         Ok(passed)
     }
@@ -226,14 +233,26 @@ impl LocalPipeline<'_> {
         }
         let decision = self.runs.load().executions.get(execution_id).and_then(|e| e.decision.clone());
         let Some((approved, comment)) = decision else {
+            let package: Option<ModelPackageArn> = execution.package.parse().ok();
+            let model = package.as_ref().map_or_else(|| "MODEL".to_owned(), |p| p.group().to_string());
+            ui::say(format!("{:<12} {} for a governance officer: promote approve|reject {model} --comment ...", stage.name, ui::paint(ui::WARN, "waits ")));
             // What CodePipeline resolves in the approval's link and text.
             for (name, value) in &execution.variables {
-                println!("   #{{{name}}} = {value}");
+                if ui::output() == ui::Output::Wide {
+                    ui::say(format!("{:<12} #{{{name}}} = {value}", ""));
+                } else if let Some(("TestModel", variable @ ("TestSummary" | "ReportKey"))) = name.split_once('.') {
+                    ui::say(format!(
+                        "{:<12} {} {}",
+                        "",
+                        if variable == "ReportKey" { "report " } else { "tests  " },
+                        value.rsplit('/').next().unwrap_or(value)
+                    ));
+                }
             }
-            println!("   waiting for a governance officer: promote approve|reject MODEL --stage prod --comment ...");
             return Ok(None);
         };
-        println!("   {} ({comment})", if approved { "approved" } else { "rejected" });
+        let decided = if approved { ui::paint(ui::GOOD, "ok    ") } else { ui::paint(ui::BAD, "FAILED") };
+        ui::say(format!("{:<12} {decided} {} (\"{comment}\")", stage.name, if approved { "approved" } else { "rejected" }));
         self.action_event(execution_id, stage, if approved { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
         Ok(Some(approved))
     }

@@ -1,0 +1,114 @@
+//! `promote status` after real deployments on the emulator: the test and prod columns name the
+//! version each endpoint serves, read from the endpoints themselves through the deploy roles.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Context, LambdaEvent};
+use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
+use promote_cli::status::{self, Live};
+use promotion_aws::sagemaker::SageMakerRegistry;
+use promotion_core::deployment::start::StartOutcome;
+use promotion_core::deployment::{DeployConfig, DeployPorts};
+use promotion_core::domain::deploy::StageConfig;
+use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::ModelPackageArn;
+use promotion_core::ports::ModelRegistry;
+use promotion_core::promotion::Outcome;
+use promotion_tests::TestWorld;
+use serde_json::{json, Value};
+
+/// The deploy ports over the emulator, with the CLI's local pipeline standing in for CodePipeline.
+fn deploy_context(world: &TestWorld, state: &std::path::Path) -> (DeployPorts, DeployConfig) {
+    let settings = &world.world.config;
+    let config = DeployConfig {
+        central_account: settings.central_account.clone(),
+        stages: StageConfig::parse(promotion_core::config::LOCAL_STAGE_CONFIG).unwrap(),
+        artifact_bucket: settings.artifact_bucket.clone(),
+        kms_key_id: settings.kms_key_id.clone(),
+        ledger_table: settings.ledger_table.clone(),
+        pipeline: promote_cli::local::service_names().pipeline.clone(),
+        approval_topic_arn: world.world.approval_topic_arn.clone(),
+    };
+    let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
+    ports.runs = Arc::new(LocalRuns::new(state.to_path_buf()));
+    ports.jobs = Arc::new(LocalJobs);
+    (ports, config)
+}
+
+/// Promotes `dev`, approves its central version and runs the local pipeline with the test
+/// endpoint answering `replies`, through the prod approval; returns the central version and
+/// how the execution ended.
+async fn through_the_pipeline(world: &TestWorld, dev: &ModelPackageArn, replies: &[&str], state: &std::path::Path) -> (ModelPackageArn, String) {
+    let Ok(Outcome::Promoted(summary)) = world.deliver(&world.decide(dev, true).await).await else { panic!("promotion failed") };
+    let registry = SageMakerRegistry::new(world.sagemaker());
+    let central = registry.describe_package(&summary.central_package).await.unwrap();
+    registry.set_approval(&central, ApprovalStatus::Approved, "approved by the ML engineer", &[]).await.unwrap();
+    let (ports, config) = deploy_context(world, state);
+    let results: Vec<Value> = replies.iter().map(|body| json!({ "Body": body, "ContentType": "text/csv" })).collect();
+    promote_cli::local::queue_endpoint_results(&world.world.endpoint, "333333333333", &results).await.unwrap();
+    let mut context = Context::default();
+    context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
+    let approval = promote_cli::local::approval_event(&summary.central_package, "Approved");
+    let started = start_deployment::handler(&ports, &config, LambdaEvent::new(approval, context)).await.unwrap();
+    let StartOutcome::Started { execution_id, .. } = started else { panic!("{started:?}") };
+    let definition = PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
+    let runs = LocalRuns::new(state.to_path_buf());
+    let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition.stages };
+    let mut ended = pipeline.resume(&execution_id).await.unwrap();
+    if ended == "WaitingForApproval" {
+        let mut screen = Vec::new();
+        promote_cli::governance::decide_prod(&ports, &config, summary.central_package.group(), true, "risk review passed", &mut screen).await.unwrap();
+        ended = pipeline.resume(&execution_id).await.unwrap();
+    }
+    (summary.central_package, ended)
+}
+
+#[tokio::test]
+async fn status_names_the_version_each_endpoint_serves_after_real_deployments() {
+    let world = TestWorld::new().await;
+    let state = std::env::temp_dir().join(format!("status-pipeline-{}.json", uuid::Uuid::new_v4()));
+    let (churn, ended) = through_the_pipeline(&world, &world.world.dev_package, &["0.83", "0.12"], &state).await;
+    assert_eq!(ended, "Succeeded");
+    // The second model's tests fail: its new test endpoint is deleted, the version rejected.
+    let (fraud, ended) = through_the_pipeline(&world, &world.world.second_dev_package, &["error: model not loaded", "error"], &state).await;
+    assert_eq!(ended, "Failed");
+    std::fs::remove_file(&state).ok();
+
+    let (ports, config) = deploy_context(&world, &state);
+    let central = SageMakerRegistry::new(world.sagemaker());
+    let live = Live {
+        ledger: world.ports.ledger.as_ref(),
+        central: &central,
+        sources: world.ports.sessions.as_ref(),
+        stages: ports.stages.as_ref(),
+        stage_config: &config.stages,
+    };
+    let models = status::models(&live).await.unwrap();
+    let json = serde_json::to_value(&models).unwrap();
+
+    let row = |central: &ModelPackageArn| json.as_array().unwrap().iter().find(|m| m["model"] == central.group().as_str()).cloned().expect("a row per model");
+    let churn_row = row(&churn);
+    assert_eq!((churn_row["dev"]["version"].clone(), churn_row["dev"]["approval"].clone()), (json!(world.world.dev_package.version()), json!("Approved")));
+    assert_eq!((churn_row["central"]["version"].clone(), churn_row["central"]["approval"].clone()), (json!(1), json!("Approved")));
+    for (stage, account) in [("test", "333333333333"), ("prod", "444444444444")] {
+        let serving = &churn_row[stage];
+        assert_eq!(serving["version"], 1, "{stage}: {serving}");
+        assert_eq!(serving["package"], churn.to_string(), "{stage}: {serving}");
+        assert_eq!(serving["status"], "InService", "{stage}: {serving}");
+        assert_eq!(serving["endpoint"], format!("promoted-{}-{stage}", churn.group()), "{stage}: {serving}");
+        assert_eq!(serving["account"], account);
+        assert!(serving.get("error").is_none(), "{serving}");
+    }
+    let fraud_row = row(&fraud);
+    assert_eq!(fraud_row["central"]["approval"], "Rejected", "{fraud_row}");
+    assert_eq!((fraud_row["test"].clone(), fraud_row["prod"].clone()), (Value::Null, Value::Null), "no endpoint left: {fraud_row}");
+    assert!(status::unreadable(&models).is_empty(), "{:?}", status::unreadable(&models));
+
+    // The human form says the same in short names.
+    let table = status::render_models(&models, false, chrono::Utc::now(), 120);
+    let churn_line = table.lines().find(|l| l.starts_with(churn.group().as_str())).unwrap();
+    let cells: Vec<&str> = churn_line.split_whitespace().collect();
+    assert_eq!(&cells[2..6], ["v1", "Approved", "v1", "v1"], "{table}");
+    let fraud_line = table.lines().find(|l| l.starts_with(fraud.group().as_str())).unwrap();
+    assert_eq!(&fraud_line.split_whitespace().collect::<Vec<_>>()[2..6], ["v1", "Rejected", "-", "-"], "{table}");
+}
