@@ -98,8 +98,14 @@ fn unreachable(message: &str) -> bool {
     ["dispatch failure", "connection refused", "Connection refused", "timed out"].iter().any(|sign| message.contains(sign))
 }
 
+/// One line, without the SDK's debug rendering of the error it already said in words.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let said = ["(DispatchFailure(", "(ServiceError(", "(TimeoutError(", "(ResponseError(", "(ConstructionFailure("]
+        .iter()
+        .filter_map(|debug| text.find(debug))
+        .min()
+        .map_or(text, |at| &text[..at]);
+    said.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The cause, the hint and the exit code of any error a command returned.
@@ -168,6 +174,8 @@ mod tests {
         }
         assert!(explain(&refused).cause.ends_with("(Rejected.NoPendingApproval)"), "{:?}", explain(&refused));
         assert!(explain(&refused).hint.contains("promote status"));
+        let sdk = "Scan failed: dispatch failure: io error: Connection refused (os error 111) (DispatchFailure(DispatchFailure { source: .. }))";
+        assert_eq!(one_line(sdk), "Scan failed: dispatch failure: io error: Connection refused (os error 111)");
     }
 
     #[test]

@@ -171,7 +171,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&entries)?),
                 _ if entries.is_empty() => ui::say(format!("no history of {model}: `promote status` lists the models")),
-                output => ui::say(history::render(&model, &entries, output == Output::Wide, ui::width()).trim_end()),
+                output => ui::say(history::render(&model, &entries, output == Output::Wide, ui::fit(output)).trim_end()),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -232,7 +232,7 @@ async fn status_command(versions: bool) -> Result<ExitCode> {
     match ui::output() {
         Output::Json => ui::say(serde_json::to_string_pretty(&models)?),
         _ if models.is_empty() => ui::say("no model promoted yet"),
-        output => ui::say(status::render_models(&models, output == Output::Wide, Utc::now(), ui::width()).trim_end()),
+        output => ui::say(status::render_models(&models, output == Output::Wide, Utc::now(), ui::fit(output)).trim_end()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -300,7 +300,7 @@ async fn on_stage(ledger: &dyn Ledger, stages: &StageConfig, group: &GroupName, 
 
 /// The versions table, short names (full ARNs with `wide`), fitted to the terminal.
 pub fn render(rows: &[StatusRow]) -> String {
-    render_versions(rows, ui::output() == ui::Output::Wide, ui::width())
+    render_versions(rows, ui::output() == ui::Output::Wide, ui::fit(ui::output()))
 }
 
 pub fn render_versions(rows: &[StatusRow], wide: bool, width: u16) -> String {

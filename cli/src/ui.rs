@@ -95,6 +95,16 @@ pub fn width() -> u16 {
     std::env::var("COLUMNS").ok().and_then(|raw| raw.parse().ok()).unwrap_or(120)
 }
 
+/// The width a table of `output` fits in: the terminal's, except that the wide form is never
+/// wrapped (as `kubectl get -o wide`).
+pub fn fit(output: Output) -> u16 {
+    if output == Output::Wide {
+        u16::MAX
+    } else {
+        width()
+    }
+}
+
 /// Aligned columns without borders, as kubectl prints them, wrapped to fit `width`.
 pub fn table(header: &[&str], rows: &[Vec<String>], width: u16) -> String {
     let mut table = Table::new();
