@@ -29,13 +29,15 @@ pub fn counted_ports(sdk: &SdkConfig, config: &PromoteConfig, log: &CallLog) -> 
     let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().interceptor(log.clone()).build());
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(log.clone()).build());
     let events = aws_sdk_eventbridge::Client::from_conf(aws_sdk_eventbridge::config::Builder::from(sdk).interceptor(log.clone()).build());
+    let ledger = Arc::new(dynamodb::DynamoLedger::new(dynamodb, &config.ledger_table));
     PromotePorts {
         sessions: Arc::new(CountedSources { sessions: sts::RoleSessions::new(sdk.clone()), role: config.source_read_role.clone(), log: log.clone() }),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
         artifacts: Arc::new(s3::S3Artifacts::new(s3, &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(events, &config.event_bus)),
-        ledger: Arc::new(dynamodb::DynamoLedger::new(dynamodb, &config.ledger_table)),
+        ledger: ledger.clone(),
+        audit: ledger,
     }
 }
 

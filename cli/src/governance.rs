@@ -61,7 +61,7 @@ mod tests {
     use promotion_core::domain::audit::AuditEntry;
     use promotion_core::domain::ids::ModelPackageArn;
     use promotion_core::fakes::{DeployWorld, FakeRuns};
-    use promotion_core::ports::{ApprovalResult, Ledger, PendingApproval, PipelineRuns, PortResult};
+    use promotion_core::ports::{ApprovalResult, AuditTrail, PendingApproval, PipelineRuns, PortResult};
     use serde_json::json;
 
     use super::*;

@@ -1,7 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use chrono::Utc;
@@ -155,7 +154,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let model: GroupName = model.parse()?;
             let (ports, config) = deploy_context().await?;
             let waiting = ui::waiting(format!("rolling the {stage} endpoint of {model} back"));
-            let restored = rollback::roll_back(&ports, &config, &model, stage, Duration::from_secs(5)).await.map_err(exit::failure)?;
+            let restored = rollback::roll_back(&ports, &config, &model, stage).await.map_err(exit::failure)?;
             drop(waiting);
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&restored)?),
@@ -167,7 +166,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::History { model, .. } => {
             let model: GroupName = model.parse()?;
             let (ports, _) = deploy_context().await?;
-            let entries = trail::history(ports.ledger.as_ref(), &model).await?;
+            let entries = trail::history(ports.promotions.as_ref(), ports.audit.as_ref(), &model).await?;
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&entries)?),
                 _ if entries.is_empty() => ui::say(format!("no history of {model}: `promote status` lists the models")),

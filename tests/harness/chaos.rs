@@ -17,8 +17,9 @@ use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, 
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
-    AccountSessions, ArtifactStore, CardSnapshot, CardStatus, CopiedPart, CopyTarget, EndpointConfigSpec, EndpointState, Endpoints, EventPublisher,
-    FailureKind, InvokeResult, Ledger, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult, PromotePorts, StageSessions,
+    AccountSessions, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
+    Endpoints, EventPublisher, FailureKind, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult, PromotePorts,
+    PromotionLedger, Settled, StageSessions, StartClaims,
 };
 use serde_json::Value;
 
@@ -74,6 +75,7 @@ impl Chaos {
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             events: Arc::new(ChaosEvents { inner: inner.events.clone(), chaos: self.clone() }),
             ledger: Arc::new(ChaosLedger { inner: inner.ledger.clone(), chaos: self.clone() }),
+            audit: Arc::new(ChaosLedger { inner: inner.audit.clone(), chaos: self.clone() }),
         }
     }
 
@@ -84,7 +86,10 @@ impl Chaos {
             central_registry: Arc::new(ChaosRegistry { inner: inner.central_registry.clone(), chaos: self.clone(), account: "central" }),
             jobs: Arc::new(ChaosJobs { inner: inner.jobs.clone(), chaos: self.clone() }),
             runs: inner.runs.clone(),
-            ledger: Arc::new(ChaosLedger { inner: inner.ledger.clone(), chaos: self.clone() }),
+            promotions: Arc::new(ChaosLedger { inner: inner.promotions.clone(), chaos: self.clone() }),
+            audit: Arc::new(ChaosLedger { inner: inner.audit.clone(), chaos: self.clone() }),
+            deployments: Arc::new(ChaosLedger { inner: inner.deployments.clone(), chaos: self.clone() }),
+            starts: Arc::new(ChaosLedger { inner: inner.starts.clone(), chaos: self.clone() }),
             artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             approvers: Arc::new(ChaosNotifier { inner: inner.approvers.clone(), chaos: self.clone() }),
@@ -230,13 +235,14 @@ impl EventPublisher for ChaosEvents {
     }
 }
 
-pub struct ChaosLedger {
-    inner: Arc<dyn Ledger>,
+/// One role of the ledger, each call counted (as `Ledger.{method}`) and faulted.
+pub struct ChaosLedger<L: ?Sized> {
+    inner: Arc<L>,
     chaos: Arc<Chaos>,
 }
 
 #[async_trait]
-impl Ledger for ChaosLedger {
+impl PromotionLedger for ChaosLedger<dyn PromotionLedger> {
     async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult> {
         self.chaos.call("Ledger.claim", self.inner.claim(claim)).await
     }
@@ -256,21 +262,33 @@ impl Ledger for ChaosLedger {
     async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool> {
         self.chaos.call("Ledger.record_decision", self.inner.record_decision(record)).await
     }
-    async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        self.chaos.call("Ledger.append", self.inner.append(entry)).await
-    }
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
         self.chaos.call("Ledger.promotions", self.inner.promotions()).await
+    }
+}
+
+#[async_trait]
+impl AuditTrail for ChaosLedger<dyn AuditTrail> {
+    async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
+        self.chaos.call("Ledger.append", self.inner.append(entry)).await
     }
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
         self.chaos.call("Ledger.history", self.inner.history(package)).await
     }
+}
+
+#[async_trait]
+impl DeploymentRecords for ChaosLedger<dyn DeploymentRecords> {
     async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
         self.chaos.call("Ledger.deployment", self.inner.deployment(stage, endpoint)).await
     }
     async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()> {
         self.chaos.call("Ledger.record_deployment", self.inner.record_deployment(record)).await
     }
+}
+
+#[async_trait]
+impl StartClaims for ChaosLedger<dyn StartClaims> {
     async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim> {
         self.chaos.call("Ledger.claim_start", self.inner.claim_start(event_id, lease_until, now)).await
     }
@@ -316,6 +334,12 @@ impl Endpoints for ChaosEndpoints {
     }
     async fn delete_endpoint(&self, name: &str) -> PortResult<()> {
         self.chaos.call("DeleteEndpoint", self.inner.delete_endpoint(name)).await
+    }
+    async fn wait_until_in_service(&self, name: &str, bound: std::time::Duration) -> PortResult<Settled> {
+        self.chaos.call("DescribeEndpoint", self.inner.wait_until_in_service(name, bound)).await
+    }
+    async fn wait_until_deleted(&self, name: &str, bound: std::time::Duration) -> PortResult<Settled> {
+        self.chaos.call("DescribeEndpoint", self.inner.wait_until_deleted(name, bound)).await
     }
     async fn invoke(&self, name: &str, content_type: &str, payload: &[u8], inference_id: &str) -> PortResult<InvokeResult> {
         self.chaos.call("InvokeEndpoint", self.inner.invoke(name, content_type, payload, inference_id)).await

@@ -85,6 +85,8 @@ pub static EMULATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(()
 pub struct TestWorld {
     pub world: World,
     pub ports: PromotePorts,
+    /// The ledger table in all its roles, for what reads across them (the CLI's status).
+    pub ledger: std::sync::Arc<promotion_aws::dynamodb::DynamoLedger>,
 }
 
 impl TestWorld {
@@ -96,7 +98,8 @@ impl TestWorld {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         let world = local::provision(moto_endpoint(), Names::with_suffix(&suffix), copy).await.expect("provision");
         let ports = promote_ports(&world.central, &world.config);
-        Self { world, ports }
+        let ledger = std::sync::Arc::new(promotion_aws::dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&world.central), &world.config.ledger_table));
+        Self { world, ports, ledger }
     }
 
     pub fn central(&self) -> &SdkConfig {

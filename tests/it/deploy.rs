@@ -16,7 +16,7 @@ use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState};
 use promotion_core::fakes::{stage_config_json, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
-use promotion_core::ports::{ApprovalResult, Ledger, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
+use promotion_core::ports::{ApprovalResult, DeploymentRecords, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
 use promotion_core::promotion::Outcome;
 use promotion_tests::chaos::{Chaos, Fault};
 use promotion_tests::TestWorld;
@@ -162,7 +162,7 @@ impl Pipeline {
 
     /// The version's audit trail in the ledger, oldest first.
     async fn trail(&self) -> Vec<promotion_core::domain::audit::AuditEntry> {
-        self.ports.ledger.history(&self.central).await.unwrap()
+        self.ports.audit.history(&self.central).await.unwrap()
     }
 }
 
@@ -223,7 +223,7 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
 
     pipeline.outcome("codepipeline-deploy-prod-succeeded.json", execution_id).await;
 
-    let record = pipeline.ports.ledger.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
+    let record = pipeline.ports.deployments.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
     assert_eq!((record.state, &record.package), (DeploymentState::InService, &pipeline.central));
     let trail = pipeline.trail().await;
     let done = actions(&trail);
@@ -258,7 +258,7 @@ async fn a_failed_test_removes_the_new_endpoint_and_rejects_the_version() {
     assert_eq!(central.model_approval_status().map(|s| s.as_str()), Some("Rejected"));
     assert!(central.approval_description().unwrap().contains("failed tests"));
     assert_eq!(central.customer_metadata_properties().unwrap()["promotion:source-arn"], pipeline.world.world.dev_package.to_string());
-    let record = pipeline.ports.ledger.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap().unwrap();
+    let record = pipeline.ports.deployments.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap().unwrap();
     assert_eq!(record.state, DeploymentState::RolledBack);
     let last = pipeline.jobs.answers.lock().unwrap().last().cloned().unwrap();
     assert!(!last.succeeded && last.message.contains("report: s3://"));
@@ -342,7 +342,7 @@ async fn the_ledger_keeps_one_audit_entry_per_event_and_action_in_time_order() {
         action: action.into(),
         detail,
     };
-    let ledger = world.ports.ledger.clone();
+    let ledger = world.ports.audit.clone();
     ledger.append(&entry("job-2", "deployed", 3, json!({}))).await.unwrap();
     ledger.append(&entry("job-1", "deploy-started", 2, json!({ "delivery": 1 }))).await.unwrap();
     // The same job delivered again, later.
@@ -443,7 +443,7 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
     assert_eq!(status, "Succeeded");
     assert!(String::from_utf8(screen).unwrap().starts_with(&format!("tests of {} (execution {execution_id}): tests-passed", local.pipeline.central)));
     assert_eq!(local.endpoint("444444444444", "prod").await, Some(("InService".into(), format!("promoted-{group}-v1-prod"))));
-    let record = local.ports.ledger.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
+    let record = local.ports.deployments.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
     assert_eq!((record.state, &record.package), (DeploymentState::InService, &local.pipeline.central));
     let trail = local.pipeline.trail().await;
     let approval = trail.iter().find(|e| e.action == "prod-approved").expect("the approval is recorded");
@@ -475,7 +475,7 @@ async fn the_local_pipeline_stops_when_the_tests_fail_and_leaves_no_test_endpoin
     let (approval, reason) = local.central_status().await;
     assert_eq!(approval, "Rejected");
     assert!(reason.contains("failed tests") && reason.contains("scores a typical customer"), "{reason}");
-    let record = local.ports.ledger.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap().unwrap();
+    let record = local.ports.deployments.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap().unwrap();
     assert_eq!(record.state, DeploymentState::RolledBack);
     let trail = actions(&local.pipeline.trail().await);
     for action in ["tests-failed", "rejected-by-tests", "rolled-back", "TestModel.TestModel-failed", "pipeline-failed"] {
@@ -544,8 +544,8 @@ impl Pipeline {
         let mut endpoint_configs: Vec<String> =
             configs.into_iter().map(|c| c.unwrap().endpoint_config_name.unwrap_or_default()).filter(|n| n.contains(&group)).map(|n| relative(&n)).collect();
         endpoint_configs.sort();
-        let record = self.ports.ledger.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap();
-        let actions = self.ports.ledger.history(&self.central).await.unwrap().into_iter().map(|e| e.action.to_string()).collect();
+        let record = self.ports.deployments.deployment(Stage::Test, &format!("promoted-{group}-test")).await.unwrap();
+        let actions = self.ports.audit.history(&self.central).await.unwrap().into_iter().map(|e| e.action.to_string()).collect();
         let (trail, repeated) = Deployed::trail(actions);
         (Deployed { endpoint, models, endpoint_configs, record: Deployed::record(record, &group), trail }, repeated)
     }

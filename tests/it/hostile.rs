@@ -543,7 +543,7 @@ async fn a_failed_audit_write_is_repaired_by_redelivery() {
     let (calls, _) = reference_run(&world, &sources).await;
     let append = calls.iter().rposition(|c| *c == "Ledger.append").expect("the promotion appends to the audit trail");
     let scenario = fault_then_redeliver(&world, &sources, &calls, append, Fault::Refused).await;
-    let history = world.ports.ledger.history(&scenario.source).await.expect("history");
+    let history = world.ports.audit.history(&scenario.source).await.expect("history");
     assert!(
         history.iter().any(|entry| entry.action == "promoted"),
         "after {} then {:?}, the audit trail of {} lacks its promotion: {history:?}",
@@ -729,6 +729,7 @@ mod properties {
             cards: Arc::new(FakeCards::default()),
             events: Arc::new(FakePublisher::default()),
             ledger: ledger.clone(),
+            audit: ledger.clone(),
         };
         let chaos = Chaos::counting();
         let ports = chaos.ports(&fakes);

@@ -133,7 +133,7 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
     assert_eq!(world.card_versions(&group).await.len(), 1);
     assert_eq!(world.published_events().await.len(), 1);
     let central_registry = promotion_aws::sagemaker::SageMakerRegistry::new(world.sagemaker());
-    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
+    let rows = promote_cli::status::status(world.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].central_approval.as_deref(), Some("PendingManualApproval"));
     assert_eq!(rows[0].model_card_version, Some(1));
@@ -193,7 +193,7 @@ async fn a_later_rejection_in_dev_revokes_the_central_version() {
     assert_eq!(record.reason.as_deref(), Some(reason.as_str()));
 
     let central_registry = promotion_aws::sagemaker::SageMakerRegistry::new(world.sagemaker());
-    let rows = promote_cli::status::status(world.ports.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
+    let rows = promote_cli::status::status(world.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].state.as_str(), rows[0].central_approval.as_deref()), ("Revoked", Some("Rejected")));
     assert_eq!(rows[0].central_package.as_deref(), Some(summary.central_package.as_str()));

@@ -77,7 +77,7 @@ async fn status_names_the_version_each_endpoint_serves_after_real_deployments() 
     let (ports, config) = deploy_context(&world, &state);
     let central = SageMakerRegistry::new(world.sagemaker());
     let live = Live {
-        ledger: world.ports.ledger.as_ref(),
+        ledger: world.ledger.as_ref(),
         central: &central,
         sources: world.ports.sessions.as_ref(),
         stages: ports.stages.as_ref(),

@@ -27,7 +27,7 @@ async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
     assert_eq!(answers.len(), 4);
     assert!(answers[..3].iter().all(|a| a.succeeded && a.continuation.is_some()));
     assert!(answers[3].succeeded && answers[3].continuation.is_none());
-    let record = world.ports.ledger.deployment(Stage::Test, "promoted-churn-prediction-111111111111-test").await.unwrap().unwrap();
+    let record = world.ports.deployments.deployment(Stage::Test, "promoted-churn-prediction-111111111111-test").await.unwrap().unwrap();
     assert_eq!((record.state, record.previous_config), (DeploymentState::InService, None));
     assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
 }
@@ -45,7 +45,7 @@ async fn a_prod_update_is_blue_green_and_remembers_the_previous_config() {
         calls.contains(&"UpdateEndpoint promoted-churn-prediction-111111111111-prod promoted-churn-prediction-111111111111-v1-prod blue-green".to_owned()),
         "{calls:?}"
     );
-    let record = world.ports.ledger.deployment(Stage::Prod, "promoted-churn-prediction-111111111111-prod").await.unwrap().unwrap();
+    let record = world.ports.deployments.deployment(Stage::Prod, "promoted-churn-prediction-111111111111-prod").await.unwrap().unwrap();
     assert_eq!(record.previous_config.as_deref(), Some("promoted-churn-prediction-111111111111-v0-prod"));
 }
 

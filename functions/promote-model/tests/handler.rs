@@ -77,6 +77,7 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         cards: cards.clone(),
         events: publisher.clone(),
         ledger: ledger.clone(),
+        audit: ledger.clone(),
     };
     let env = HashMap::from([
         ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),

@@ -89,7 +89,7 @@ async fn a_failing_case_rejects_the_version_then_rolls_back_to_the_previous_conf
     assert!(!message.contains("NOT DONE"), "{message}");
     assert!(endpoint_calls(&world).contains(&format!("UpdateEndpoint {ENDPOINT} {PREVIOUS} direct")));
     assert_eq!(central_status(&world), Some(ApprovalStatus::Rejected));
-    let record = world.ports.ledger.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap();
+    let record = world.ports.deployments.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap();
     assert_eq!(record.state, DeploymentState::RolledBack);
     assert_eq!(world.audit_actions(), ["tests-failed", "rejected-by-tests", "rolled-back"], "rejected before the endpoint is touched");
     assert_eq!(report(&world)["cases"][0]["passed"], false);
@@ -143,7 +143,7 @@ async fn a_rollback_that_fails_leaves_the_version_rejected_and_names_the_failing
     assert_eq!(world.audit_actions(), ["tests-failed", "rejected-by-tests"]);
     assert_eq!(world.test.endpoint(ENDPOINT).unwrap().config, CONFIG, "still on the failing version, as the message says");
     assert_eq!(card_versions(&world).len(), 2, "the report reached the card");
-    assert_eq!(world.ports.ledger.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap().state, DeploymentState::InService);
+    assert_eq!(world.ports.deployments.deployment(Stage::Test, ENDPOINT).await.unwrap().unwrap().state, DeploymentState::InService);
 }
 
 #[tokio::test]

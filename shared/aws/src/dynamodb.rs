@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use promotion_core::domain::audit::AuditEntry;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim};
-use promotion_core::ports::{FailureKind, Ledger, PortError, PortResult};
+use promotion_core::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims};
 
 use crate::errors::classify;
 
@@ -83,7 +83,7 @@ fn is_condition_failure(error: &PortError) -> bool {
 }
 
 #[async_trait]
-impl Ledger for DynamoLedger {
+impl PromotionLedger for DynamoLedger {
     async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult> {
         let updated = self
             .client
@@ -187,6 +187,24 @@ impl Ledger for DynamoLedger {
         }
     }
 
+    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
+        let pages: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :promotion")
+            .expression_attribute_values(":promotion", s(PROMOTION_SK))
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| classify("Scan", &e))?;
+        pages.iter().flat_map(|page| page.items()).map(record_from_item).collect()
+    }
+}
+
+#[async_trait]
+impl AuditTrail for DynamoLedger {
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
         // An entry is one action of one event (a job, for the pipeline's actions): a redelivery
         // writes the same key whatever its time, and the first write stays.
@@ -211,21 +229,6 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
-        let pages: Vec<_> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("sk = :promotion")
-            .expression_attribute_values(":promotion", s(PROMOTION_SK))
-            .into_paginator()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| classify("Scan", &e))?;
-        pages.iter().flat_map(|page| page.items()).map(record_from_item).collect()
-    }
-
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
         let pages: Vec<_> = self
             .client
@@ -243,7 +246,10 @@ impl Ledger for DynamoLedger {
         entries.sort_by_key(|e| e.at);
         Ok(entries)
     }
+}
 
+#[async_trait]
+impl DeploymentRecords for DynamoLedger {
     async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
         let out = self
             .client
@@ -266,7 +272,10 @@ impl Ledger for DynamoLedger {
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| classify("PutItem", &e))?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl StartClaims for DynamoLedger {
     async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim> {
         let claimed = self
             .client

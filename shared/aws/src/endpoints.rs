@@ -1,7 +1,12 @@
 //! SageMaker hosting (models, endpoint configs, endpoints) and the runtime that invokes them.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_sagemaker::client::Waiters;
+use aws_sdk_sagemaker::error::ProvideErrorMetadata;
+use aws_sdk_sagemaker::operation::describe_endpoint::{DescribeEndpointError, DescribeEndpointOutput};
 use aws_sdk_sagemaker::types::{
     Alarm, AutoRollbackConfig, BlueGreenUpdatePolicy, CapacitySize, CapacitySizeType, ContainerDefinition, DeploymentConfig, EndpointStatus as SdkStatus,
     ProductionVariant, ProductionVariantInstanceType, TrafficRoutingConfig, TrafficRoutingConfigType,
@@ -10,10 +15,14 @@ use aws_sdk_sagemaker::Client;
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use aws_smithy_runtime_api::client::waiters::FinalPoll;
 use aws_smithy_types::Blob;
 
 use promotion_core::domain::deploy::BlueGreen;
-use promotion_core::ports::{EndpointConfigSpec, EndpointState, EndpointStatus, Endpoints, FailureKind, InvokeResult, ModelSpec, PortResult};
+use promotion_core::ports::{
+    EndpointConfigSpec, EndpointState, EndpointStatus, Endpoints, FailureKind, InvokeResult, ModelSpec, PortError, PortResult, Settled,
+};
 
 use crate::errors::classify;
 
@@ -57,6 +66,45 @@ fn status(raw: &SdkStatus) -> EndpointStatus {
         SdkStatus::Failed => EndpointStatus::Failed,
         SdkStatus::Deleting => EndpointStatus::Deleting,
         other => EndpointStatus::Other(other.as_str().to_owned()),
+    }
+}
+
+fn state_of(out: &DescribeEndpointOutput) -> EndpointState {
+    EndpointState {
+        status: out.endpoint_status().map_or(EndpointStatus::Other("unknown".into()), status),
+        config_name: out.endpoint_config_name().unwrap_or_default().to_owned(),
+        failure_reason: out.failure_reason().map(str::to_owned),
+    }
+}
+
+/// `Ok` when `error` says the endpoint does not exist (SageMaker's ValidationException), else the error.
+fn absent(error: PortError) -> PortResult<()> {
+    if error.kind == FailureKind::NotFound || error.message.contains("Could not find endpoint") || error.message.contains("ValidationException") {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+type Waited =
+    Result<FinalPoll<DescribeEndpointOutput, SdkError<DescribeEndpointError, HttpResponse>>, WaiterError<DescribeEndpointOutput, DescribeEndpointError>>;
+
+/// How one of the SDK's endpoint waiters ended: on its last describe (in service, or Failed), on
+/// the endpoint gone (SageMaker's ValidationException), or with its bound run out.
+fn settled(waited: Waited) -> PortResult<Settled> {
+    let gone = |error: PortError| absent(error).map(|()| Settled::Absent);
+    match waited {
+        Ok(poll) => match poll.into_result() {
+            Ok(out) => Ok(Settled::As(state_of(&out))),
+            Err(e) => gone(classify("DescribeEndpoint", &e)),
+        },
+        Err(WaiterError::FailureState(failure)) => match failure.into_final_poll().into_result() {
+            Ok(out) => Ok(Settled::As(state_of(&out))),
+            Err(e) => gone(PortError::new("DescribeEndpoint", FailureKind::Terminal, format!("{}: {e}", e.code().unwrap_or("error")))),
+        },
+        Err(WaiterError::ExceededMaxWait(_)) => Ok(Settled::StillChanging),
+        Err(WaiterError::OperationFailed(failed)) => gone(classify("DescribeEndpoint", failed.error())),
+        Err(other) => Err(PortError::new("DescribeEndpoint", FailureKind::Terminal, format!("the waiter did not start: {other:?}"))),
     }
 }
 
@@ -132,21 +180,17 @@ impl Endpoints for SageMakerEndpoints {
 
     async fn describe_endpoint(&self, name: &str) -> PortResult<Option<EndpointState>> {
         match self.client.describe_endpoint().endpoint_name(name).send().await {
-            Ok(out) => Ok(Some(EndpointState {
-                status: out.endpoint_status().map_or(EndpointStatus::Other("unknown".into()), status),
-                config_name: out.endpoint_config_name().unwrap_or_default().to_owned(),
-                failure_reason: out.failure_reason().map(str::to_owned),
-            })),
-            Err(e) => {
-                let error = classify("DescribeEndpoint", &e);
-                let missing = error.kind == FailureKind::NotFound || error.message.contains("Could not find endpoint");
-                if missing {
-                    Ok(None)
-                } else {
-                    Err(error)
-                }
-            }
+            Ok(out) => Ok(Some(state_of(&out))),
+            Err(e) => absent(classify("DescribeEndpoint", &e)).map(|()| None),
         }
+    }
+
+    async fn wait_until_in_service(&self, name: &str, bound: Duration) -> PortResult<Settled> {
+        settled(self.client.wait_until_endpoint_in_service().endpoint_name(name).wait(bound).await)
+    }
+
+    async fn wait_until_deleted(&self, name: &str, bound: Duration) -> PortResult<Settled> {
+        settled(self.client.wait_until_endpoint_deleted().endpoint_name(name).wait(bound).await)
     }
 
     async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()> {
@@ -318,5 +362,37 @@ mod tests {
 
         assert_eq!((first.status.clone(), first.status.is_transitional()), (EndpointStatus::Deleting, false));
         assert_eq!((second.status.clone(), second.status.is_transitional()), (EndpointStatus::SystemUpdating, true));
+    }
+    #[tokio::test(start_paused = true)]
+    async fn the_waiters_poll_until_the_endpoint_is_in_service_and_until_it_is_gone() {
+        use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
+        use aws_smithy_types::error::ErrorMetadata;
+        let describe = |status: SdkStatus, config: &'static str| {
+            mock!(Client::describe_endpoint).match_requests(|r| r.endpoint_name() == Some("churn-prod")).then_output(move || {
+                DescribeEndpointOutput::builder()
+                    .endpoint_name("churn-prod")
+                    .endpoint_arn("arn")
+                    .endpoint_config_name(config)
+                    .endpoint_status(status.clone())
+                    .creation_time(aws_smithy_types::DateTime::from_secs(0))
+                    .last_modified_time(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+            })
+        };
+        let (updating, in_service, deleting) =
+            (describe(SdkStatus::Updating, "churn-v1-prod"), describe(SdkStatus::InService, "churn-v2-prod"), describe(SdkStatus::Deleting, "churn-v2-prod"));
+        let gone = mock!(Client::describe_endpoint).then_error(|| {
+            DescribeEndpointError::generic(ErrorMetadata::builder().code("ValidationException").message("Could not find endpoint \"churn-prod\".").build())
+        });
+        let client = mock_client!(aws_sdk_sagemaker, RuleMode::Sequential, [&updating, &in_service, &deleting, &gone]);
+        let runtime = mock_client!(aws_sdk_sagemakerruntime, RuleMode::Sequential, Vec::<&aws_smithy_mocks::Rule>::new());
+        let endpoints = SageMakerEndpoints::from_clients(client, runtime);
+
+        let settled = endpoints.wait_until_in_service("churn-prod", Duration::from_secs(600)).await.unwrap();
+        let deleted = endpoints.wait_until_deleted("churn-prod", Duration::from_secs(600)).await.unwrap();
+
+        let running = EndpointState { status: EndpointStatus::InService, config_name: "churn-v2-prod".into(), failure_reason: None };
+        assert_eq!((settled, deleted), (Settled::As(running), Settled::Absent));
+        assert_eq!([updating.num_calls(), in_service.num_calls(), deleting.num_calls(), gone.num_calls()], [1, 1, 1, 1]);
     }
 }

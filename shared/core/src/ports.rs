@@ -1,6 +1,7 @@
 //! The narrow interfaces the domain needs from AWS; adapters implement them, tests fake them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -124,8 +125,9 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, detail_type: &str, detail: &Value) -> PortResult<()>;
 }
 
+/// The promotion ledger: one record per source version, claimed by the invocation that promotes it.
 #[async_trait]
-pub trait Ledger: Send + Sync {
+pub trait PromotionLedger: Send + Sync {
     async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult>;
     async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
     /// Writes the record's progress while `owner` still holds the claim.
@@ -136,18 +138,39 @@ pub trait Ledger: Send + Sync {
     async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()>;
     /// Writes a decision record unless a newer one is there; false when a newer one was.
     async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool>;
+    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>>;
+}
+
+/// The audit trail of every package version, only ever appended.
+#[async_trait]
+pub trait AuditTrail: Send + Sync {
     /// Idempotent: an entry is identified by its package, event id and action, and a second
     /// write of those is dropped whatever its time (a redelivered job repeats no entry).
     async fn append(&self, entry: &AuditEntry) -> PortResult<()>;
-    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>>;
     /// The audit trail of a package version (source or central), oldest first.
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>>;
+}
+
+/// What each stage's endpoint runs, and ran before.
+#[async_trait]
+pub trait DeploymentRecords: Send + Sync {
     async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>>;
     async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()>;
+}
+
+/// One pipeline execution per central approval event.
+#[async_trait]
+pub trait StartClaims: Send + Sync {
     /// Claims the start of a pipeline execution for `event_id` until `lease_until`.
     async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim>;
     async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()>;
 }
+
+/// The whole ledger table in its four roles, for a tool that reads across them (the CLI's status).
+/// The use cases take only the roles they need.
+pub trait Ledger: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims {}
+
+impl<T: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims + ?Sized> Ledger for T {}
 
 /// Everything promote-model talks to.
 #[derive(Clone)]
@@ -157,7 +180,8 @@ pub struct PromotePorts {
     pub artifacts: Arc<dyn ArtifactStore>,
     pub cards: Arc<dyn ModelCards>,
     pub events: Arc<dyn EventPublisher>,
-    pub ledger: Arc<dyn Ledger>,
+    pub ledger: Arc<dyn PromotionLedger>,
+    pub audit: Arc<dyn AuditTrail>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +212,16 @@ pub struct EndpointState {
     /// The config the endpoint runs now (after an update, the new one only once it is in service).
     pub config_name: String,
     pub failure_reason: Option<String>,
+}
+
+/// How a wait for an endpoint ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The endpoint as last described: in service, or Failed.
+    As(EndpointState),
+    Absent,
+    /// Still changing when the wait's bound ran out.
+    StillChanging,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +255,11 @@ pub trait Endpoints: Send + Sync {
     async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()>;
     async fn update_endpoint(&self, name: &str, config: &str, blue_green: Option<&BlueGreen>) -> PortResult<()>;
     async fn delete_endpoint(&self, name: &str) -> PortResult<()>;
+    /// Waits, at most `bound`, until the endpoint is in service, or in a state it does not leave on
+    /// its own (Failed), or gone.
+    async fn wait_until_in_service(&self, name: &str, bound: Duration) -> PortResult<Settled>;
+    /// Waits, at most `bound`, until the endpoint is gone (or its deletion failed).
+    async fn wait_until_deleted(&self, name: &str, bound: Duration) -> PortResult<Settled>;
     /// `inference_id` tags the request in the endpoint's data capture and logs.
     async fn invoke(&self, name: &str, content_type: &str, payload: &[u8], inference_id: &str) -> PortResult<InvokeResult>;
 }

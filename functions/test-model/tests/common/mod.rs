@@ -36,7 +36,7 @@ pub async fn deployed(previous: Option<&str>) -> DeployWorld {
         previous_package,
         at: chrono::Utc::now(),
     };
-    world.ports.ledger.record_deployment(&record).await.unwrap();
+    world.ports.deployments.record_deployment(&record).await.unwrap();
     world
 }
 

@@ -7,7 +7,7 @@ use tracing::info;
 use crate::domain::ids::{GroupName, ModelPackageArn};
 use crate::domain::pipeline::{PipelineStage, APPROVAL_ACTION};
 use crate::failure::Failure;
-use crate::ports::{Ledger, PortError};
+use crate::ports::{AuditTrail, PortError};
 
 use super::{DeployConfig, DeployPorts};
 
@@ -54,7 +54,7 @@ pub async fn waiting_prod_approval(ports: &DeployPorts, config: &DeployConfig, m
     if package.group() != model {
         return Err(no_approval());
     }
-    let tests = latest_tests(ports.ledger.as_ref(), &package).await?;
+    let tests = latest_tests(ports.audit.as_ref(), &package).await?;
     Ok(WaitingApproval { package, execution_id, tests, token: pending.token })
 }
 
@@ -72,8 +72,8 @@ pub async fn answer_prod_approval(
     Ok(())
 }
 
-async fn latest_tests(ledger: &dyn Ledger, package: &ModelPackageArn) -> Result<Option<Value>, ApprovalError> {
-    let history = ledger.history(package).await?;
+async fn latest_tests(trail: &dyn AuditTrail, package: &ModelPackageArn) -> Result<Option<Value>, ApprovalError> {
+    let history = trail.history(package).await?;
     Ok(history.into_iter().rev().find(|e| e.action.is_test_verdict()).map(|e| json!({ "result": e.action, "detail": e.detail })))
 }
 

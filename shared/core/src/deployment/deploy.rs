@@ -179,7 +179,7 @@ impl Deployment<'_> {
     /// Picks up a deployment an earlier delivery began. The config it replaced is gone from the
     /// endpoint by now, so the rollback target comes from what the ledger knew before.
     async fn resume(&self, endpoint: &str, config: &str, status: EndpointStatus) -> Result<Step, DeployError> {
-        let recorded = self.ports.ledger.deployment(self.stage(), endpoint).await?;
+        let recorded = self.ports.deployments.deployment(self.stage(), endpoint).await?;
         let previous_config = match &recorded {
             Some(record) if record.config == config => record.previous_config.clone(),
             Some(record) => Some(record.config.clone()),
@@ -259,7 +259,7 @@ impl Deployment<'_> {
     }
 
     async fn finish(&self, endpoint: &str, config: &str, previous_config: Option<&str>) -> Result<Step, DeployError> {
-        let recorded = self.ports.ledger.deployment(self.stage(), endpoint).await?;
+        let recorded = self.ports.deployments.deployment(self.stage(), endpoint).await?;
         // A redelivery of a finished job keeps the rollback target recorded by the first delivery.
         let previous = previous_config.map(str::to_owned).or_else(|| recorded.as_ref().filter(|r| r.config == config).and_then(|r| r.previous_config.clone()));
         self.record(endpoint, config, previous, DeploymentState::InService).await?;
@@ -279,7 +279,7 @@ impl Deployment<'_> {
     async fn record(&self, endpoint: &str, config: &str, previous_config: Option<String>, state: DeploymentState) -> Result<(), DeployError> {
         // The version behind `previous_config`: the one recorded on it, or the one a failed or
         // rolled-back deployment (or this one, resumed) had replaced and the endpoint runs again.
-        let previous_package = match (self.ports.ledger.deployment(self.stage(), endpoint).await?, previous_config.as_deref()) {
+        let previous_package = match (self.ports.deployments.deployment(self.stage(), endpoint).await?, previous_config.as_deref()) {
             (Some(earlier), Some(previous)) if earlier.config == previous => Some(earlier.package),
             (Some(earlier), Some(previous)) if earlier.previous_config.as_deref() == Some(previous) => earlier.previous_package,
             _ => None,
@@ -294,11 +294,11 @@ impl Deployment<'_> {
             previous_package,
             at: Utc::now(),
         };
-        Ok(self.ports.ledger.record_deployment(&record).await?)
+        Ok(self.ports.deployments.record_deployment(&record).await?)
     }
 
     async fn audit(&self, action: AuditAction, detail: Value) -> Result<(), DeployError> {
-        Ok(self.ports.ledger.append(&AuditEntry::now(self.package(), &self.job.id, action, detail)).await?)
+        Ok(self.ports.audit.append(&AuditEntry::now(self.package(), &self.job.id, action, detail)).await?)
     }
 
     fn log(&self, decision: &str, endpoint: &str) {

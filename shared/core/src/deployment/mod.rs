@@ -17,7 +17,9 @@ pub(crate) mod testing;
 
 use std::sync::Arc;
 
-use crate::ports::{ArtifactStore, Ledger, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, StageSessions};
+use crate::ports::{
+    ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger, StageSessions, StartClaims,
+};
 
 pub use crate::config::DeployConfig;
 pub use approval::ApprovalError;
@@ -36,7 +38,11 @@ pub struct DeployPorts {
     pub central_registry: Arc<dyn ModelRegistry>,
     pub jobs: Arc<dyn PipelineJobs>,
     pub runs: Arc<dyn PipelineRuns>,
-    pub ledger: Arc<dyn Ledger>,
+    /// What promote-model recorded of each version: only promoted, unrevoked versions are deployed.
+    pub promotions: Arc<dyn PromotionLedger>,
+    pub audit: Arc<dyn AuditTrail>,
+    pub deployments: Arc<dyn DeploymentRecords>,
+    pub starts: Arc<dyn StartClaims>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub cards: Arc<dyn ModelCards>,
     /// The governance officers' approval topic.

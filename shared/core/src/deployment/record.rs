@@ -127,7 +127,7 @@ pub async fn record_outcome(ports: &DeployPorts, config: &DeployConfig, event: &
         action: action.clone(),
         detail: json!({ "execution_id": change.execution_id, "state": change.state.as_str(), "detail": detail }),
     };
-    ports.ledger.append(&entry).await?;
+    ports.audit.append(&entry).await?;
     info!(event_id = %change.event_id, package = %package, execution_id = %change.execution_id, decision = %action, "outcome recorded");
     Ok(Recorded::Recorded { package, action })
 }

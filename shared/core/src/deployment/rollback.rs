@@ -13,7 +13,7 @@ use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{GroupName, ModelPackageArn, Stage};
 use crate::domain::ledger::{DeploymentRecord, DeploymentState};
 use crate::failure::Failure;
-use crate::ports::{EndpointStatus, Endpoints, PortError};
+use crate::ports::{EndpointState, EndpointStatus, Endpoints, PortError, Settled};
 
 use super::endpoint::EndpointError;
 use super::history::history;
@@ -51,29 +51,23 @@ impl Failure for RollbackError {
     }
 }
 
-/// How long a rollback waits for the endpoint to settle, in polls.
-const ROLLBACK_POLLS: usize = 120;
+/// How long a rollback waits for the endpoint to settle, each time it waits.
+const ROLLBACK_WAIT: Duration = Duration::from_secs(600);
 /// CodePipeline's timeout of a Lambda action: no deploy job of a deployment begun earlier than
 /// this can still be running.
 const DEPLOY_ACTION_TIMEOUT: chrono::Duration = chrono::Duration::hours(1);
 
 /// Puts the stage's endpoint back on the newest version that ran there in service before the
 /// current one and is still Approved in the central registry, and records it.
-pub async fn roll_back(
-    ports: &DeployPorts,
-    config: &DeployConfig,
-    model: &GroupName,
-    stage: Stage,
-    poll_every: Duration,
-) -> Result<DeploymentRecord, RollbackError> {
+pub async fn roll_back(ports: &DeployPorts, config: &DeployConfig, model: &GroupName, stage: Stage) -> Result<DeploymentRecord, RollbackError> {
     let settings = config.stages.stage(stage);
     let endpoint = settings.endpoint_name(model, stage);
-    let current = ports.ledger.deployment(stage, &endpoint).await?.ok_or_else(|| nothing_to_roll_back(model, stage))?;
+    let current = ports.deployments.deployment(stage, &endpoint).await?.ok_or_else(|| nothing_to_roll_back(model, stage))?;
     let target = rollback_target(ports, model, stage, &endpoint, &current.package).await?;
     let target_config = deployment_name(&target, stage);
     let endpoints = ports.stages.endpoints(settings).await?;
     refuse_while_deploying(endpoints.as_ref(), &current).await?;
-    put_in_service(endpoints.as_ref(), &endpoint, &target_config, poll_every).await?;
+    put_in_service(endpoints.as_ref(), &endpoint, &target_config).await?;
     let restored = DeploymentRecord {
         stage,
         endpoint: endpoint.clone(),
@@ -84,11 +78,11 @@ pub async fn roll_back(
         previous_package: Some(current.package.clone()),
         at: chrono::Utc::now(),
     };
-    ports.ledger.record_deployment(&restored).await?;
+    ports.deployments.record_deployment(&restored).await?;
     let detail = json!({ "stage": stage, "endpoint": endpoint, "from": current.package, "to": target });
     let operator_action = format!("operator-rollback-{}", uuid::Uuid::new_v4());
-    ports.ledger.append(&AuditEntry::now(&current.package, &operator_action, AuditAction::RolledBackByOperator, detail.clone())).await?;
-    ports.ledger.append(&AuditEntry::now(&target, &operator_action, AuditAction::RestoredByOperator, detail)).await?;
+    ports.audit.append(&AuditEntry::now(&current.package, &operator_action, AuditAction::RolledBackByOperator, detail.clone())).await?;
+    ports.audit.append(&AuditEntry::now(&target, &operator_action, AuditAction::RestoredByOperator, detail)).await?;
     info!(event_id = %operator_action, package = %target, from = %current.package, %stage, %endpoint, decision = "rolled-back-by-operator", "rollback");
     Ok(restored)
 }
@@ -122,7 +116,7 @@ async fn rollback_target(
     endpoint: &str,
     current: &ModelPackageArn,
 ) -> Result<ModelPackageArn, RollbackError> {
-    let trail = history(ports.ledger.as_ref(), model).await?;
+    let trail = history(ports.promotions.as_ref(), ports.audit.as_ref(), model).await?;
     let mut considered = HashSet::new();
     let mut passed_over = Vec::new();
     for version in versions_in_service(&trail, stage, endpoint).into_iter().rev() {
@@ -162,7 +156,7 @@ fn ran_in_service(entry: &AuditEntry, stage: Stage, endpoint: &str) -> bool {
 }
 
 /// Brings `endpoint` into service on `config`, and waits until it runs it.
-async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str, poll_every: Duration) -> Result<(), RollbackError> {
+async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str) -> Result<(), RollbackError> {
     match endpoints.describe_endpoint(endpoint).await? {
         // SageMaker updates no endpoint that is changing or on its way out.
         Some(state) if state.status.is_transitional() || state.status == EndpointStatus::Deleting => {
@@ -173,37 +167,33 @@ async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str,
         // SageMaker updates no Failed endpoint: it goes, and comes back on the config.
         Some(state) if state.status == EndpointStatus::Failed => {
             endpoints.delete_endpoint(endpoint).await?;
-            wait_until_gone(endpoints, endpoint, poll_every).await?;
+            match endpoints.wait_until_deleted(endpoint, ROLLBACK_WAIT).await? {
+                Settled::Absent => {}
+                Settled::As(state) => return Err(failed(endpoint, state, "could not be deleted")),
+                Settled::StillChanging => return Err(busy(endpoint, "still deleting the failed endpoint")),
+            }
             endpoints.create_endpoint(endpoint, config).await?;
         }
         Some(_) => endpoints.update_endpoint(endpoint, config, None).await?,
         None => endpoints.create_endpoint(endpoint, config).await?,
     }
-    for _ in 0..ROLLBACK_POLLS {
-        let state = endpoints.describe_endpoint(endpoint).await?.ok_or_else(|| EndpointError::Vanished(endpoint.to_owned()))?;
-        match state.status {
-            status if status.is_transitional() => tokio::time::sleep(poll_every).await,
-            EndpointStatus::InService if state.config_name == config => return Ok(()),
-            _ => {
-                return Err(EndpointError::Failed {
-                    endpoint: endpoint.to_owned(),
-                    reason: state.failure_reason.unwrap_or_else(|| format!("runs {} after the rollback", state.config_name)),
-                }
-                .into())
-            }
+    match endpoints.wait_until_in_service(endpoint, ROLLBACK_WAIT).await? {
+        Settled::As(state) if state.status == EndpointStatus::InService && state.config_name == config => Ok(()),
+        Settled::As(state) => {
+            let runs = format!("runs {} after the rollback", state.config_name);
+            Err(failed(endpoint, state, &runs))
         }
+        Settled::Absent => Err(EndpointError::Vanished(endpoint.to_owned()).into()),
+        Settled::StillChanging => Err(busy(endpoint, "still updating after the rollback")),
     }
-    Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: "still updating after the rollback".into() }.into())
 }
 
-async fn wait_until_gone(endpoints: &dyn Endpoints, endpoint: &str, poll_every: Duration) -> Result<(), RollbackError> {
-    for _ in 0..ROLLBACK_POLLS {
-        if endpoints.describe_endpoint(endpoint).await?.is_none() {
-            return Ok(());
-        }
-        tokio::time::sleep(poll_every).await;
-    }
-    Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: "still deleting the failed endpoint".into() }.into())
+fn failed(endpoint: &str, state: EndpointState, otherwise: &str) -> RollbackError {
+    EndpointError::Failed { endpoint: endpoint.to_owned(), reason: state.failure_reason.unwrap_or_else(|| otherwise.to_owned()) }.into()
+}
+
+fn busy(endpoint: &str, status: &str) -> RollbackError {
+    EndpointError::Busy { endpoint: endpoint.to_owned(), status: status.to_owned() }.into()
 }
 
 #[cfg(test)]

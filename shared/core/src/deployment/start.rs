@@ -81,7 +81,7 @@ pub async fn handle_central_approval(ports: &DeployPorts, config: &DeployConfig,
         return Ok(StartOutcome::Ignored { package, reason: format!("status is {}", change.status.as_str()) });
     }
     check_promoted(ports, &package).await?;
-    let execution_id = match ports.ledger.claim_start(&change.event_id, deadline, Utc::now()).await? {
+    let execution_id = match ports.starts.claim_start(&change.event_id, deadline, Utc::now()).await? {
         StartClaim::Started { execution_id } => {
             info!(event_id = %change.event_id, package = %package, execution_id, decision = "duplicate", "start-deployment");
             return Ok(StartOutcome::AlreadyStarted { package, execution_id });
@@ -89,9 +89,9 @@ pub async fn handle_central_approval(ports: &DeployPorts, config: &DeployConfig,
         StartClaim::Busy => return Err(StartError::StartInProgress(change.event_id)),
         StartClaim::Granted => ports.runs.start(&config.pipeline, &package, &change.event_id).await?,
     };
-    ports.ledger.record_start(&change.event_id, &execution_id).await?;
+    ports.starts.record_start(&change.event_id, &execution_id).await?;
     let detail = json!({ "pipeline": config.pipeline, "execution_id": execution_id });
-    ports.ledger.append(&AuditEntry::now(&package, &change.event_id, AuditAction::PipelineStarted, detail)).await?;
+    ports.audit.append(&AuditEntry::now(&package, &change.event_id, AuditAction::PipelineStarted, detail)).await?;
     info!(event_id = %change.event_id, package = %package, execution_id, decision = "started", "start-deployment");
     Ok(StartOutcome::Started { package, execution_id })
 }
@@ -101,7 +101,7 @@ async fn check_promoted(ports: &DeployPorts, package: &ModelPackageArn) -> Resul
     let central = ports.central_registry.describe_package(package).await?;
     let source: ModelPackageArn =
         central.customer_metadata.get(lineage::SOURCE_ARN).and_then(|raw| raw.parse().ok()).ok_or_else(|| StartError::NotPromoted(package.clone()))?;
-    let record = ports.ledger.get(&source).await?.ok_or_else(|| StartError::NotPromoted(package.clone()))?;
+    let record = ports.promotions.get(&source).await?.ok_or_else(|| StartError::NotPromoted(package.clone()))?;
     match record.state {
         _ if record.central_package.as_ref() != Some(package) => Err(StartError::NotPromoted(package.clone())),
         PromotionState::Promoted => Ok(()),

@@ -209,7 +209,7 @@ impl Promotion<'_> {
         let summary = summary_of(&record)?;
         self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
         // The audit entry is idempotent and goes first: once the record says Promoted, redeliveries stop.
-        ledger.append(&self.audit(AuditAction::Promoted, json!({ "central_package": central, "model_card_version": card_version }))).await?;
+        self.ports.audit.append(&self.audit(AuditAction::Promoted, json!({ "central_package": central, "model_card_version": card_version }))).await?;
         record.state = PromotionState::Promoted;
         record.owner = None;
         record.lease_until = None;

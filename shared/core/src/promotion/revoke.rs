@@ -43,7 +43,7 @@ pub(super) async fn revoke(ports: &PromotePorts, change: &StateChange) -> Result
         action: if record.state == PromotionState::Revoked { AuditAction::Revoked } else { AuditAction::RejectedInDev },
         detail: json!({ "reason": record.reason, "central_package": record.central_package }),
     };
-    ports.ledger.append(&entry).await?;
+    ports.audit.append(&entry).await?;
     log(record.state.as_str());
     Ok(outcome)
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::deployment::testing::{add_version, deadline, deploy, job_event};
 use crate::fakes::{DeployWorld, Fault, Transition};
-use crate::ports::Ledger;
+use crate::ports::DeploymentRecords;
 
 const TEST_ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
 const V1_TEST: &str = "promoted-churn-prediction-111111111111-v1-test";

@@ -6,7 +6,7 @@ use crate::deployment::JobOutcome;
 use crate::domain::event::ApprovalStatus;
 use crate::failure::Failure;
 use crate::fakes::{DeployWorld, Transition};
-use crate::ports::{InvokeResult, Ledger, ModelRegistry};
+use crate::ports::{AuditTrail, DeploymentRecords, InvokeResult, ModelRegistry};
 
 fn model() -> GroupName {
     "churn-prediction-111111111111".parse().unwrap()
@@ -19,7 +19,7 @@ fn prod_calls(world: &DeployWorld) -> Vec<String> {
 }
 
 async fn roll_back_prod(world: &DeployWorld) -> Result<DeploymentRecord, RollbackError> {
-    roll_back(&world.ports, &world.config, &model(), Stage::Prod, Duration::from_millis(1)).await
+    roll_back(&world.ports, &world.config, &model(), Stage::Prod).await
 }
 
 /// Versions 1 and 2 deployed to prod in turn, each through deploy-model.
@@ -123,8 +123,8 @@ async fn a_rollback_after_failed_tests_returns_to_the_last_good_version_and_not_
     assert!(matches!(tested, JobOutcome::Failed { .. }), "{tested:?}");
     assert_eq!(world.central.packages.lock().unwrap()[second.as_str()].status, Some(ApprovalStatus::Rejected));
 
-    let restored = roll_back(&world.ports, &world.config, &model(), Stage::Test, Duration::from_millis(1)).await.unwrap();
-    let again = roll_back(&world.ports, &world.config, &model(), Stage::Test, Duration::from_millis(1)).await.unwrap_err();
+    let restored = roll_back(&world.ports, &world.config, &model(), Stage::Test).await.unwrap();
+    let again = roll_back(&world.ports, &world.config, &model(), Stage::Test).await.unwrap_err();
 
     assert_eq!(restored.package, world.package);
     assert_eq!(world.test.endpoint(test_endpoint).unwrap().config, "promoted-churn-prediction-111111111111-v1-test");
@@ -240,9 +240,9 @@ async fn a_rollback_asks_nothing_of_an_endpoint_being_deleted_or_patched_by_sage
 #[tokio::test]
 async fn nothing_to_roll_back_to_is_said_plainly() {
     let world = DeployWorld::new(0);
-    let error = roll_back(&world.ports, &world.config, &model(), Stage::Test, Duration::from_millis(1)).await.unwrap_err();
+    let error = roll_back(&world.ports, &world.config, &model(), Stage::Test).await.unwrap_err();
     assert_eq!(error.error_type(), "Rejected.NothingToRollBack");
     assert!(matches!(deploy(&world, &world.package, Stage::Test).await, JobOutcome::Succeeded { .. }));
-    let error = roll_back(&world.ports, &world.config, &model(), Stage::Test, Duration::from_millis(1)).await.unwrap_err();
+    let error = roll_back(&world.ports, &world.config, &model(), Stage::Test).await.unwrap_err();
     assert_eq!(error.error_type(), "Rejected.NothingToRollBack", "the only version that ran is the current one");
 }

@@ -78,7 +78,7 @@ impl TestRun<'_> {
 
     /// Puts the endpoint back on the config this version replaced, or deletes it when there was none.
     async fn restore(&self, endpoints: &dyn Endpoints) -> Result<String, TestError> {
-        let record = self.ports.ledger.deployment(self.stage(), &self.endpoint).await?;
+        let record = self.ports.deployments.deployment(self.stage(), &self.endpoint).await?;
         let Some(record) = record.filter(|r| &r.package == self.package()) else {
             return Err(TestError::NoDeploymentRecord { endpoint: self.endpoint.clone(), package: self.package().clone() });
         };
@@ -88,10 +88,10 @@ impl TestRun<'_> {
     }
 
     async fn record_rollback(&self, restored: &str) -> Result<(), TestError> {
-        if let Some(mut record) = self.ports.ledger.deployment(self.stage(), &self.endpoint).await?.filter(|r| &r.package == self.package()) {
+        if let Some(mut record) = self.ports.deployments.deployment(self.stage(), &self.endpoint).await?.filter(|r| &r.package == self.package()) {
             record.state = DeploymentState::RolledBack;
             record.at = Utc::now();
-            self.ports.ledger.record_deployment(&record).await?;
+            self.ports.deployments.record_deployment(&record).await?;
         }
         self.audit(AuditAction::RolledBack, json!({ "endpoint": self.endpoint, "restored": restored })).await
     }

@@ -299,7 +299,7 @@ impl<'a> TestRun<'a> {
     /// entry once (it is the testing job's); the approvers are told last, when all else is done.
     async fn passed(&self, pass: &Pass) -> Result<Step, TestError> {
         let recorded = json!({ "report": pass.report.to_string(), "passed": pass.passed, "failed": pass.total - pass.passed });
-        self.ports.ledger.append(&AuditEntry::now(self.package(), &pass.tested_by, AuditAction::TestsPassed, recorded)).await?;
+        self.ports.audit.append(&AuditEntry::now(self.package(), &pass.tested_by, AuditAction::TestsPassed, recorded)).await?;
         let package = self.package();
         self.ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, pass, &self.endpoint)).await?;
         Ok(Step::Done {
@@ -309,7 +309,7 @@ impl<'a> TestRun<'a> {
     }
 
     async fn audit(&self, action: AuditAction, detail: Value) -> Result<(), TestError> {
-        Ok(self.ports.ledger.append(&AuditEntry::now(self.package(), &self.job.id, action, detail)).await?)
+        Ok(self.ports.audit.append(&AuditEntry::now(self.package(), &self.job.id, action, detail)).await?)
     }
 }
 /// `work`, unless `until` comes first.

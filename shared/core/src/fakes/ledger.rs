@@ -1,0 +1,143 @@
+//! The ledger table in its four roles, with the rules DynamoDB's conditions state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::{ModelPackageArn, Stage};
+use crate::domain::ledger::{decision_supersedes, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims};
+
+#[derive(Default)]
+pub struct FakeLedger {
+    pub records: Mutex<HashMap<String, PromotionRecord>>,
+    pub audit: Mutex<BTreeMap<String, AuditEntry>>,
+    pub deployments: Mutex<HashMap<String, DeploymentRecord>>,
+    pub starts: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Option<String>)>>,
+    /// How many times a claim's lease was renewed.
+    pub renewals: Mutex<usize>,
+}
+
+impl FakeLedger {
+    pub fn record(&self, source: &ModelPackageArn) -> Option<PromotionRecord> {
+        self.records.lock().unwrap().get(source.as_str()).cloned()
+    }
+}
+
+#[async_trait]
+impl PromotionLedger for FakeLedger {
+    async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult> {
+        let mut records = self.records.lock().unwrap();
+        let existing = records.get(claim.source.as_str());
+        if !claim.grants_over(existing) {
+            return Ok(ClaimResult::Held(existing.cloned().expect("held means present")));
+        }
+        let mut record = existing.cloned().unwrap_or_else(|| {
+            PromotionRecord::new(claim.source.clone(), crate::domain::ledger::PromotionState::InProgress, &claim.event_id, claim.event_time)
+        });
+        record.state = crate::domain::ledger::PromotionState::InProgress;
+        record.owner = Some(claim.owner.clone());
+        record.lease_until = Some(claim.lease_until);
+        record.event_id = claim.event_id.clone();
+        record.decided_at = claim.event_time;
+        record.reason = None;
+        records.insert(claim.source.to_string(), record.clone());
+        Ok(ClaimResult::Granted(record))
+    }
+
+    async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
+        Ok(self.record(source))
+    }
+
+    async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()> {
+        let mut records = self.records.lock().unwrap();
+        let held = records.get(record.source.as_str()).and_then(|r| r.owner.as_deref()) == Some(owner);
+        if !held {
+            return Err(PortError::new("PutItem", FailureKind::Retryable, "claim lost"));
+        }
+        records.insert(record.source.to_string(), record.clone());
+        Ok(())
+    }
+
+    async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: chrono::DateTime<chrono::Utc>) -> PortResult<()> {
+        let mut records = self.records.lock().unwrap();
+        let held =
+            records.get_mut(source.as_str()).filter(|r| r.owner.as_deref() == Some(owner) && r.state == crate::domain::ledger::PromotionState::InProgress);
+        let record = held.ok_or_else(|| PortError::new("UpdateItem", FailureKind::Conflict, "claim lost"))?;
+        record.lease_until = Some(lease_until);
+        *self.renewals.lock().unwrap() += 1;
+        Ok(())
+    }
+
+    async fn release(&self, source: &ModelPackageArn, owner: &str) -> PortResult<()> {
+        let mut records = self.records.lock().unwrap();
+        if let Some(record) = records.get_mut(source.as_str()).filter(|r| r.owner.as_deref() == Some(owner)) {
+            record.lease_until = Some(chrono::DateTime::UNIX_EPOCH);
+        }
+        Ok(())
+    }
+
+    async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool> {
+        let mut records = self.records.lock().unwrap();
+        if !decision_supersedes(records.get(record.source.as_str()), record) {
+            return Ok(false);
+        }
+        records.insert(record.source.to_string(), record.clone());
+        Ok(true)
+    }
+
+    async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
+        Ok(self.records.lock().unwrap().values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl AuditTrail for FakeLedger {
+    async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
+        let key = format!("{}#{}#{}", entry.source, entry.event_id, entry.action);
+        self.audit.lock().unwrap().entry(key).or_insert_with(|| entry.clone());
+        Ok(())
+    }
+
+    async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
+        let mut entries: Vec<AuditEntry> = self.audit.lock().unwrap().values().filter(|e| &e.source == package).cloned().collect();
+        entries.sort_by_key(|e| e.at);
+        Ok(entries)
+    }
+}
+
+#[async_trait]
+impl DeploymentRecords for FakeLedger {
+    async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(self.deployments.lock().unwrap().get(&format!("{stage}#{endpoint}")).cloned())
+    }
+
+    async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()> {
+        self.deployments.lock().unwrap().insert(format!("{}#{}", record.stage, record.endpoint), record.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StartClaims for FakeLedger {
+    async fn claim_start(&self, event_id: &str, lease_until: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> PortResult<StartClaim> {
+        let mut starts = self.starts.lock().unwrap();
+        match starts.get(event_id) {
+            Some((_, Some(execution_id))) => Ok(StartClaim::Started { execution_id: execution_id.clone() }),
+            Some((lease, None)) if *lease >= now => Ok(StartClaim::Busy),
+            _ => {
+                starts.insert(event_id.to_owned(), (lease_until, None));
+                Ok(StartClaim::Granted)
+            }
+        }
+    }
+
+    async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()> {
+        let mut starts = self.starts.lock().unwrap();
+        let entry = starts.entry(event_id.to_owned()).or_insert((chrono::Utc::now(), None));
+        entry.1 = Some(execution_id.to_owned());
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! In-memory fakes of the ports, one file per port, for tests of the domain and of the handlers.
+//! They keep the rules the real services enforce (conditional writes, composite checksums, card
+//! versions).
+
+mod cards;
+mod endpoints;
+mod events;
+mod ledger;
+mod logs;
+mod notifier;
+mod pipeline;
+mod registry;
+mod store;
+mod world;
+
+pub use cards::FakeCards;
+pub use endpoints::{FakeEndpoint, FakeEndpoints, FakeStageSessions, Fault, Transition};
+pub use events::FakePublisher;
+pub use ledger::FakeLedger;
+pub use logs::CapturedLogs;
+pub use notifier::FakeNotifier;
+pub use pipeline::{FakeJobs, FakeRuns, JobAnswer};
+pub use registry::{FakeRegistry, FakeSessions};
+pub use store::{BeforeCopy, FakeStore, HookedStore};
+pub use world::{stage_config_json, DeployWorld, DEPLOY_WORLD_PACKAGE, DEPLOY_WORLD_SOURCE};

@@ -1,0 +1,103 @@
+//! A whole deployment world over the fakes: the central account with one promoted, approved
+//! version, and the test and prod accounts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::domain::audit::AuditEntry;
+use crate::domain::event::ApprovalStatus;
+use crate::domain::ids::ModelPackageArn;
+use crate::domain::ledger::PromotionRecord;
+use crate::domain::package::RegisteredPackage;
+
+use super::{FakeCards, FakeEndpoints, FakeJobs, FakeLedger, FakeNotifier, FakeRegistry, FakeRuns, FakeStageSessions, FakeStore, JobAnswer};
+
+/// A central account, with one promoted and approved version, and test and prod accounts: all fakes.
+pub struct DeployWorld {
+    pub central: Arc<FakeRegistry>,
+    pub test: Arc<FakeEndpoints>,
+    pub prod: Arc<FakeEndpoints>,
+    pub jobs: Arc<FakeJobs>,
+    pub runs: Arc<FakeRuns>,
+    pub ledger: Arc<FakeLedger>,
+    pub store: Arc<FakeStore>,
+    pub cards: Arc<FakeCards>,
+    pub approvers: Arc<FakeNotifier>,
+    pub ports: crate::deployment::DeployPorts,
+    pub config: crate::deployment::DeployConfig,
+    pub package: ModelPackageArn,
+}
+
+pub const DEPLOY_WORLD_PACKAGE: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/1";
+pub const DEPLOY_WORLD_SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
+
+impl DeployWorld {
+    /// Endpoints settle after `polls` describes.
+    pub fn new(polls: usize) -> Self {
+        let package: ModelPackageArn = DEPLOY_WORLD_PACKAGE.parse().expect("arn");
+        let source: ModelPackageArn = DEPLOY_WORLD_SOURCE.parse().expect("arn");
+        let central = Arc::new(FakeRegistry::in_account("222222222222"));
+        central.add(RegisteredPackage {
+            arn: package.clone(),
+            description: Some(crate::domain::naming::central_description(&source)),
+            status: Some(ApprovalStatus::Approved),
+            inference: Default::default(),
+            artifacts: Vec::new(),
+            customer_metadata: BTreeMap::from([(crate::domain::lineage::SOURCE_ARN.to_owned(), source.to_string())]),
+        });
+        let ledger = Arc::new(FakeLedger::default());
+        let mut record = PromotionRecord::new(source.clone(), crate::domain::ledger::PromotionState::Promoted, "e-0", chrono::Utc::now());
+        record.central_package = Some(package.clone());
+        record.central_group = Some(package.group().clone());
+        ledger.records.lock().unwrap().insert(source.to_string(), record);
+        let cards = Arc::new(FakeCards::default());
+        let card =
+            serde_json::json!({ "model_package_details": { "model_package_arn": package.to_string() }, "additional_information": { "custom_details": {} } });
+        cards.cards.lock().unwrap().insert(package.group().to_string(), vec![card]);
+        let (test, prod) = (Arc::new(FakeEndpoints::settling_after(polls)), Arc::new(FakeEndpoints::settling_after(polls)));
+        let stages = FakeStageSessions {
+            accounts: HashMap::from([("333333333333".parse().expect("id"), test.clone()), ("444444444444".parse().expect("id"), prod.clone())]),
+        };
+        let (jobs, runs, store) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()), Arc::new(FakeStore::default()));
+        let approvers = Arc::new(FakeNotifier::default());
+        let ports = crate::deployment::DeployPorts {
+            stages: Arc::new(stages),
+            central_registry: central.clone(),
+            jobs: jobs.clone(),
+            runs: runs.clone(),
+            promotions: ledger.clone(),
+            audit: ledger.clone(),
+            deployments: ledger.clone(),
+            starts: ledger.clone(),
+            artifacts: store.clone(),
+            cards: cards.clone(),
+            approvers: approvers.clone(),
+        };
+        let env = HashMap::from([
+            ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
+            ("STAGE_CONFIG", stage_config_json()),
+            ("ARTIFACT_BUCKET", "model-promotion-artifacts-222222222222".to_owned()),
+            ("ARTIFACT_KMS_KEY_ID", "key".to_owned()),
+            ("LEDGER_TABLE", "ledger".to_owned()),
+            ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
+            ("APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:222222222222:model-promotion-approvals".to_owned()),
+        ]);
+        let config = crate::deployment::DeployConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
+        Self { central, test, prod, jobs, runs, ledger, store, cards, approvers, ports, config, package }
+    }
+
+    pub fn last_answer(&self) -> JobAnswer {
+        self.jobs.answers.lock().unwrap().last().cloned().expect("the job was answered")
+    }
+
+    pub fn audit_actions(&self) -> Vec<String> {
+        let mut entries: Vec<AuditEntry> = self.ledger.audit.lock().unwrap().values().filter(|e| e.source == self.package).cloned().collect();
+        entries.sort_by_key(|e| e.at);
+        entries.into_iter().map(|e| e.action.to_string()).collect()
+    }
+}
+
+/// Test and prod as the local demo configures them.
+pub fn stage_config_json() -> String {
+    crate::config::LOCAL_STAGE_CONFIG.to_owned()
+}
