@@ -84,6 +84,8 @@ fn is_condition_failure(error: &PortError) -> bool {
 
 #[async_trait]
 impl PromotionLedger for DynamoLedger {
+    /// `promotion_core::promotion::policy::claim_granted` as a condition expression, applied
+    /// atomically; `tests/it/claim_cases.rs` holds the two to the same answers on every claim case.
     async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult> {
         let updated = self
             .client

@@ -47,7 +47,7 @@ impl ModelRegistry for SageMakerRegistry {
         Ok(RegisteredPackage {
             arn,
             description: out.model_package_description().map(str::to_owned),
-            status: out.model_approval_status().and_then(|s| approval_from_sdk(s)),
+            status: out.model_approval_status().and_then(approval_from_sdk),
             inference: spec.map(inference_from_sdk).unwrap_or_default(),
             artifacts,
             customer_metadata: out.customer_metadata_properties().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),

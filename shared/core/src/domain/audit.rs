@@ -138,7 +138,7 @@ impl FromStr for AuditAction {
                 .map(|(stage, action, state)| Self::ActionState { stage: stage.to_owned(), action: action.to_owned(), state: PipelineState::parse(state) })
         };
         // Only a reading that writes the same string back is taken.
-        Ok(structured.filter(|action| action.to_string() == raw).unwrap_or_else(|| Self::Other(raw.to_owned())))
+        Ok(structured.filter(|action| action == &raw).unwrap_or_else(|| Self::Other(raw.to_owned())))
     }
 }
 
@@ -162,7 +162,8 @@ impl From<AuditAction> for String {
 
 impl PartialEq<&str> for AuditAction {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        let shown = self.to_string();
+        shown == *other
     }
 }
 

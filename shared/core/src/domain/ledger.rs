@@ -80,9 +80,7 @@ impl PromotionRecord {
     }
 }
 
-/// A conditional claim on a source version: granted when nobody holds it, when the holder's
-/// lease ran out (its invocation is dead), when the holder is this very claim (a retried call
-/// whose first answer was lost), or when only an older dev rejection is recorded.
+/// A conditional claim on a source version; `promotion::policy::claim_granted` says when it is granted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     pub source: ModelPackageArn,
@@ -91,26 +89,6 @@ pub struct Claim {
     pub owner: String,
     pub lease_until: DateTime<Utc>,
     pub now: DateTime<Utc>,
-}
-
-impl Claim {
-    /// The rule a ledger applies atomically; in-memory fakes call it, DynamoDB states it as a condition.
-    pub fn grants_over(&self, existing: Option<&PromotionRecord>) -> bool {
-        match existing {
-            None => true,
-            Some(record) => match record.state {
-                PromotionState::InProgress => record.owner.as_deref() == Some(self.owner.as_str()) || record.lease_until.is_none_or(|lease| lease < self.now),
-                PromotionState::RejectedInDev => record.decided_at < self.event_time,
-                PromotionState::Promoted | PromotionState::Revoked => false,
-            },
-        }
-    }
-}
-
-/// A dev decision replaces what the ledger holds only when it is not older (events arrive out
-/// of order; a redelivery has the same time), and never while a promotion runs.
-pub fn decision_supersedes(existing: Option<&PromotionRecord>, decision: &PromotionRecord) -> bool {
-    existing.is_none_or(|record| record.state != PromotionState::InProgress && record.decided_at <= decision.decided_at)
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,15 +7,19 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{ModelPackageArn, Stage};
-use crate::domain::ledger::{decision_supersedes, Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
 use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims};
+use crate::promotion::policy::{claim_granted, decision_supersedes};
+
+/// A start claim's lease and, once started, its execution.
+pub type StartEntry = (chrono::DateTime<chrono::Utc>, Option<String>);
 
 #[derive(Default)]
 pub struct FakeLedger {
     pub records: Mutex<HashMap<String, PromotionRecord>>,
     pub audit: Mutex<BTreeMap<String, AuditEntry>>,
     pub deployments: Mutex<HashMap<String, DeploymentRecord>>,
-    pub starts: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Option<String>)>>,
+    pub starts: Mutex<HashMap<String, StartEntry>>,
     /// How many times a claim's lease was renewed.
     pub renewals: Mutex<usize>,
 }
@@ -31,7 +35,7 @@ impl PromotionLedger for FakeLedger {
     async fn claim(&self, claim: &Claim) -> PortResult<ClaimResult> {
         let mut records = self.records.lock().unwrap();
         let existing = records.get(claim.source.as_str());
-        if !claim.grants_over(existing) {
+        if !claim_granted(claim, existing) {
             return Ok(ClaimResult::Held(existing.cloned().expect("held means present")));
         }
         let mut record = existing.cloned().unwrap_or_else(|| {

@@ -3,6 +3,7 @@
 //! versions).
 
 mod cards;
+mod claim_cases;
 mod endpoints;
 mod events;
 mod ledger;
@@ -14,6 +15,7 @@ mod store;
 mod world;
 
 pub use cards::FakeCards;
+pub use claim_cases::run_claim_case;
 pub use endpoints::{FakeEndpoint, FakeEndpoints, FakeStageSessions, Fault, Transition};
 pub use events::FakePublisher;
 pub use ledger::FakeLedger;

@@ -23,10 +23,13 @@ struct StoredObject {
     copied_from_etag: Option<String>,
 }
 
+/// An incomplete upload: its destination, the ETag of its source, its parts.
+type Upload = (S3Uri, Option<String>, BTreeMap<i32, Vec<u8>>);
+
 #[derive(Default)]
 pub struct FakeStore {
     objects: Mutex<BTreeMap<S3Uri, StoredObject>>,
-    uploads: Mutex<HashMap<String, (S3Uri, Option<String>, BTreeMap<i32, Vec<u8>>)>>,
+    uploads: Mutex<HashMap<String, Upload>>,
     pub calls: Mutex<Vec<&'static str>>,
 }
 

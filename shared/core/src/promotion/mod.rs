@@ -3,6 +3,7 @@
 mod copy;
 mod error;
 mod outcome;
+pub mod policy;
 mod promote;
 mod revoke;
 
@@ -28,7 +29,7 @@ pub struct Invocation {
 
 pub async fn handle_state_change(ports: &PromotePorts, config: &PromoteConfig, event: &Value, invocation: &Invocation) -> Result<Outcome, PromoteError> {
     let change = StateChange::parse(event)?;
-    let allowed_buckets = config.source_accounts.get(&change.account).ok_or_else(|| PromoteError::UnknownAccount(change.account.clone()))?;
+    let allowed_buckets = policy::admit(config, &change)?;
     match change.status {
         ApprovalStatus::Approved => promote::Promotion { ports, config, change: &change, allowed_buckets, invocation }.run().await,
         ApprovalStatus::Rejected => revoke::revoke(ports, &change).await,

@@ -8,10 +8,10 @@ use crate::config::PromoteConfig;
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
 use crate::domain::copy::ObjectInfo;
-use crate::domain::event::{ApprovalStatus, StateChange};
+use crate::domain::event::StateChange;
 use crate::domain::ids::{GroupName, ModelPackageArn};
 use crate::domain::ledger::{Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
-use crate::domain::lineage::{self, MAX_ARTIFACTS};
+use crate::domain::lineage;
 use crate::domain::naming::{central_artifact_uri, central_description, central_group_name};
 use crate::domain::package::{Artifact, ArtifactSlot, NewPackage, RegisteredPackage, Report};
 use crate::ports::{FailureKind, ModelCards, PromotePorts};
@@ -19,6 +19,7 @@ use crate::ports::{FailureKind, ModelCards, PromotePorts};
 use super::copy::CopyJob;
 use super::error::PromoteError;
 use super::outcome::{Outcome, PromotionSummary};
+use super::policy::{self, Held};
 use super::Invocation;
 
 pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
@@ -122,22 +123,7 @@ impl Promotion<'_> {
     async fn read_source(&self) -> Result<(RegisteredPackage, Vec<ObjectInfo>), PromoteError> {
         let registry = self.ports.sessions.registry(&self.change.account).await?;
         let package = registry.describe_package(&self.change.package).await?;
-        if package.arn != self.change.package {
-            return Err(PromoteError::PackageMismatch { requested: self.change.package.clone(), described: package.arn });
-        }
-        if package.status != Some(ApprovalStatus::Approved) {
-            let status = package.status.as_ref().map_or("no status", ApprovalStatus::as_str);
-            return Err(PromoteError::NotApprovedInDev { package: package.arn, status });
-        }
-        if package.inference.containers.is_empty() {
-            return Err(PromoteError::NoContainers(package.arn));
-        }
-        if package.artifacts.len() > MAX_ARTIFACTS {
-            return Err(PromoteError::TooManyArtifacts(package.artifacts.len()));
-        }
-        if let Some(foreign) = package.artifacts.iter().find(|a| !self.allowed_buckets.iter().any(|b| b == a.uri.bucket())) {
-            return Err(PromoteError::ForeignBucket { uri: foreign.uri.clone(), account: self.change.account.clone() });
-        }
+        policy::check_source(self.change, &package, self.allowed_buckets)?;
         let mut sources = Vec::with_capacity(package.artifacts.len());
         for artifact in &package.artifacts {
             let head = self.ports.artifacts.head(&artifact.uri, &self.change.account).await?;
@@ -169,11 +155,11 @@ impl Promotion<'_> {
 
     fn already_handled(&self, record: PromotionRecord) -> Result<Outcome, PromoteError> {
         self.log("duplicate", &record);
-        match record.state {
-            PromotionState::Promoted => Ok(Outcome::AlreadyPromoted(summary_of(&record)?)),
-            PromotionState::InProgress => Err(PromoteError::InProgressElsewhere(record.source)),
-            PromotionState::Revoked => Err(PromoteError::Revoked(record.source)),
-            PromotionState::RejectedInDev => {
+        match policy::held(&record) {
+            Held::Promoted => Ok(Outcome::AlreadyPromoted(summary_of(&record)?)),
+            Held::InProgressElsewhere => Err(PromoteError::InProgressElsewhere(record.source)),
+            Held::Revoked => Err(PromoteError::Revoked(record.source)),
+            Held::Superseded => {
                 Ok(Outcome::Ignored { source: record.source, reason: format!("a later rejection in dev ({}) supersedes this approval", record.decided_at) })
             }
         }

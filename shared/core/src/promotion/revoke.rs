@@ -9,23 +9,22 @@ use crate::ports::PromotePorts;
 
 use super::error::PromoteError;
 use super::outcome::Outcome;
+use super::policy::{rejection, Rejection};
 
 /// A rejection in dev withdraws the central copy, or, before any promotion, bars older approvals.
 pub(super) async fn revoke(ports: &PromotePorts, change: &StateChange) -> Result<Outcome, PromoteError> {
     let existing = ports.ledger.get(&change.package).await?;
     let log = |decision: &str| info!(event_id = %change.event_id, package = %change.package, decision, "revocation");
-    if let Some(record) = existing.as_ref().filter(|r| r.decided_at > change.time) {
-        log("stale");
-        return Ok(Outcome::Ignored {
-            source: change.package.clone(),
-            reason: format!("the ledger holds a newer decision ({}, {})", record.state.as_str(), record.decided_at),
-        });
-    }
-    let (outcome, record) = match existing {
-        Some(record) if record.state == PromotionState::InProgress => {
-            return Err(PromoteError::InProgressElsewhere(record.source));
+    let (outcome, record) = match (rejection(existing.as_ref(), change), existing) {
+        (Rejection::Stale, Some(record)) => {
+            log("stale");
+            return Ok(Outcome::Ignored {
+                source: change.package.clone(),
+                reason: format!("the ledger holds a newer decision ({}, {})", record.state.as_str(), record.decided_at),
+            });
         }
-        Some(record) if record.central_package.is_some() => withdraw(ports, change, record).await?,
+        (Rejection::WaitForPromotion, _) => return Err(PromoteError::InProgressElsewhere(change.package.clone())),
+        (Rejection::Withdraw, Some(record)) => withdraw(ports, change, record).await?,
         _ => {
             let mut record = PromotionRecord::new(change.package.clone(), PromotionState::RejectedInDev, &change.event_id, change.time);
             record.reason = Some("rejected in dev before promotion".into());
