@@ -15,6 +15,7 @@ use crate::ports::{EndpointConfigSpec, EndpointStatus, ModelSpec, PortError};
 
 use super::endpoint::EndpointError;
 use super::job::{answer_by, run_job, ActionError, JobOutcome, Step};
+use super::policy::{self, OnRecreate, OnStart, OnWait};
 use super::{DeployConfig, DeployPorts};
 
 /// What can stop a deployment, as deploy-model fails its job.
@@ -148,28 +149,27 @@ impl Deployment<'_> {
                 instance_count: self.settings.instance_count,
             })
             .await?;
-        let previous_config = match endpoints.describe_endpoint(&endpoint).await? {
-            None => {
+        let found = endpoints.describe_endpoint(&endpoint).await?;
+        let status = found.as_ref().map(|s| s.status.clone());
+        let previous_config = match (policy::on_start(found.as_ref(), &name), status) {
+            (OnStart::Create, _) => {
                 endpoints.create_endpoint(&endpoint, &name).await?;
                 None
             }
-            // It serves nothing and takes no update: it goes, and the version is deployed anew.
-            Some(state) if state.status == EndpointStatus::Failed || state.status == EndpointStatus::Deleting => {
+            (OnStart::Recreate { delete_first }, Some(status)) => {
                 self.started(&endpoint, &name, None).await?;
-                if state.status == EndpointStatus::Failed {
+                if delete_first {
                     endpoints.delete_endpoint(&endpoint).await?;
                 }
-                return Ok(self.recreating(endpoint, name, &state.status));
+                return Ok(self.recreating(endpoint, name, &status));
             }
-            // An earlier delivery of this job asked for this config already: its answer was lost,
-            // or the job is redelivered after it finished.
-            Some(state) if state.config_name == name => return self.resume(&endpoint, &name, state.status).await,
-            Some(state) if state.status.is_transitional() => {
-                return Err(EndpointError::Busy { endpoint, status: format!("{:?}", state.status) }.into());
-            }
-            Some(state) => {
+            (OnStart::Resume, Some(status)) => return self.resume(&endpoint, &name, status).await,
+            (OnStart::Update { previous_config }, _) => {
                 endpoints.update_endpoint(&endpoint, &name, self.settings.blue_green.as_ref()).await?;
-                Some(state.config_name)
+                Some(previous_config)
+            }
+            (_, status) => {
+                return Err(EndpointError::Busy { endpoint, status: format!("{:?}", status.unwrap_or(EndpointStatus::Other("absent".into()))) }.into())
             }
         };
         self.started(&endpoint, &name, previous_config.clone()).await?;
@@ -213,22 +213,23 @@ impl Deployment<'_> {
     /// Creates the endpoint once the failed one is gone.
     async fn recreate(&self, endpoint: &str, config: &str) -> Result<Step, DeployError> {
         let endpoints = self.ports.stages.endpoints(self.settings).await?;
-        match endpoints.describe_endpoint(endpoint).await? {
-            None => {
+        let found = endpoints.describe_endpoint(endpoint).await?;
+        match (policy::on_recreate(found.as_ref(), config), found) {
+            (OnRecreate::Create, _) => {
                 endpoints.create_endpoint(endpoint, config).await?;
                 self.log("created-anew", endpoint);
                 Ok(self.waiting(endpoint.to_owned(), config.to_owned(), None))
             }
-            // An earlier delivery of this job created it already.
-            Some(state) if state.config_name == config && (state.status.is_transitional() || state.status == EndpointStatus::InService) => {
-                Ok(self.waiting(endpoint.to_owned(), config.to_owned(), None))
-            }
-            Some(state) if state.status == EndpointStatus::Failed => {
+            (OnRecreate::Wait, _) => Ok(self.waiting(endpoint.to_owned(), config.to_owned(), None)),
+            (OnRecreate::Delete, Some(state)) => {
                 endpoints.delete_endpoint(endpoint).await?;
                 Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status))
             }
-            Some(state) if state.status == EndpointStatus::Deleting => Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status)),
-            Some(state) => Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: format!("{:?} on {}", state.status, state.config_name) }.into()),
+            (OnRecreate::StillGoing, Some(state)) => Ok(self.recreating(endpoint.to_owned(), config.to_owned(), &state.status)),
+            (_, state) => {
+                let status = state.map_or_else(|| "absent".to_owned(), |s| format!("{:?} on {}", s.status, s.config_name));
+                Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status }.into())
+            }
         }
     }
 
@@ -240,19 +241,19 @@ impl Deployment<'_> {
     async fn wait(&self, endpoint: &str, config: &str, previous_config: Option<&str>) -> Result<Step, DeployError> {
         let endpoints = self.ports.stages.endpoints(self.settings).await?;
         let state = endpoints.describe_endpoint(endpoint).await?.ok_or_else(|| EndpointError::Vanished(endpoint.to_owned()))?;
-        match state.status {
-            status if status.is_transitional() => {
+        match policy::on_wait(&state, config) {
+            OnWait::StillChanging => {
                 let wait = Progress::Wait { endpoint: endpoint.to_owned(), config: config.to_owned(), previous_config: previous_config.map(str::to_owned) };
-                Ok(Step::Continue { token: wait.token(), summary: format!("{endpoint} is {status:?}") })
+                Ok(Step::Continue { token: wait.token(), summary: format!("{endpoint} is {:?}", state.status) })
             }
-            EndpointStatus::InService if state.config_name == config => self.finish(endpoint, config, previous_config).await,
-            EndpointStatus::InService => {
+            OnWait::Done => self.finish(endpoint, config, previous_config).await,
+            OnWait::SilentRollback => {
                 self.fail(endpoint, config, previous_config, AuditAction::SilentRollback).await?;
                 Err(DeployError::SilentRollback { endpoint: endpoint.to_owned(), running: state.config_name, requested: config.to_owned() })
             }
-            other => {
+            OnWait::Failed => {
                 self.fail(endpoint, config, previous_config, AuditAction::DeployFailed).await?;
-                let reason = state.failure_reason.unwrap_or_else(|| format!("status {other:?}"));
+                let reason = state.failure_reason.unwrap_or_else(|| format!("status {:?}", state.status));
                 Err(EndpointError::Failed { endpoint: endpoint.to_owned(), reason }.into())
             }
         }

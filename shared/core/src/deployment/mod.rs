@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod endpoint;
 pub mod history;
 pub mod job;
+pub mod policy;
 pub mod record;
 pub mod rollback;
 pub mod start;

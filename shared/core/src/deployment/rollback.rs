@@ -17,6 +17,7 @@ use crate::ports::{EndpointState, EndpointStatus, Endpoints, PortError, Settled}
 
 use super::endpoint::EndpointError;
 use super::history::history;
+use super::policy::{self, versions_in_service, OnRollback};
 use super::{DeployConfig, DeployPorts};
 
 /// Why a stage was not rolled back.
@@ -53,9 +54,6 @@ impl Failure for RollbackError {
 
 /// How long a rollback waits for the endpoint to settle, each time it waits.
 const ROLLBACK_WAIT: Duration = Duration::from_secs(600);
-/// CodePipeline's timeout of a Lambda action: no deploy job of a deployment begun earlier than
-/// this can still be running.
-const DEPLOY_ACTION_TIMEOUT: chrono::Duration = chrono::Duration::hours(1);
 
 /// Puts the stage's endpoint back on the newest version that ran there in service before the
 /// current one and is still Approved in the central registry, and records it.
@@ -96,11 +94,11 @@ fn nothing_to_roll_back(model: &GroupName, stage: Stage) -> RollbackError {
 /// endpoint tells them apart: one still being created, updated or deleted is busy (which
 /// `put_in_service` refuses too), and so is an absent one while the job may still create it.
 async fn refuse_while_deploying(endpoints: &dyn Endpoints, current: &DeploymentRecord) -> Result<(), RollbackError> {
-    if current.state != DeploymentState::Deploying || chrono::Utc::now() - current.at >= DEPLOY_ACTION_TIMEOUT {
+    if current.state != DeploymentState::Deploying {
         return Ok(());
     }
-    let settled = endpoints.describe_endpoint(&current.endpoint).await?.is_some_and(|s| matches!(s.status, EndpointStatus::InService | EndpointStatus::Failed));
-    if settled {
+    let found = endpoints.describe_endpoint(&current.endpoint).await?;
+    if !policy::deploy_may_still_run(current, found.as_ref(), chrono::Utc::now()) {
         return Ok(());
     }
     Err(EndpointError::Busy { endpoint: current.endpoint.clone(), status: format!("deploying {}", current.package) }.into())
@@ -135,37 +133,16 @@ async fn rollback_target(
     Err(RollbackError::NoApprovedRollbackTarget { model: model.to_string(), stage: stage.to_string(), skipped: passed_over.join(", ") })
 }
 
-/// The versions that ran in service on the endpoint, oldest first, as far as the last one: a
-/// deployment puts its version last; an operator's rollback returns to the version it restored,
-/// so the versions after it (the ones it rolled back from) are dropped.
-fn versions_in_service<'a>(trail: &'a [AuditEntry], stage: Stage, endpoint: &str) -> Vec<&'a ModelPackageArn> {
-    let mut ran: Vec<&ModelPackageArn> = Vec::new();
-    for entry in trail.iter().filter(|e| ran_in_service(e, stage, endpoint)) {
-        let returned_to = (entry.action == AuditAction::RestoredByOperator).then(|| ran.iter().rposition(|v| *v == &entry.source)).flatten();
-        match returned_to {
-            Some(at) => ran.truncate(at + 1),
-            None if ran.last() == Some(&&entry.source) => {}
-            None => ran.push(&entry.source),
-        }
-    }
-    ran
-}
-
-fn ran_in_service(entry: &AuditEntry, stage: Stage, endpoint: &str) -> bool {
-    entry.action.put_in_service() && entry.detail["stage"] == json!(stage) && entry.detail["endpoint"].as_str() == Some(endpoint)
-}
-
 /// Brings `endpoint` into service on `config`, and waits until it runs it.
 async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str) -> Result<(), RollbackError> {
-    match endpoints.describe_endpoint(endpoint).await? {
-        // SageMaker updates no endpoint that is changing or on its way out.
-        Some(state) if state.status.is_transitional() || state.status == EndpointStatus::Deleting => {
-            return Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status: format!("{:?}", state.status) }.into());
+    let found = endpoints.describe_endpoint(endpoint).await?;
+    match policy::on_rollback(found.as_ref(), config) {
+        OnRollback::Busy => {
+            let status = found.map_or_else(String::new, |state| format!("{:?}", state.status));
+            return Err(EndpointError::Busy { endpoint: endpoint.to_owned(), status }.into());
         }
-        // A failed test put it back there already.
-        Some(state) if state.status == EndpointStatus::InService && state.config_name == config => return Ok(()),
-        // SageMaker updates no Failed endpoint: it goes, and comes back on the config.
-        Some(state) if state.status == EndpointStatus::Failed => {
+        OnRollback::AlreadyThere => return Ok(()),
+        OnRollback::Replace => {
             endpoints.delete_endpoint(endpoint).await?;
             match endpoints.wait_until_deleted(endpoint, ROLLBACK_WAIT).await? {
                 Settled::Absent => {}
@@ -174,8 +151,8 @@ async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str)
             }
             endpoints.create_endpoint(endpoint, config).await?;
         }
-        Some(_) => endpoints.update_endpoint(endpoint, config, None).await?,
-        None => endpoints.create_endpoint(endpoint, config).await?,
+        OnRollback::Update => endpoints.update_endpoint(endpoint, config, None).await?,
+        OnRollback::Create => endpoints.create_endpoint(endpoint, config).await?,
     }
     match endpoints.wait_until_in_service(endpoint, ROLLBACK_WAIT).await? {
         Settled::As(state) if state.status == EndpointStatus::InService && state.config_name == config => Ok(()),
