@@ -252,6 +252,9 @@ impl PromotionLedger for ChaosLedger<dyn PromotionLedger> {
     async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()> {
         self.chaos.call("Ledger.save", self.inner.save(record, owner)).await
     }
+    async fn finish(&self, record: &PromotionRecord, owner: &str, entry: &AuditEntry) -> PortResult<()> {
+        self.chaos.call("Ledger.finish", self.inner.finish(record, owner, entry)).await
+    }
     async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()> {
         // Renewals come by the clock, not in a promotion's order of calls: faults go by that order.
         self.inner.renew(source, owner, lease_until).await

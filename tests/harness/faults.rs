@@ -10,6 +10,8 @@ use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, ModelRegistry, PortError, PortResult};
 
+const CORRUPT_SHA256: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
 /// Reports a different checksum for every object in `bucket` than S3 stored: a corrupted copy.
 pub struct CorruptCopies {
     pub inner: Arc<dyn ArtifactStore>,
@@ -22,13 +24,15 @@ impl ArtifactStore for CorruptCopies {
         let info = self.inner.head(uri, owner).await?;
         Ok(info.map(|mut info| {
             if uri.bucket() == self.bucket {
-                info.sha256 = Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into());
+                info.sha256 = Some(CORRUPT_SHA256.into());
             }
             info
         }))
     }
     async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {
-        self.inner.copy_whole(source, target).await
+        // What S3 reports of the copy it wrote is what the promotion checks.
+        let reported = self.inner.copy_whole(source, target).await?;
+        Ok(reported.map(|_| CORRUPT_SHA256.to_owned()))
     }
     async fn start_multipart(&self, target: &CopyTarget<'_>) -> PortResult<String> {
         self.inner.start_multipart(target).await

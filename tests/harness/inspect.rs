@@ -107,6 +107,17 @@ impl TestWorld {
         names
     }
 
+    /// The versions (oldest first, card by card) of every card of a central group's versions:
+    /// each central version has a card of its own, `{group}-v{version}`.
+    pub async fn group_card_versions(&self, group: &str) -> Vec<(i32, Value)> {
+        let prefix = format!("{group}-v");
+        let mut versions = Vec::new();
+        for card in self.all_cards().await.into_iter().filter(|name| name.strip_prefix(&prefix).is_some_and(|v| v.parse::<u32>().is_ok())) {
+            versions.extend(self.card_versions(&card).await);
+        }
+        versions
+    }
+
     /// Every model card of the central account, sorted, over all pages.
     pub async fn all_cards(&self) -> Vec<String> {
         let pages: Vec<_> = self.sagemaker().list_model_cards().max_results(100).into_paginator().items().send().collect().await;

@@ -156,7 +156,7 @@ impl Pipeline {
     }
 
     async fn card_status(&self) -> String {
-        let card = self.world.sagemaker().describe_model_card().model_card_name(self.central.group().as_str()).send().await.unwrap();
+        let card = self.world.sagemaker().describe_model_card().model_card_name(promotion_core::domain::card::card_name(&self.central)).send().await.unwrap();
         card.model_card_status().map(|s| s.as_str().to_owned()).unwrap_or_default()
     }
 
@@ -234,7 +234,7 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     assert_eq!(approval.detail["execution_id"], json!(execution_id));
     assert_eq!((approval.detail["detail"]["by"].as_str(), approval.detail["detail"]["comment"].as_str()), (Some(officer), Some("risk review passed")));
     assert_eq!(pipeline.card_status().await, "Approved");
-    let cards = pipeline.world.card_versions(&group).await;
+    let cards = pipeline.world.group_card_versions(&group).await;
     let last = &cards.last().unwrap().1;
     assert_eq!(last["evaluation_details"].as_array().unwrap().len(), 2, "training metrics and the test report");
     assert_eq!(last["additional_information"]["custom_details"]["governance_decision"], "approved");
@@ -423,7 +423,7 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
     let state: Value = serde_json::from_slice(&std::fs::read(&local.state).unwrap()).unwrap();
     let evidence = &state["executions"][&execution_id]["variables"];
     assert!(evidence["TestModel.ReportKey"].as_str().unwrap().starts_with(&format!("reports/{group}/1/test-")), "the approval's link: {evidence}");
-    assert!(evidence["TestModel.ModelCardUrl"].as_str().unwrap().ends_with(&format!("#/model-cards/{group}")), "{evidence}");
+    assert!(evidence["TestModel.ModelCardUrl"].as_str().unwrap().ends_with(&format!("#/model-cards/{group}-v1")), "{evidence}");
     assert!(evidence["TestModel.TestSummary"].as_str().unwrap().starts_with("2/2 test cases passed"), "{evidence}");
     assert_eq!(local.endpoint("333333333333", "test").await, Some(("InService".into(), format!("promoted-{group}-v1-test"))));
     assert_eq!(local.endpoint("444444444444", "prod").await, None, "nothing reaches prod before the approval");

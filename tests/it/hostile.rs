@@ -145,7 +145,7 @@ async fn end_state(world: &TestWorld, source: &ModelPackageArn) -> EndState {
     for artifact in &record.artifacts {
         bytes_identical &= world.object(&artifact.central).await == world.object(&artifact.source).await;
     }
-    let cards = world.card_versions(group.as_str()).await;
+    let cards = world.group_card_versions(group.as_str()).await;
     let only = versions.first().and_then(|v| v.model_package_arn()).map(str::to_owned);
     EndState {
         central_versions: versions.len(),
@@ -224,7 +224,7 @@ async fn account_state(world: &TestWorld, group: &str) -> AccountState {
     AccountState {
         snapshot: world.snapshot().await,
         group_versions: world.central_versions(group).await.len(),
-        card_versions: world.card_versions(group).await.len(),
+        card_versions: world.group_card_versions(group).await.len(),
         open_uploads: world.open_multipart_uploads().await,
     }
 }
@@ -541,7 +541,8 @@ async fn a_failed_audit_write_is_repaired_by_redelivery() {
     let world = TestWorld::new().await;
     let sources = small_sources(&world).await;
     let (calls, _) = reference_run(&world, &sources).await;
-    let append = calls.iter().rposition(|c| *c == "Ledger.append").expect("the promotion appends to the audit trail");
+    // The promotion's audit entry is written with its final record, in one transaction.
+    let append = calls.iter().rposition(|c| *c == "Ledger.finish" || *c == "Ledger.append").expect("the promotion writes its audit entry");
     let scenario = fault_then_redeliver(&world, &sources, &calls, append, Fault::Refused).await;
     let history = world.ports.audit.history(&scenario.source).await.expect("history");
     assert!(

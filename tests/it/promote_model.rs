@@ -130,7 +130,7 @@ async fn ten_concurrent_deliveries_of_one_event_make_exactly_one_central_version
 
     let group = format!("{}-111111111111", world.world.names.dev_group);
     assert_eq!(world.central_versions(&group).await.len(), 1);
-    assert_eq!(world.card_versions(&group).await.len(), 1);
+    assert_eq!(world.group_card_versions(&group).await.len(), 1);
     assert_eq!(world.published_events().await.len(), 1);
     let central_registry = promotion_aws::sagemaker::SageMakerRegistry::new(world.sagemaker());
     let rows = promote_cli::status::status(world.ledger.as_ref(), &central_registry, &local_stages()).await.unwrap();
@@ -302,7 +302,7 @@ async fn a_copy_whose_checksum_differs_fails_and_leaves_no_version_then_heals_on
     let group = format!("{}-111111111111", world.world.names.dev_group);
     assert!(world.central_versions(&group).await.is_empty());
     assert!(world.central_keys().await.is_empty(), "the bad copy is deleted");
-    assert!(world.card_versions(&group).await.is_empty());
+    assert!(world.group_card_versions(&group).await.is_empty());
 
     let summary = promoted(world.deliver(&event).await.expect("redelivery"));
     assert_eq!(world.central_versions(&group).await.len(), 1);
@@ -327,7 +327,7 @@ async fn crash_then_redeliver(crash: Crash) {
     assert_eq!(versions.len(), 1, "exactly one central version after {crash:?}");
     assert_eq!(versions[0].model_package_arn(), Some(summary.central_package.as_str()));
     assert_eq!(world.central_keys().await, copied);
-    assert_eq!(world.card_versions(&group).await.len(), 1);
+    assert_eq!(world.group_card_versions(&group).await.len(), 1);
     assert_eq!(world.ports.ledger.get(&world.world.dev_package).await.unwrap().unwrap().state.as_str(), "Promoted");
 }
 
@@ -344,19 +344,23 @@ async fn a_crash_after_registration_before_the_ledger_write_does_not_duplicate_t
 }
 
 #[tokio::test]
-async fn a_second_version_of_the_same_model_gets_a_new_card_version() {
+async fn a_second_version_of_the_same_model_gets_a_card_of_its_own_and_leaves_the_first_untouched() {
     let _shared = EMULATOR.read().await;
     let world = TestWorld::new().await;
-    promoted(world.deliver(&world.decide(&world.world.dev_package, true).await).await.unwrap());
+    let first = promoted(world.deliver(&world.decide(&world.world.dev_package, true).await).await.unwrap());
     let model = upload(&world, &world.world.names.dev_bucket, "v2/model.tar.gz", vec![7; 4096]).await;
     let second = register_version(world.dev(), &world.world.names.dev_group, &model, None).await.unwrap();
 
     let summary = promoted(world.deliver(&world.decide(&second, true).await).await.unwrap());
 
-    assert_eq!(summary.model_card_version, 2);
+    assert_ne!(summary.model_card, first.model_card);
+    assert_eq!(summary.model_card_version, 1);
     let cards = world.card_versions(&summary.model_card).await;
-    assert_eq!(cards.len(), 2);
-    assert_eq!(cards[1].1["model_package_details"]["model_package_arn"], summary.central_package.to_string());
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0].1["model_package_details"]["model_package_arn"], summary.central_package.to_string());
+    let first_card = world.card_versions(&first.model_card).await;
+    assert_eq!(first_card.len(), 1, "the first version's card has no version of the second's");
+    assert_eq!(first_card[0].1["model_package_details"]["model_package_arn"], first.central_package.to_string());
     assert!(summary.artifacts[0].central.key().contains("/2/model/0/"), "{}", summary.artifacts[0].central);
     let uri: S3Uri = summary.artifacts[0].central.clone();
     assert_eq!(world.object(&uri).await, vec![7; 4096]);

@@ -24,7 +24,7 @@ async fn invoke(world: &DeployWorld, name: &str) -> Recorded {
 }
 
 fn card(world: &DeployWorld) -> Value {
-    world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].last().unwrap().clone()
+    world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"].last().unwrap().clone()
 }
 
 #[tokio::test]
@@ -36,13 +36,13 @@ async fn waiting_approval_then_prod_deployment_moves_the_card_to_approved() {
     );
 
     invoke(&world, "codepipeline-approval-started.json").await;
-    assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111"], CardStatus::PendingReview);
+    assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111-v1"], CardStatus::PendingReview);
     invoke(&world, "codepipeline-approval-succeeded.json").await;
     invoke(&world, "codepipeline-deploy-prod-succeeded.json").await;
     invoke(&world, "codepipeline-deploy-prod-succeeded.json").await;
 
-    assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111"], CardStatus::Approved);
-    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len(), 3, "one card version per event, redelivery included");
+    assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111-v1"], CardStatus::Approved);
+    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"].len(), 3, "one card version per event, redelivery included");
     assert_eq!(world.audit_actions(), ["awaiting-approval", "prod-approved", "prod-deployed"]);
     let approved = world.ledger.audit.lock().unwrap().values().find(|e| e.action == "prod-approved").cloned().unwrap();
     assert_eq!(approved.detail["detail"]["by"], "arn:aws:sts::222222222222:assumed-role/Governance/alice");
@@ -88,7 +88,7 @@ async fn an_answer_codepipeline_does_not_show_yet_is_retried_not_recorded_with_a
 
     assert_eq!(early.error_type(), "Retryable.ApprovalResultPending");
     assert!(world.audit_actions().is_empty(), "nothing is recorded before the approver is known");
-    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len(), 1, "the card is untouched");
+    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"].len(), 1, "the card is untouched");
 
     world
         .runs

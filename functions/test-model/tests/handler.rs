@@ -14,7 +14,8 @@ use promotion_core::fakes::{DeployWorld, Fault};
 use promotion_core::ports::{EndpointStatus, FailureKind, InvokeResult, PortError};
 use serde_json::Value;
 
-const CARD: &str = "churn-prediction-111111111111";
+/// The card of the central version under test, `churn-prediction-111111111111` v1.
+const CARD: &str = "churn-prediction-111111111111-v1";
 
 /// A context whose invocation ends `seconds` from now.
 fn ending_in(seconds: i64) -> Context {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
@@ -94,7 +94,7 @@ impl PromotionLedger for DynamoLedger {
             .set_key(Some(key(&claim.source, PROMOTION_SK)))
             .update_expression(
                 "SET #state = :in_progress, #owner = :owner, lease_until = :lease, event_id = :event_id, \
-                 decided_at = :event_time, source_arn = :source REMOVE reason",
+                 decided_at = :event_time, source_arn = :source, claims = if_not_exists(claims, :zero) + :one REMOVE reason",
             )
             .condition_expression(
                 "attribute_not_exists(pk) OR (#state = :in_progress AND (lease_until < :now OR #owner = :owner)) \
@@ -110,6 +110,8 @@ impl PromotionLedger for DynamoLedger {
             .expression_attribute_values(":event_id", s(&claim.event_id))
             .expression_attribute_values(":event_time", millis(claim.event_time))
             .expression_attribute_values(":source", s(claim.source.as_str()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await
@@ -140,6 +142,35 @@ impl PromotionLedger for DynamoLedger {
             .send()
             .await
             .map_err(|e| classify("PutItem", &e))
+            .map_err(|e| if is_condition_failure(&e) { lost_claim(&record.source) } else { e })?;
+        Ok(())
+    }
+
+    async fn finish(&self, record: &PromotionRecord, owner: &str, entry: &AuditEntry) -> PortResult<()> {
+        let held = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .build()
+            .map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
+        let audit = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(entry)))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(held).build())
+            .transact_items(TransactWriteItem::builder().put(audit).build())
+            // The SDK's retry of a call whose answer was lost repeats this token: DynamoDB then
+            // answers the first outcome instead of failing the owner's condition it wrote away.
+            .client_request_token(format!("finish-{owner}"))
+            .send()
+            .await
+            .map_err(|e| classify("TransactWriteItems", &e))
             .map_err(|e| if is_condition_failure(&e) { lost_claim(&record.source) } else { e })?;
         Ok(())
     }
@@ -208,19 +239,11 @@ impl PromotionLedger for DynamoLedger {
 #[async_trait]
 impl AuditTrail for DynamoLedger {
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        // An entry is one action of one event (a job, for the pipeline's actions): a redelivery
-        // writes the same key whatever its time, and the first write stays.
-        let sort = format!("AUDIT#{}#{}", entry.event_id, entry.action);
-        let mut item = key(&entry.source, &sort);
-        item.insert("action".into(), s(&entry.action.to_string()));
-        item.insert("event_id".into(), s(&entry.event_id));
-        item.insert("at".into(), s(&iso(entry.at)));
-        item.insert("detail".into(), s(&entry.detail.to_string()));
         let written = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(audit_item(entry)))
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await
@@ -340,6 +363,17 @@ fn audit_from_item(package: &ModelPackageArn, item: &Item) -> PortResult<AuditEn
     })
 }
 
+/// An entry is one action of one event (a job, for the pipeline's actions): a redelivery writes
+/// the same key whatever its time, and the first write stays.
+fn audit_item(entry: &AuditEntry) -> Item {
+    let mut item = key(&entry.source, &format!("AUDIT#{}#{}", entry.event_id, entry.action));
+    item.insert("action".into(), s(&entry.action.to_string()));
+    item.insert("event_id".into(), s(&entry.event_id));
+    item.insert("at".into(), s(&iso(entry.at)));
+    item.insert("detail".into(), s(&entry.detail.to_string()));
+    item
+}
+
 fn lost_claim(source: &ModelPackageArn) -> PortError {
     PortError::new("ClaimLost", FailureKind::Retryable, format!("the claim on {source} passed to another invocation"))
 }
@@ -350,7 +384,7 @@ fn item_from_record(record: &PromotionRecord) -> Item {
     item.insert("state".into(), s(record.state.as_str()));
     item.insert("event_id".into(), s(&record.event_id));
     item.insert("decided_at".into(), millis(record.decided_at));
-    item.insert("registering".into(), AttributeValue::Bool(record.registering));
+    item.insert("claims".into(), AttributeValue::N(record.claims.to_string()));
     item.insert("artifacts".into(), s(&serde_json::to_string(&record.artifacts).expect("artifacts serialize")));
     let optional = [
         ("owner", record.owner.clone().map(|o| s(&o))),
@@ -378,7 +412,7 @@ fn record_from_item(item: &Item) -> PortResult<PromotionRecord> {
     record.central_group = text("central_group").and_then(|g| g.parse().ok());
     record.central_package = text("central_package").and_then(|p| p.parse().ok());
     record.artifacts = text("artifacts").map(serde_json::from_str).transpose().map_err(|_| corrupt("artifacts"))?.unwrap_or_default();
-    record.registering = item.get("registering").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+    record.claims = number("claims").and_then(|v| u32::try_from(v).ok()).unwrap_or_default();
     record.card_version = number("card_version").and_then(|v| u32::try_from(v).ok());
     record.promoted_at = text("promoted_at").and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
     record.reason = text("reason").map(str::to_owned);

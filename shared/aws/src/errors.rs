@@ -29,7 +29,9 @@ const THROTTLING: &[&str] = &[
 ];
 const NOT_FOUND: &[&str] = &["ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "NoSuchUpload"];
 /// CodePipeline says InvalidJobStateException to a second answer to one job.
-const CONFLICT: &[&str] = &["ConditionalCheckFailedException", "ConflictException", "ResourceInUse", "InvalidJobStateException"];
+// A transaction is cancelled when one of its conditions fails.
+const CONFLICT: &[&str] =
+    &["ConditionalCheckFailedException", "TransactionCanceledException", "ConflictException", "ResourceInUse", "InvalidJobStateException"];
 
 /// Sorts an SDK error into what the domain can act on. The SDK has already retried the
 /// retryable ones (standard mode); what is still retryable here is worth a redelivery.

@@ -343,7 +343,8 @@ impl ModelCards for SageMakerCards {
             .send()
             .await
             .map_err(|e| classify("CreateModelCard", &e))?;
-        self.current_version(name).await
+        // A card SageMaker has just created is at its first version.
+        Ok(1)
     }
 
     async fn update(&self, name: &str, content: &Value, status: Option<CardStatus>) -> PortResult<u32> {

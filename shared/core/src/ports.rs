@@ -132,6 +132,9 @@ pub trait PromotionLedger: Send + Sync {
     async fn get(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
     /// Writes the record's progress while `owner` still holds the claim.
     async fn save(&self, record: &PromotionRecord, owner: &str) -> PortResult<()>;
+    /// Writes the finished record and its audit entry in one request, while `owner` still holds
+    /// the claim: both or neither, so a crash between them cannot lose the entry.
+    async fn finish(&self, record: &PromotionRecord, owner: &str, entry: &AuditEntry) -> PortResult<()>;
     /// Extends the lease of a claim that `owner` still holds; a `Conflict` when it holds it no more.
     async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()>;
     /// Gives the claim up after a failure so that a redelivery need not wait for the lease.

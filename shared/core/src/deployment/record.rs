@@ -172,7 +172,7 @@ async fn prod_deployment(ports: &DeployPorts, change: &PipelineChange, package: 
 
 /// Writes `note` into the card's custom details with a status, once per event.
 async fn update_card(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, status: CardStatus, note: Value) -> Result<(), RecordError> {
-    let name = card_name(package.group());
+    let name = card_name(package);
     let Some(card) = ports.cards.describe(&name).await? else {
         return Ok(());
     };

@@ -1,9 +1,11 @@
-//! The central model card: one card per central group, one card version per promoted version.
+//! The central model card: one card per central version. A card per group showed the approver of
+//! v1 the content of v2, and v1 reaching prod marked v2's card Approved.
 
 use serde_json::{json, Map, Value};
 
-use super::ids::{GroupName, ModelPackageArn};
+use super::ids::{GroupName, ModelPackageArn, SAGEMAKER_NAME_MAX};
 use super::ledger::CopiedArtifact;
+use super::naming::hex_sha256;
 use super::package::{ArtifactSlot, InferenceSpec};
 
 /// A metrics file larger than this is linked from the card, not inlined.
@@ -20,8 +22,17 @@ pub struct CardInput<'a> {
     pub metrics: Option<MetricGroups>,
 }
 
-pub fn card_name(group: &GroupName) -> String {
-    group.to_string()
+/// `{central group}-v{version}`; a group too long for that keeps a readable prefix and a hash of
+/// the whole group name, within SageMaker's 63 characters.
+pub fn card_name(central: &ModelPackageArn) -> String {
+    let group = central.group().as_str();
+    let suffix = format!("-v{}", central.version());
+    if group.len() + suffix.len() <= SAGEMAKER_NAME_MAX {
+        return format!("{group}{suffix}");
+    }
+    let hash = &hex_sha256(group.as_bytes())[..8];
+    let keep = SAGEMAKER_NAME_MAX - suffix.len() - hash.len() - 1;
+    format!("{}-{hash}{suffix}", group[..keep].trim_end_matches('-'))
 }
 
 /// Content in SageMaker's model card JSON schema.
@@ -101,6 +112,18 @@ pub fn metric_groups(report: &[u8]) -> Option<MetricGroups> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::is_sagemaker_name;
+
+    #[test]
+    fn every_central_version_has_a_card_of_its_own_within_sagemakers_limit() {
+        let central = |group: &str, version: u32| ModelPackageArn::new("us-east-1", &"222222222222".parse().unwrap(), &group.parse().unwrap(), version);
+        assert_eq!(card_name(&central("churn-prediction-111111111111", 3)), "churn-prediction-111111111111-v3");
+        assert_ne!(card_name(&central("churn-prediction-111111111111", 3)), card_name(&central("churn-prediction-111111111111", 4)));
+        let long = "g".repeat(50) + "-111111111111";
+        let (a, b) = (card_name(&central(&long, 12345)), card_name(&central(&("h".repeat(50) + "-111111111111"), 12345)));
+        assert!(a.len() <= SAGEMAKER_NAME_MAX && is_sagemaker_name(&a) && a.ends_with("-v12345"), "{a}");
+        assert_ne!(a, b, "long groups keep apart by their hash");
+    }
 
     #[test]
     fn evaluation_reports_become_metric_groups() {

@@ -103,6 +103,16 @@ pub fn verify_copy(source: &ObjectInfo, reported: Option<&str>, single_copy: boo
     Ok(actual)
 }
 
+/// A copy just made, proven by its own answer: a server-side copy is whole or absent (it is
+/// conditional on the source's ETag), and the SHA-256 S3 computed of the bytes it wrote must be
+/// that of the stored copy and, for a single copy of an object with a full-object checksum, equal the source's.
+pub fn verify_reported(source: &ObjectInfo, actual: &str, single_copy: bool) -> Result<String, CopyMismatch> {
+    match source.sha256.as_deref().filter(|c| single_copy && is_full_object(c)) {
+        Some(expected) if expected != actual => Err(CopyMismatch::Checksum { expected: expected.to_owned(), actual: actual.to_owned() }),
+        _ => Ok(actual.to_owned()),
+    }
+}
+
 /// A copy left by an earlier delivery counts only if it is of the same source object and whole.
 pub fn reusable_copy(source: &ObjectInfo, existing: &ObjectInfo) -> Option<String> {
     let same_source = existing.copied_from_etag.as_deref() == Some(source.etag.as_str());
@@ -172,6 +182,17 @@ mod tests {
         assert!(matches!(verify_copy(&source, None, true, &info(10, Some("BBB="))), Err(CopyMismatch::Checksum { .. })));
         assert_eq!(verify_copy(&source, None, true, &info(10, None)), Err(CopyMismatch::NoChecksum));
         assert_eq!(verify_copy(&source, Some("C-2"), false, &info(10, Some("C-2"))), Ok("C-2".into()));
+    }
+
+    #[test]
+    fn a_copy_is_proven_by_the_checksum_its_answer_carries() {
+        let source = info(10, Some("AAA="));
+        assert_eq!(verify_reported(&source, "AAA=", true), Ok("AAA=".into()));
+        assert!(matches!(verify_reported(&source, "BBB=", true), Err(CopyMismatch::Checksum { .. })));
+        // A multipart copy's composite is checked against its parts' checksums, not the source's.
+        assert_eq!(verify_reported(&source, "C-2", false), Ok("C-2".into()));
+        // A source stored without a checksum: S3's computation of the copy is what is recorded.
+        assert_eq!(verify_reported(&info(10, None), "DDD=", true), Ok("DDD=".into()));
     }
 
     #[test]

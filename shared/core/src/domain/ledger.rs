@@ -52,8 +52,9 @@ pub struct PromotionRecord {
     pub decided_at: DateTime<Utc>,
     pub central_group: Option<GroupName>,
     pub artifacts: Vec<CopiedArtifact>,
-    /// Set just before the central version is created: a takeover must look for it first.
-    pub registering: bool,
+    /// How many deliveries have claimed the version: past the first, an earlier holder may have
+    /// left copies, uploads or a central version behind, so the promotion looks for them first.
+    pub claims: u32,
     pub central_package: Option<ModelPackageArn>,
     pub card_version: Option<u32>,
     pub promoted_at: Option<DateTime<Utc>>,
@@ -71,7 +72,7 @@ impl PromotionRecord {
             decided_at,
             central_group: None,
             artifacts: Vec::new(),
-            registering: false,
+            claims: 0,
             central_package: None,
             card_version: None,
             promoted_at: None,

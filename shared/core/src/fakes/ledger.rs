@@ -47,6 +47,7 @@ impl PromotionLedger for FakeLedger {
         record.event_id = claim.event_id.clone();
         record.decided_at = claim.event_time;
         record.reason = None;
+        record.claims += 1;
         records.insert(claim.source.to_string(), record.clone());
         Ok(ClaimResult::Granted(record))
     }
@@ -62,6 +63,19 @@ impl PromotionLedger for FakeLedger {
             return Err(PortError::new("PutItem", FailureKind::Retryable, "claim lost"));
         }
         records.insert(record.source.to_string(), record.clone());
+        Ok(())
+    }
+
+    async fn finish(&self, record: &PromotionRecord, owner: &str, entry: &AuditEntry) -> PortResult<()> {
+        let mut records = self.records.lock().unwrap();
+        let held = records.get(record.source.as_str()).and_then(|r| r.owner.as_deref()) == Some(owner);
+        let mut audit = self.audit.lock().unwrap();
+        let key = audit_key(entry);
+        if !held || audit.contains_key(&key) {
+            return Err(PortError::new("TransactWriteItems", FailureKind::Retryable, "claim lost"));
+        }
+        records.insert(record.source.to_string(), record.clone());
+        audit.insert(key, entry.clone());
         Ok(())
     }
 
@@ -100,8 +114,7 @@ impl PromotionLedger for FakeLedger {
 #[async_trait]
 impl AuditTrail for FakeLedger {
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        let key = format!("{}#{}#{}", entry.source, entry.event_id, entry.action);
-        self.audit.lock().unwrap().entry(key).or_insert_with(|| entry.clone());
+        self.audit.lock().unwrap().entry(audit_key(entry)).or_insert_with(|| entry.clone());
         Ok(())
     }
 
@@ -144,4 +157,9 @@ impl StartClaims for FakeLedger {
         entry.1 = Some(execution_id.to_owned());
         Ok(())
     }
+}
+
+/// An audit entry's identity: its package, event and action, as the DynamoDB sort key has it.
+fn audit_key(entry: &AuditEntry) -> String {
+    format!("{}#{}#{}", entry.source, entry.event_id, entry.action)
 }

@@ -53,7 +53,7 @@ impl DeployWorld {
         let cards = Arc::new(FakeCards::default());
         let card =
             serde_json::json!({ "model_package_details": { "model_package_arn": package.to_string() }, "additional_information": { "custom_details": {} } });
-        cards.cards.lock().unwrap().insert(package.group().to_string(), vec![card]);
+        cards.cards.lock().unwrap().insert(crate::domain::card::card_name(&package), vec![card]);
         let (test, prod) = (Arc::new(FakeEndpoints::settling_after(polls)), Arc::new(FakeEndpoints::settling_after(polls)));
         let stages = FakeStageSessions {
             accounts: HashMap::from([("333333333333".parse().expect("id"), test.clone()), ("444444444444".parse().expect("id"), prod.clone())]),

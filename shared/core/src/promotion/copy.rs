@@ -3,7 +3,9 @@
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
-use crate::domain::copy::{composite_sha256, plan_copy, reusable_copy, verify_copy, ByteRange, CopyMismatch, CopyPlan, CopySettings, ObjectInfo};
+use crate::domain::copy::{
+    composite_sha256, plan_copy, reusable_copy, verify_copy, verify_reported, ByteRange, CopyMismatch, CopyPlan, CopySettings, ObjectInfo,
+};
 use crate::domain::ids::{AccountId, S3Uri};
 use crate::domain::ledger::CopiedArtifact;
 use crate::domain::package::Artifact;
@@ -16,6 +18,9 @@ pub struct CopyJob<'a> {
     pub settings: &'a CopySettings,
     pub source_owner: &'a AccountId,
     pub central_owner: &'a AccountId,
+    /// An earlier holder of the claim may have copied, or begun to: its copies are looked for
+    /// and its abandoned uploads aborted. A first claim knows there are none and asks nothing.
+    pub resumed: bool,
 }
 
 impl CopyJob<'_> {
@@ -29,9 +34,11 @@ impl CopyJob<'_> {
             sha256,
             content_type: artifact.content_type.clone(),
         };
-        let earlier = self.store.head(destination, self.central_owner).await?;
-        if let Some(sha256) = earlier.as_ref().and_then(|existing| reusable_copy(source, existing)) {
-            return Ok(copied(sha256));
+        if self.resumed {
+            let earlier = self.store.head(destination, self.central_owner).await?;
+            if let Some(sha256) = earlier.as_ref().and_then(|existing| reusable_copy(source, existing)) {
+                return Ok(copied(sha256));
+            }
         }
         let target = CopyTarget {
             destination,
@@ -45,8 +52,14 @@ impl CopyJob<'_> {
             CopyPlan::Multipart(ranges) => self.copy_parts(&artifact.uri, &target, ranges).await?,
         };
         let mismatch = |mismatch| PromoteError::CopyMismatch { from: artifact.uri.clone(), to: destination.clone(), mismatch };
-        let copy = self.store.head(destination, self.central_owner).await?.unwrap_or_default();
-        match verify_copy(source, reported.as_deref(), plan == CopyPlan::Single, &copy) {
+        let single = plan == CopyPlan::Single;
+        let verified = match reported {
+            // The copy's answer carries the checksum S3 computed of what it wrote: no HEAD after.
+            Some(reported) => verify_reported(source, &reported, single),
+            // An answer without it (moto's multipart completions): the stored copy tells.
+            None => verify_copy(source, None, single, &self.store.head(destination, self.central_owner).await?.unwrap_or_default()),
+        };
+        match verified {
             Ok(sha256) => Ok(copied(sha256)),
             Err(found) => {
                 if let Err(error) = self.store.delete(destination).await {
@@ -60,7 +73,8 @@ impl CopyJob<'_> {
     async fn copy_parts(&self, source: &S3Uri, target: &CopyTarget<'_>, ranges: &[ByteRange]) -> Result<Option<String>, PromoteError> {
         // Keys are deterministic per source version and we hold its claim: an upload to this
         // key was left by an earlier holder that was killed before it could abort.
-        for abandoned in self.store.incomplete_uploads(target.destination).await? {
+        let abandoned = if self.resumed { self.store.incomplete_uploads(target.destination).await? } else { Vec::new() };
+        for abandoned in abandoned {
             match self.store.abort_multipart(target.destination, &abandoned).await {
                 Err(error) if error.kind != FailureKind::NotFound => {
                     warn!(destination = %target.destination, %error, "an abandoned upload is left to the bucket's lifecycle rule");

@@ -1,6 +1,5 @@
-use std::sync::{Mutex, PoisonError};
-
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
@@ -28,18 +27,6 @@ pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
 const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// Renewals come often enough that a slow ledger call does not let a live claim lapse.
 const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// The lease the ledger holds for this invocation's claim, as last renewed.
-struct ClaimLease(Mutex<DateTime<Utc>>);
-
-impl ClaimLease {
-    fn until(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-    fn extend_to(&self, until: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = until;
-    }
-}
 
 pub(super) struct Promotion<'a> {
     pub ports: &'a PromotePorts,
@@ -69,10 +56,10 @@ impl Promotion<'_> {
             }
         };
         self.log("claimed", &record);
-        let lease = ClaimLease(Mutex::new(record.lease_until.unwrap_or(self.invocation.deadline)));
+        let lease = record.lease_until.unwrap_or(self.invocation.deadline);
         let promoted = tokio::select! {
-            promoted = self.promote(&package, &sources, record, &owner, &lease) => promoted,
-            lost = self.keep_claim(&owner, &lease) => Err(lost),
+            promoted = self.promote(&package, &sources, record, &owner) => promoted,
+            lost = self.keep_claim(&owner, lease) => Err(lost),
         };
         match promoted {
             Ok(summary) => Ok(Outcome::Promoted(summary)),
@@ -90,13 +77,11 @@ impl Promotion<'_> {
 
     /// Renews the claim while the promotion works (a copy of many gigabytes outlasts one lease),
     /// and ends the work once the claim is lost or has lapsed: another delivery may hold it then.
-    async fn keep_claim(&self, owner: &str, lease: &ClaimLease) -> PromoteError {
-        let mut confirmed = lease.until();
+    async fn keep_claim(&self, owner: &str, lease: DateTime<Utc>) -> PromoteError {
+        let mut confirmed = lease;
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
             let until = self.lease_from_now();
-            // Saves from now on write the longer lease; one already in flight writes the last one.
-            lease.extend_to(until);
             match self.ports.ledger.renew(&self.change.package, owner, until).await {
                 Ok(()) => confirmed = until,
                 Err(lost) if lost.kind == FailureKind::Conflict => return PromoteError::InProgressElsewhere(self.change.package.clone()),
@@ -104,12 +89,6 @@ impl Promotion<'_> {
                 Err(error) => warn!(%error, "claim not renewed; the lease still runs"),
             }
         }
-    }
-
-    /// Writes progress under the claim, keeping the lease as last renewed.
-    async fn save(&self, record: &mut PromotionRecord, owner: &str, lease: &ClaimLease) -> Result<(), PromoteError> {
-        record.lease_until = Some(lease.until());
-        Ok(self.ports.ledger.save(record, owner).await?)
     }
 
     /// Frees this invocation's claim, if it holds one, for the next delivery.
@@ -124,11 +103,11 @@ impl Promotion<'_> {
         let registry = self.ports.sessions.registry(&self.change.account).await?;
         let package = registry.describe_package(&self.change.package).await?;
         policy::check_source(self.change, &package, self.allowed_buckets)?;
-        let mut sources = Vec::with_capacity(package.artifacts.len());
-        for artifact in &package.artifacts {
+        let heads = package.artifacts.iter().map(|artifact| async move {
             let head = self.ports.artifacts.head(&artifact.uri, &self.change.account).await?;
-            sources.push(head.ok_or_else(|| PromoteError::MissingArtifact(artifact.uri.clone()))?);
-        }
+            head.ok_or_else(|| PromoteError::MissingArtifact(artifact.uri.clone()))
+        });
+        let sources = futures::stream::iter(heads).buffered(self.config.copy.concurrency.max(1)).try_collect().await?;
         Ok((package, sources))
     }
 
@@ -165,83 +144,86 @@ impl Promotion<'_> {
         }
     }
 
+    /// The calls run in as few waves as their inputs allow: the copies beside the group check,
+    /// the registration beside the metrics read, then the card, the event, and one ledger write.
     async fn promote(
         &self,
         package: &RegisteredPackage,
         sources: &[ObjectInfo],
         mut record: PromotionRecord,
         owner: &str,
-        lease: &ClaimLease,
     ) -> Result<PromotionSummary, PromoteError> {
-        let ledger = &self.ports.ledger;
         let group = central_group_name(&self.change.package);
         record.central_group = Some(group.clone());
-        record.artifacts = self.copy_artifacts(package, sources, &group).await?;
-        self.save(&mut record, owner, lease).await?;
+        // Past the first claim, an earlier holder may have left copies, uploads or a central
+        // version behind: they are looked for. A first claim knows there are none.
+        let resumed = record.claims > 1;
+        let (artifacts, ()) = tokio::try_join!(self.copy_artifacts(package, sources, &group, resumed), self.ensure_group(package, &group))?;
+        record.artifacts = artifacts;
         self.log("artifacts copied", &record);
 
-        let description = central_description(&self.change.package);
-        self.ports.central_registry.ensure_group(&group, &format!("Central copies of {} from account {}", package.arn.group(), self.change.account)).await?;
-        let central = match record.central_package.clone() {
-            Some(central) => central,
-            None => self.register(package, &mut record, owner, lease, &group, &description).await?,
-        };
+        let (central, metrics) = tokio::try_join!(self.register(package, &record, &group, resumed), self.metrics(&record.artifacts))?;
+        record.central_package = Some(central.clone());
         self.log("registered", &record);
 
         let promoted_at = Utc::now();
-        let card_version = self.write_card(package, &record, &group, &central, promoted_at).await?;
+        let card_version = self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed).await?;
         record.card_version = Some(card_version);
         record.promoted_at = Some(promoted_at);
         let summary = summary_of(&record)?;
+        // Before the record says Promoted, so that a failure here is published again on redelivery.
         self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
-        // The audit entry is idempotent and goes first: once the record says Promoted, redeliveries stop.
-        self.ports.audit.append(&self.audit(AuditAction::Promoted, json!({ "central_package": central, "model_card_version": card_version }))).await?;
         record.state = PromotionState::Promoted;
         record.owner = None;
         record.lease_until = None;
-        ledger.save(&record, owner).await?;
+        let entry = self.audit(AuditAction::Promoted, json!({ "central_package": central, "model_card_version": card_version }));
+        self.ports.ledger.finish(&record, owner, &entry).await?;
         self.log("promoted", &record);
         Ok(summary)
     }
 
-    async fn copy_artifacts(&self, package: &RegisteredPackage, sources: &[ObjectInfo], group: &GroupName) -> Result<Vec<CopiedArtifact>, PromoteError> {
+    async fn ensure_group(&self, package: &RegisteredPackage, group: &GroupName) -> Result<(), PromoteError> {
+        let description = format!("Central copies of {} from account {}", package.arn.group(), self.change.account);
+        Ok(self.ports.central_registry.ensure_group(group, &description).await?)
+    }
+
+    /// Every artifact copied at once (each large one in parallel parts as well), in the package's order.
+    async fn copy_artifacts(
+        &self,
+        package: &RegisteredPackage,
+        sources: &[ObjectInfo],
+        group: &GroupName,
+        resumed: bool,
+    ) -> Result<Vec<CopiedArtifact>, PromoteError> {
         let job = CopyJob {
             store: self.ports.artifacts.as_ref(),
             settings: &self.config.copy,
             source_owner: &self.change.account,
             central_owner: &self.config.central_account,
+            resumed,
         };
-        let mut copied = Vec::with_capacity(package.artifacts.len());
-        for (artifact, source) in package.artifacts.iter().zip(sources) {
+        let copies = package.artifacts.iter().zip(sources).map(|(artifact, source)| {
             let destination = central_artifact_uri(&self.config.artifact_bucket, group, &package.arn, artifact.slot, &artifact.uri);
-            copied.push(job.copy(artifact, source, &destination).await?);
-        }
-        Ok(copied)
+            let job = &job;
+            async move { job.copy(artifact, source, &destination).await }
+        });
+        futures::stream::iter(copies).buffered(self.config.copy.concurrency.max(1)).try_collect().await
     }
 
-    /// Creates the central version once: a takeover after a lost ledger write finds it by description.
-    async fn register(
-        &self,
-        package: &RegisteredPackage,
-        record: &mut PromotionRecord,
-        owner: &str,
-        lease: &ClaimLease,
-        group: &GroupName,
-        description: &str,
-    ) -> Result<ModelPackageArn, PromoteError> {
+    /// Creates the central version once: a resumed promotion first looks for the one an earlier
+    /// holder may have created before it could record it.
+    async fn register(&self, package: &RegisteredPackage, record: &PromotionRecord, group: &GroupName, resumed: bool) -> Result<ModelPackageArn, PromoteError> {
+        if let Some(central) = &record.central_package {
+            return Ok(central.clone());
+        }
         let registry = &self.ports.central_registry;
-        let found = if record.registering { registry.find_recent_by_description(group, description).await? } else { None };
-        let central = match found {
-            Some(central) => central,
-            None => {
-                record.registering = true;
-                self.save(record, owner, lease).await?;
-                registry.create_package(&self.new_package(package, record, group, description)).await?
+        let description = central_description(&self.change.package);
+        if resumed {
+            if let Some(found) = registry.find_recent_by_description(group, &description).await? {
+                return Ok(found);
             }
-        };
-        record.central_package = Some(central.clone());
-        self.save(record, owner, lease).await?;
-        Ok(central)
+        }
+        Ok(registry.create_package(&self.new_package(package, record, group, &description)).await?)
     }
 
     fn new_package(&self, package: &RegisteredPackage, record: &PromotionRecord, group: &GroupName, description: &str) -> NewPackage {
@@ -256,13 +238,16 @@ impl Promotion<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_card(
         &self,
         package: &RegisteredPackage,
         record: &PromotionRecord,
         group: &GroupName,
         central: &ModelPackageArn,
+        metrics: Option<MetricGroups>,
         promoted_at: chrono::DateTime<Utc>,
+        resumed: bool,
     ) -> Result<u32, PromoteError> {
         let content = card::card_content(&CardInput {
             group,
@@ -272,9 +257,18 @@ impl Promotion<'_> {
             promoted_at: &promoted_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             inference: &package.inference,
             artifacts: &record.artifacts,
-            metrics: self.metrics(&record.artifacts).await?,
+            metrics,
         });
-        upsert_card(self.ports.cards.as_ref(), &card::card_name(group), &content).await
+        let cards = self.ports.cards.as_ref();
+        let name = card::card_name(central);
+        if resumed {
+            return upsert_card(cards, &name, &content).await;
+        }
+        // A first claim made this central version: its card cannot exist yet.
+        match cards.create(&name, &content).await {
+            Err(error) if error.kind == FailureKind::Conflict => upsert_card(cards, &name, &content).await,
+            created => Ok(created?),
+        }
     }
 
     /// Metrics make the card richer but a report too large or unreadable is not worth failing a
@@ -326,12 +320,13 @@ async fn upsert_card(cards: &dyn ModelCards, name: &str, content: &Value) -> Res
 fn summary_of(record: &PromotionRecord) -> Result<PromotionSummary, PromoteError> {
     let incomplete = || PromoteError::LedgerIncomplete(record.source.clone());
     let group = record.central_group.clone().ok_or_else(incomplete)?;
+    let central = record.central_package.clone().ok_or_else(incomplete)?;
     Ok(PromotionSummary {
         source: record.source.clone(),
         event_id: record.event_id.clone(),
-        model_card: card::card_name(&group),
+        model_card: card::card_name(&central),
         central_group: group,
-        central_package: record.central_package.clone().ok_or_else(incomplete)?,
+        central_package: central,
         artifacts: record.artifacts.clone(),
         model_card_version: record.card_version.ok_or_else(incomplete)?,
     })

@@ -41,7 +41,7 @@ fn report_console_url(package: &ModelPackageArn, uri: &S3Uri) -> String {
 /// The version's model card, named after its group, in the SageMaker console.
 fn card_console_url(package: &ModelPackageArn) -> String {
     let region = package.region();
-    format!("https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/model-cards/{}", crate::domain::card::card_name(package.group()))
+    format!("https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/model-cards/{}", crate::domain::card::card_name(package))
 }
 
 /// The output variables test-model publishes, with their longest values, as the pipeline

@@ -32,7 +32,7 @@ async fn a_transient_failure_after_a_pass_finishes_recording_it_without_testing_
     let topic = Arc::new(ThrottledOnce::default());
     let ports = DeployPorts { approvers: topic.clone(), ..world.ports.clone() };
     let deadline = || Utc::now() + chrono::Duration::minutes(5);
-    let cards = || world.cards.cards.lock().unwrap()["churn-prediction-111111111111"].len();
+    let cards = || world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"].len();
 
     let first = handle_test_job(&ports, &world.config, &job_event("tests-1", Stage::Test, &world.package, None), deadline()).await.unwrap();
 
@@ -114,6 +114,6 @@ fn the_evidence_is_what_the_pipeline_definition_publishes_and_fits_its_longest_v
         assert!(value.len() <= limits[name], "{name} is {} characters, more than {}: {value}", value.len(), limits[name]);
     }
     assert_eq!(variables["ReportKey"], format!("reports/{group}/{}/test-{job_id}.json", u32::MAX));
-    assert!(variables["ModelCardUrl"].ends_with(&format!("#/model-cards/{group}")), "{}", variables["ModelCardUrl"]);
+    assert!(variables["ModelCardUrl"].ends_with(&format!("#/model-cards/{}", crate::domain::card::card_name(&package))), "{}", variables["ModelCardUrl"]);
     assert_eq!(variables["TestSummary"], format!("10000/10000 test cases passed, slowest {} ms", u64::MAX));
 }
