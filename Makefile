@@ -111,6 +111,12 @@ lint-rust: rust-lint-tools
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 	@echo "== unused dependencies"
 	$(RUST_TOOLS)/bin/cargo-machete
+	@echo "== one feature set for tests and binaries: no crate built otherwise by make demo than by make test"
+	mkdir -p $(LOCAL)
+	$(CARGO) tree --workspace -e normal,build -f '{p} [{f}]' --prefix none | sort -u > $(LOCAL)/features-build.txt
+	$(CARGO) tree --workspace -e normal,build,dev -f '{p} [{f}]' --prefix none | sort -u > $(LOCAL)/features-test.txt
+	if comm -23 $(LOCAL)/features-build.txt $(LOCAL)/features-test.txt | grep .; then \
+	  echo "the crates above are built with other features by make demo than by make test"; exit 1; fi
 
 lint: lint-rust
 

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
 use promotion_core::domain::audit::AuditEntry;
@@ -161,18 +164,29 @@ impl PromotionLedger for DynamoLedger {
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
-        self.client
+        let written = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(held).build())
             .transact_items(TransactWriteItem::builder().put(audit).build())
             // The SDK's retry of a call whose answer was lost repeats this token: DynamoDB then
             // answers the first outcome instead of failing the owner's condition it wrote away.
-            .client_request_token(format!("finish-{owner}"))
+            .client_request_token(finish_token(owner))
             .send()
-            .await
-            .map_err(|e| classify("TransactWriteItems", &e))
-            .map_err(|e| if is_condition_failure(&e) { lost_claim(&record.source) } else { e })?;
-        Ok(())
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            // Only the record's own condition failing means the claim is gone; a cancellation
+            // for throttling or a conflicting transaction is worth a retry.
+            Err(error) if claim_condition_failed(&error) => Err(lost_claim(&record.source)),
+            Err(error) => {
+                let mut failure = classify("TransactWriteItems", &error);
+                if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) {
+                    failure.kind = FailureKind::Retryable;
+                }
+                Err(failure)
+            }
+        }
     }
 
     async fn renew(&self, source: &ModelPackageArn, owner: &str, lease_until: DateTime<Utc>) -> PortResult<()> {
@@ -363,6 +377,18 @@ fn audit_from_item(package: &ModelPackageArn, item: &Item) -> PortResult<AuditEn
     })
 }
 
+/// DynamoDB takes at most 36 characters: the owner, a UUID, is unique to the claim.
+fn finish_token(owner: &str) -> String {
+    owner.chars().take(36).collect()
+}
+
+fn claim_condition_failed(error: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error() else {
+        return false;
+    };
+    cancelled.cancellation_reasons().first().and_then(|reason| reason.code()) == Some("ConditionalCheckFailed")
+}
+
 /// An entry is one action of one event (a job, for the pipeline's actions): a redelivery writes
 /// the same key whatever its time, and the first write stays.
 fn audit_item(entry: &AuditEntry) -> Item {
@@ -462,6 +488,55 @@ mod tests {
 
     fn retrying(attempts: u32) -> impl Fn(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
         move |config| config.retry_config(RetryConfig::standard().with_max_attempts(attempts).with_initial_backoff(Duration::from_millis(1)))
+    }
+
+    fn cancelled(reason: &'static str) -> impl Fn() -> TransactWriteItemsError {
+        move || {
+            TransactWriteItemsError::TransactionCanceledException(
+                aws_sdk_dynamodb::types::error::TransactionCanceledException::builder()
+                    .cancellation_reasons(aws_sdk_dynamodb::types::CancellationReason::builder().code(reason).build())
+                    .cancellation_reasons(aws_sdk_dynamodb::types::CancellationReason::builder().code("None").build())
+                    .meta(ErrorMetadata::builder().code("TransactionCanceledException").build())
+                    .build(),
+            )
+        }
+    }
+
+    fn finished() -> (PromotionRecord, AuditEntry) {
+        let claim = claim();
+        let mut record = PromotionRecord::new(claim.source.clone(), PromotionState::Promoted, &claim.event_id, claim.event_time);
+        record.claims = 1;
+        let entry = AuditEntry::now(&claim.source, &claim.event_id, promotion_core::domain::audit::AuditAction::Promoted, serde_json::json!({}));
+        (record, entry)
+    }
+
+    #[tokio::test]
+    async fn the_final_write_is_one_transaction_with_a_token_dynamodb_accepts() {
+        let owner = "0f8fad5b-d9cb-469f-a165-70867728950e".to_owned();
+        let expected = owner.clone();
+        let rule = mock!(Client::transact_write_items)
+            .match_requests(move |request| {
+                request.client_request_token().is_some_and(|token| token.len() <= 36 && token == expected) && request.transact_items().len() == 2
+            })
+            .then_output(|| aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule]);
+        let (record, entry) = finished();
+
+        DynamoLedger::new(client, "ledger").finish(&record, &owner, &entry).await.expect("one transaction, a valid token");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cancelled_by_the_owner_condition_is_a_lost_claim_and_by_a_conflict_a_retry() {
+        let (record, entry) = finished();
+        for (reason, expected) in
+            [("ConditionalCheckFailed", "ClaimLost"), ("TransactionConflict", "TransactWriteItems"), ("ThrottlingError", "TransactWriteItems")]
+        {
+            let rule = mock!(Client::transact_write_items).then_error(cancelled(reason));
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule], retrying(1));
+            let error = DynamoLedger::new(client, "ledger").finish(&record, "me", &entry).await.expect_err(reason);
+            assert_eq!((error.operation, error.kind), (expected, FailureKind::Retryable), "{reason}: {error}");
+        }
     }
 
     #[tokio::test]

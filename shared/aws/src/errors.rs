@@ -19,6 +19,7 @@ const THROTTLING: &[&str] = &[
     "SlowDown",
     "PriorRequestNotComplete",
     "TransactionInProgressException",
+    "TransactionConflictException",
     "RequestTimeout",
     "RequestTimeoutException",
     "InternalError",
@@ -30,8 +31,7 @@ const THROTTLING: &[&str] = &[
 const NOT_FOUND: &[&str] = &["ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "NoSuchUpload"];
 /// CodePipeline says InvalidJobStateException to a second answer to one job.
 // A transaction is cancelled when one of its conditions fails.
-const CONFLICT: &[&str] =
-    &["ConditionalCheckFailedException", "TransactionCanceledException", "ConflictException", "ResourceInUse", "InvalidJobStateException"];
+const CONFLICT: &[&str] = &["ConditionalCheckFailedException", "ConflictException", "ResourceInUse", "InvalidJobStateException"];
 
 /// Sorts an SDK error into what the domain can act on. The SDK has already retried the
 /// retryable ones (standard mode); what is still retryable here is worth a redelivery.

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 use tracing::info;
 
 use crate::domain::audit::{AuditAction, AuditEntry};
-use crate::domain::card::card_name;
 use crate::domain::event::{ApprovalStatus, EventError};
 use crate::domain::ids::ModelPackageArn;
 use crate::domain::pipeline::{ActionCategory, PipelineStage, PipelineState};
@@ -172,8 +171,7 @@ async fn prod_deployment(ports: &DeployPorts, change: &PipelineChange, package: 
 
 /// Writes `note` into the card's custom details with a status, once per event.
 async fn update_card(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, status: CardStatus, note: Value) -> Result<(), RecordError> {
-    let name = card_name(package);
-    let Some(card) = ports.cards.describe(&name).await? else {
+    let Some((name, card)) = super::card::version_card(ports.cards.as_ref(), package).await? else {
         return Ok(());
     };
     let mut content = card.content;

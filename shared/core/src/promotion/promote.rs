@@ -1,3 +1,5 @@
+use std::sync::{Mutex, PoisonError};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
@@ -27,6 +29,21 @@ pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
 const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// Renewals come often enough that a slow ledger call does not let a live claim lapse.
 const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+/// The central version is created only while the claim has this long to run: a holder whose
+/// lease is about to lapse must not race a successor that finds no version yet and creates one.
+const REGISTER_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
+
+/// The end of this invocation's claim as the ledger last confirmed it.
+struct ConfirmedLease(Mutex<DateTime<Utc>>);
+
+impl ConfirmedLease {
+    fn until(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn confirm(&self, until: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = until;
+    }
+}
 
 pub(super) struct Promotion<'a> {
     pub ports: &'a PromotePorts,
@@ -56,10 +73,12 @@ impl Promotion<'_> {
             }
         };
         self.log("claimed", &record);
-        let lease = record.lease_until.unwrap_or(self.invocation.deadline);
+        let lease = ConfirmedLease(Mutex::new(record.lease_until.unwrap_or(self.invocation.deadline)));
         let promoted = tokio::select! {
-            promoted = self.promote(&package, &sources, record, &owner) => promoted,
-            lost = self.keep_claim(&owner, lease) => Err(lost),
+            // A finished promotion wins over a renewal answered at the same moment.
+            biased;
+            promoted = self.promote(&package, &sources, record, &owner, &lease) => promoted,
+            lost = self.keep_claim(&owner, &lease) => Err(lost),
         };
         match promoted {
             Ok(summary) => Ok(Outcome::Promoted(summary)),
@@ -77,16 +96,18 @@ impl Promotion<'_> {
 
     /// Renews the claim while the promotion works (a copy of many gigabytes outlasts one lease),
     /// and ends the work once the claim is lost or has lapsed: another delivery may hold it then.
-    async fn keep_claim(&self, owner: &str, lease: DateTime<Utc>) -> PromoteError {
-        let mut confirmed = lease;
+    async fn keep_claim(&self, owner: &str, lease: &ConfirmedLease) -> PromoteError {
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
             let until = self.lease_from_now();
-            match self.ports.ledger.renew(&self.change.package, owner, until).await {
-                Ok(()) => confirmed = until,
-                Err(lost) if lost.kind == FailureKind::Conflict => return PromoteError::InProgressElsewhere(self.change.package.clone()),
-                Err(error) if Utc::now() >= confirmed => return error.into(),
-                Err(error) => warn!(%error, "claim not renewed; the lease still runs"),
+            // A renewal that hangs must not outlive the lease it is meant to extend.
+            let left = (lease.until() - Utc::now()).to_std().unwrap_or_default();
+            match tokio::time::timeout(left, self.ports.ledger.renew(&self.change.package, owner, until)).await {
+                Ok(Ok(())) => lease.confirm(until),
+                Ok(Err(lost)) if lost.kind == FailureKind::Conflict => return PromoteError::InProgressElsewhere(self.change.package.clone()),
+                Ok(Err(error)) if Utc::now() >= lease.until() => return error.into(),
+                Ok(Err(error)) => warn!(%error, "claim not renewed; the lease still runs"),
+                Err(_) => return PromoteError::InProgressElsewhere(self.change.package.clone()),
             }
         }
     }
@@ -152,17 +173,25 @@ impl Promotion<'_> {
         sources: &[ObjectInfo],
         mut record: PromotionRecord,
         owner: &str,
+        lease: &ConfirmedLease,
     ) -> Result<PromotionSummary, PromoteError> {
         let group = central_group_name(&self.change.package);
         record.central_group = Some(group.clone());
         // Past the first claim, an earlier holder may have left copies, uploads or a central
-        // version behind: they are looked for. A first claim knows there are none.
-        let resumed = record.claims > 1;
+        // version behind: they are looked for. A first claim knows there are none. (Records of
+        // the release before the count show their progress as copied artifacts.)
+        let resumed = record.claims > 1 || !record.artifacts.is_empty();
         let (artifacts, ()) = tokio::try_join!(self.copy_artifacts(package, sources, &group, resumed), self.ensure_group(package, &group))?;
         record.artifacts = artifacts;
         self.log("artifacts copied", &record);
 
-        let (central, metrics) = tokio::try_join!(self.register(package, &record, &group, resumed), self.metrics(&record.artifacts))?;
+        // (A lease that ends with the invocation lapses only once this holder is dead.)
+        if lease.until() < self.invocation.deadline && lease.until() - Utc::now() < REGISTER_MARGIN {
+            return Err(PromoteError::InProgressElsewhere(self.change.package.clone()));
+        }
+        // Both run to their end: a failed metrics read must not drop a registration in flight.
+        let (central, metrics) = tokio::join!(self.register(package, &record, &group, resumed), self.metrics(&record.artifacts));
+        let (central, metrics) = (central?, metrics?);
         record.central_package = Some(central.clone());
         self.log("registered", &record);
 
@@ -233,7 +262,9 @@ impl Promotion<'_> {
             description: description.to_owned(),
             inference: package.inference.clone(),
             artifacts,
-            customer_metadata: lineage::lineage(&self.change.package, &self.change.event_id, Utc::now(), &record.artifacts),
+            // Nothing of the clock: every delivery sends the same request, so SageMaker's client
+            // token can answer a repeated one with the version the first made.
+            customer_metadata: lineage::lineage(&self.change.package, &self.change.event_id, self.change.time, &record.artifacts),
             client_token: crate::domain::naming::hex_sha256(self.change.package.as_str().as_bytes())[..32].to_owned(),
         }
     }

@@ -82,8 +82,7 @@ pub(super) fn report_uri(bucket: &str, package: &ModelPackageArn, job_id: &str) 
 /// The report joins the card's evaluation details, in a new card version, unless it is there
 /// already (the same job delivered again writes the same report).
 pub(super) async fn add_to_card(cards: &dyn ModelCards, package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> Result<(), TestError> {
-    let name = crate::domain::card::card_name(package);
-    let Some(card) = cards.describe(&name).await? else {
+    let Some((name, card)) = crate::deployment::card::version_card(cards, package).await? else {
         return Ok(());
     };
     let mut content = card.content;
