@@ -40,7 +40,9 @@ venv: $(VENV)/.installed
 build-cli:
 	$(CARGO) build --quiet --workspace
 
-local-up: venv build-cli
+# The virtualenv installs while the workspace compiles (pip waits on the network, cargo on the CPU).
+local-up:
+	$(MAKE) --no-print-directory -j2 venv build-cli
 	mkdir -p $(LOCAL)
 	if ! curl -fs -o /dev/null $(ENDPOINT)/moto-api/; then \
 	  nohup $(VENV)/bin/moto_server -H $(MOTO_HOST) -p $(MOTO_PORT) > $(LOCAL)/moto.log 2>&1 & echo $$! > $(LOCAL)/moto.pid; \
@@ -89,7 +91,8 @@ demo:
 	step "promote status: what runs where now, read from the registries and the endpoints"; \
 	$(PROMOTE) status
 
-test: venv
+test:
+	$(MAKE) --no-print-directory venv & venv=$$!; $(CARGO) test --workspace --no-run; wait $$venv
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory -f infra/Makefile.mk lint
 
