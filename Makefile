@@ -35,10 +35,11 @@ $(VENV)/.installed: requirements.txt $(wildcard infra/requirements.txt)
 
 venv: $(VENV)/.installed
 
-# The whole workspace, so that features unify as in `cargo test --workspace` (promotion-core with
-# its fakes, hyper with the bench's server): the demo after the tests rebuilds nothing heavy.
+# promotion-tests beside the CLI: its dependencies turn on what the tests turn on (promotion-core's
+# fakes, the features of other members under the SDK), so the demo after the tests rebuilds
+# nothing; `make lint` checks it.
 build-cli:
-	$(CARGO) build --quiet --workspace
+	$(CARGO) build --quiet -p promote-cli -p promotion-tests
 
 # The virtualenv installs while the workspace compiles (pip waits on the network, cargo on the CPU).
 local-up:
@@ -116,8 +117,8 @@ lint-rust: rust-lint-tools
 	$(RUST_TOOLS)/bin/cargo-machete
 	@echo "== one feature set for tests and binaries: no crate built otherwise by make demo than by make test"
 	mkdir -p $(LOCAL)
-	$(CARGO) tree --workspace -e normal,build -f '{p} [{f}]' --prefix none | sort -u > $(LOCAL)/features-build.txt
-	$(CARGO) tree --workspace -e normal,build,dev -f '{p} [{f}]' --prefix none | sort -u > $(LOCAL)/features-test.txt
+	$(CARGO) tree -p promote-cli -p promotion-tests -e normal,build -f '{p} [{f}]' --prefix none | grep -v '(\*)' | sort -u > $(LOCAL)/features-build.txt
+	$(CARGO) tree --workspace -e normal,build,dev -f '{p} [{f}]' --prefix none | grep -v '(\*)' | sort -u > $(LOCAL)/features-test.txt
 	if comm -23 $(LOCAL)/features-build.txt $(LOCAL)/features-test.txt | grep .; then \
 	  echo "the crates above are built with other features by make demo than by make test"; exit 1; fi
 
