@@ -29,9 +29,6 @@ pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
 const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// Renewals come often enough that a slow ledger call does not let a live claim lapse.
 const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
-/// The central version is created only while the claim has this long to run: a holder whose
-/// lease is about to lapse must not race a successor that finds no version yet and creates one.
-const REGISTER_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
 
 /// The end of this invocation's claim as the ledger last confirmed it.
 struct ConfirmedLease(Mutex<DateTime<Utc>>);
@@ -185,13 +182,12 @@ impl Promotion<'_> {
         record.artifacts = artifacts;
         self.log("artifacts copied", &record);
 
-        // (A lease that ends with the invocation lapses only once this holder is dead.)
-        if lease.until() < self.invocation.deadline && lease.until() - Utc::now() < REGISTER_MARGIN {
-            return Err(PromoteError::InProgressElsewhere(self.change.package.clone()));
-        }
-        // Both run to their end: a failed metrics read must not drop a registration in flight.
-        let (central, metrics) = tokio::join!(self.register(package, &record, &group, resumed), self.metrics(&record.artifacts));
-        let (central, metrics) = (central?, metrics?);
+        // The fence before the one step that must not happen twice: the claim is still this
+        // delivery's (a successor after a lapsed lease, or a second grant of a ledger that is not
+        // atomic, finds it taken), and the lease runs a full term again.
+        let (fenced, metrics) = tokio::join!(self.fence(owner, lease), self.metrics(&record.artifacts));
+        let metrics = fenced.and(metrics)?;
+        let central = self.register(package, &record, &group, resumed).await?;
         record.central_package = Some(central.clone());
         self.log("registered", &record);
 
@@ -209,6 +205,18 @@ impl Promotion<'_> {
         self.ports.ledger.finish(&record, owner, &entry).await?;
         self.log("promoted", &record);
         Ok(summary)
+    }
+
+    async fn fence(&self, owner: &str, lease: &ConfirmedLease) -> Result<(), PromoteError> {
+        let until = self.lease_from_now();
+        match self.ports.ledger.renew(&self.change.package, owner, until).await {
+            Ok(()) => {
+                lease.confirm(until);
+                Ok(())
+            }
+            Err(lost) if lost.kind == FailureKind::Conflict => Err(PromoteError::InProgressElsewhere(self.change.package.clone())),
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn ensure_group(&self, package: &RegisteredPackage, group: &GroupName) -> Result<(), PromoteError> {
