@@ -93,14 +93,11 @@ pub fn verify_copy(source: &ObjectInfo, reported: Option<&str>, single_copy: boo
     if source.size != copy.size {
         return Err(CopyMismatch::Size { original: source.size, copy: copy.size });
     }
-    let actual = copy.sha256.clone().ok_or(CopyMismatch::NoChecksum)?;
-    let source_full = source.sha256.as_deref().filter(|c| single_copy && is_full_object(c));
-    for expected in [reported, source_full].into_iter().flatten() {
-        if expected != actual {
-            return Err(CopyMismatch::Checksum { expected: expected.to_owned(), actual });
-        }
+    let actual = copy.sha256.as_deref().ok_or(CopyMismatch::NoChecksum)?;
+    if let Some(expected) = reported.filter(|expected| *expected != actual) {
+        return Err(CopyMismatch::Checksum { expected: expected.to_owned(), actual: actual.to_owned() });
     }
-    Ok(actual)
+    verify_reported(source, actual, single_copy)
 }
 
 /// A copy just made, proven by its own answer: a server-side copy is whole or absent (it is
