@@ -61,7 +61,7 @@ mod tests {
     use promotion_core::domain::audit::AuditEntry;
     use promotion_core::domain::ids::ModelPackageArn;
     use promotion_core::fakes::{DeployWorld, FakeRuns};
-    use promotion_core::ports::{ApprovalResult, AuditTrail, PendingApproval, PipelineRuns, PortResult};
+    use promotion_core::ports::{ActionRun, ApprovalResult, AuditTrail, ExecutionView, PendingApproval, PipelineRuns, PortResult};
     use serde_json::json;
 
     use super::*;
@@ -78,8 +78,14 @@ mod tests {
         async fn start(&self, pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String> {
             self.runs.start(pipeline, package, token).await
         }
-        async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
-            self.runs.execution_package(pipeline, execution_id).await
+        async fn execution(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
+            self.runs.execution(pipeline, execution_id).await
+        }
+        async fn action_runs(&self, pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>> {
+            self.runs.action_runs(pipeline, execution_id).await
+        }
+        async fn stop(&self, pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()> {
+            self.runs.stop(pipeline, execution_id, reason).await
         }
         async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>> {
             self.runs.pending_approval(pipeline, stage, action).await

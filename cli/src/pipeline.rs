@@ -15,7 +15,9 @@ use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome};
 use promotion_core::domain::deploy::OutputVariables;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
 use promotion_core::domain::pipeline::{PipelineState, APPROVAL_ACTION};
-use promotion_core::ports::{ApprovalResult, PendingApproval, PipelineJobs, PipelineRuns, PortResult};
+use promotion_core::ports::{
+    ActionRun, ActionRunStatus, ApprovalResult, ExecutionStatus, ExecutionView, PendingApproval, PipelineJobs, PipelineRuns, PortResult,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -58,6 +60,42 @@ struct Execution {
     /// The output variables of the finished actions, as `Namespace.Name`.
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    /// Its action runs, newest first, as `ListActionExecutions` reports them.
+    #[serde(default)]
+    runs: Vec<RecordedRun>,
+    #[serde(default)]
+    stopped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordedRun {
+    stage: String,
+    action: String,
+    status: String,
+    user_parameters: Option<String>,
+    updated_by: Option<String>,
+    summary: Option<String>,
+}
+
+impl RecordedRun {
+    fn view(&self) -> Option<ActionRun> {
+        let status = match self.status.as_str() {
+            "InProgress" => ActionRunStatus::InProgress,
+            "Succeeded" => ActionRunStatus::Succeeded,
+            "Failed" => ActionRunStatus::Failed,
+            "Abandoned" => ActionRunStatus::Abandoned,
+            _ => return None,
+        };
+        Some(ActionRun {
+            stage: self.stage.clone(),
+            action: self.action.clone(),
+            status,
+            user_parameters: self.user_parameters.clone(),
+            updated_by: self.updated_by.clone(),
+            summary: self.summary.clone(),
+            last_update: None,
+        })
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,8 +138,33 @@ impl PipelineRuns for LocalRuns {
         Ok(id)
     }
 
-    async fn execution_package(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
-        Ok(self.load().executions.get(execution_id).and_then(|e| e.package.parse().ok()))
+    async fn execution(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
+        Ok(self.load().executions.get(execution_id).map(|e| {
+            let status = match (e.stopped.is_some(), e.status.as_str()) {
+                (true, _) => ExecutionStatus::Stopped,
+                (_, "InProgress") => ExecutionStatus::InProgress,
+                (_, "Succeeded") => ExecutionStatus::Succeeded,
+                (_, "Failed") => ExecutionStatus::Failed,
+                (_, other) => ExecutionStatus::Other(other.to_owned()),
+            };
+            ExecutionView { status, package: e.package.parse().ok() }
+        }))
+    }
+
+    async fn action_runs(&self, _pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>> {
+        Ok(self.load().executions.get(execution_id).map(|e| e.runs.iter().filter_map(RecordedRun::view).collect()).unwrap_or_default())
+    }
+
+    async fn stop(&self, _pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()> {
+        self.update(|state| {
+            if let Some(execution) = state.executions.get_mut(execution_id) {
+                execution.stopped.get_or_insert_with(|| reason.to_owned());
+                for run in execution.runs.iter_mut().filter(|r| r.status == "InProgress") {
+                    run.status = "Abandoned".into();
+                }
+            }
+        });
+        Ok(())
     }
 
     async fn pending_approval(&self, _pipeline: &str, _stage: &str, _action: &str) -> PortResult<Option<PendingApproval>> {
@@ -182,7 +245,9 @@ impl LocalPipeline<'_> {
     }
 
     async fn lambda_action(&self, execution_id: &str, stage: &PipelineStage, package: &ModelPackageArn) -> Result<bool> {
-        let parameters = json!({ "stage": stage.stage, "model_package_arn": package }).to_string();
+        // As the pipeline definition resolves `#{codepipeline.PipelineExecutionId}`.
+        let parameters = json!({ "stage": stage.stage, "model_package_arn": package, "execution_id": execution_id }).to_string();
+        self.record_run(execution_id, stage, RunChange::Started(Some(parameters.clone())));
         self.action_event(execution_id, stage, PipelineState::Started).await?;
         let mut continuation: Option<String> = None;
         let waiting = ui::waiting(format!("{} {}", stage.name, ui::short(package)));
@@ -220,6 +285,7 @@ impl LocalPipeline<'_> {
         };
         let text = if ui::output() == ui::Output::Wide { text } else { crate::history::words(package.group(), &text) };
         ui::say(format!("{:<12} {} {text}", stage.name, if passed { ui::paint(ui::GOOD, "ok    ") } else { ui::paint(ui::BAD, "FAILED") }));
+        self.record_run(execution_id, stage, RunChange::Ended { passed, by: None, summary: Some(text.clone()) });
         self.action_event(execution_id, stage, if passed { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
         Ok(passed)
     }
@@ -229,6 +295,7 @@ impl LocalPipeline<'_> {
         if execution.approval_token.is_none() {
             let token = uuid::Uuid::new_v4().to_string();
             self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.approval_token = Some(token)));
+            self.record_run(execution_id, stage, RunChange::Started(None));
             self.action_event(execution_id, stage, PipelineState::Started).await?;
         }
         let decision = self.runs.load().executions.get(execution_id).and_then(|e| e.decision.clone());
@@ -253,8 +320,31 @@ impl LocalPipeline<'_> {
         };
         let decided = if approved { ui::paint(ui::GOOD, "ok    ") } else { ui::paint(ui::BAD, "FAILED") };
         ui::say(format!("{:<12} {decided} {} (\"{comment}\")", stage.name, if approved { "approved" } else { "rejected" }));
+        let by = std::env::var("USER").ok().or(Some("local operator".into()));
+        self.record_run(execution_id, stage, RunChange::Ended { passed: approved, by, summary: Some(comment) });
         self.action_event(execution_id, stage, if approved { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
         Ok(Some(approved))
+    }
+
+    /// What CodePipeline would list of the action's runs in this execution.
+    fn record_run(&self, execution_id: &str, stage: &PipelineStage, change: RunChange) {
+        let action = if stage.action == "approval" { APPROVAL_ACTION.to_owned() } else { stage.name.clone() };
+        self.runs.update(|state| {
+            let Some(execution) = state.executions.get_mut(execution_id) else { return };
+            match change {
+                RunChange::Started(user_parameters) => execution.runs.insert(
+                    0,
+                    RecordedRun { stage: stage.name.clone(), action, status: "InProgress".into(), user_parameters, updated_by: None, summary: None },
+                ),
+                RunChange::Ended { passed, by, summary } => {
+                    if let Some(run) = execution.runs.iter_mut().find(|r| r.stage == stage.name && r.status == "InProgress") {
+                        run.status = if passed { "Succeeded" } else { "Failed" }.into();
+                        run.updated_by = by;
+                        run.summary = summary;
+                    }
+                }
+            }
+        });
     }
 
     async fn action_event(&self, execution_id: &str, stage: &PipelineStage, state: PipelineState) -> Result<()> {
@@ -279,6 +369,11 @@ impl LocalPipeline<'_> {
         record_outcome::handler(self.ports, self.config, LambdaEvent::new(event, Context::default())).await?;
         Ok(())
     }
+}
+
+enum RunChange {
+    Started(Option<String>),
+    Ended { passed: bool, by: Option<String>, summary: Option<String> },
 }
 
 fn job_event(job_id: &str, function: &str, parameters: &str, continuation: Option<&str>) -> Value {

@@ -16,7 +16,7 @@ use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState};
 use promotion_core::fakes::{stage_config_json, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
-use promotion_core::ports::{ApprovalResult, DeploymentRecords, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
+use promotion_core::ports::{ActionRun, ApprovalResult, DeploymentRecords, ExecutionView, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
 use promotion_core::promotion::Outcome;
 use promotion_tests::chaos::{Chaos, Fault};
 use promotion_tests::TestWorld;
@@ -277,8 +277,14 @@ impl PipelineRuns for CountingRuns {
         self.starts.fetch_add(1, Ordering::SeqCst);
         self.inner.start(pipeline, package, token).await
     }
-    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
-        self.inner.execution_package(pipeline, execution_id).await
+    async fn execution(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
+        self.inner.execution(pipeline, execution_id).await
+    }
+    async fn action_runs(&self, pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>> {
+        self.inner.action_runs(pipeline, execution_id).await
+    }
+    async fn stop(&self, pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()> {
+        self.inner.stop(pipeline, execution_id, reason).await
     }
     async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>> {
         self.inner.pending_approval(pipeline, stage, action).await

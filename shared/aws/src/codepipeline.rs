@@ -2,14 +2,16 @@
 
 use async_trait::async_trait;
 use aws_sdk_codepipeline::types::{
-    ActionExecutionFilter, ActionExecutionStatus, ApprovalResult as SdkApprovalResult, ApprovalStatus, ExecutionDetails, FailureDetails, FailureType,
-    PipelineVariable,
+    ActionExecutionDetail, ActionExecutionFilter, ActionExecutionStatus, ApprovalResult as SdkApprovalResult, ApprovalStatus, ExecutionDetails, FailureDetails,
+    FailureType, PipelineExecutionStatus, PipelineVariable,
 };
 use aws_sdk_codepipeline::Client;
 
 use promotion_core::domain::deploy::OutputVariables;
 use promotion_core::domain::ids::ModelPackageArn;
-use promotion_core::ports::{ApprovalResult, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult};
+use promotion_core::ports::{
+    ActionRun, ActionRunStatus, ApprovalResult, ExecutionStatus, ExecutionView, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult,
+};
 
 use crate::errors::classify;
 
@@ -98,17 +100,44 @@ impl PipelineRuns for CodePipeline {
             .ok_or_else(|| PortError::new("StartPipelineExecution", FailureKind::Retryable, "no execution id returned"))
     }
 
-    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
-        let out = self
+    async fn execution(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
+        let answer = self.client.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution_id).send().await;
+        let out = match answer.map_err(|e| classify("GetPipelineExecution", &e)) {
+            Err(error) if error.kind == FailureKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        let Some(execution) = out.pipeline_execution() else { return Ok(None) };
+        let package =
+            execution.variables().iter().find(|v| v.name() == Some(PACKAGE_VARIABLE)).and_then(|v| v.resolved_value()).and_then(|raw| raw.parse().ok());
+        Ok(Some(ExecutionView { status: execution_status(execution.status()), package }))
+    }
+
+    async fn action_runs(&self, pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>> {
+        let filter = ActionExecutionFilter::builder().pipeline_execution_id(execution_id).build();
+        let mut pages = self.client.list_action_executions().pipeline_name(pipeline).filter(filter).into_paginator().send();
+        let mut runs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListActionExecutions", &e))?;
+            runs.extend(page.action_execution_details().iter().filter_map(action_run));
+        }
+        Ok(runs)
+    }
+
+    async fn stop(&self, pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()> {
+        let answer = self
             .client
-            .get_pipeline_execution()
+            .stop_pipeline_execution()
             .pipeline_name(pipeline)
             .pipeline_execution_id(execution_id)
+            .abandon(true)
+            .reason(clipped(reason, 200))
             .send()
-            .await
-            .map_err(|e| classify("GetPipelineExecution", &e))?;
-        let variables = out.pipeline_execution().map(|e| e.variables()).unwrap_or_default();
-        Ok(variables.iter().find(|v| v.name() == Some(PACKAGE_VARIABLE)).and_then(|v| v.resolved_value()).and_then(|raw| raw.parse().ok()))
+            .await;
+        match answer.map_err(|e| classify("StopPipelineExecution", &e)) {
+            // Already stopping, or no longer running: either way it deploys nothing more.
+            Err(error) if error.kind == FailureKind::Conflict => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>> {
@@ -165,6 +194,40 @@ impl PipelineRuns for CodePipeline {
             Some(ApprovalResult { approved, by: d.updated_by().map(str::to_owned), comment: comment.map(str::to_owned) })
         }))
     }
+}
+
+fn execution_status(status: Option<&PipelineExecutionStatus>) -> ExecutionStatus {
+    match status {
+        Some(PipelineExecutionStatus::InProgress) => ExecutionStatus::InProgress,
+        Some(PipelineExecutionStatus::Stopping) => ExecutionStatus::Stopping,
+        Some(PipelineExecutionStatus::Stopped) => ExecutionStatus::Stopped,
+        Some(PipelineExecutionStatus::Succeeded) => ExecutionStatus::Succeeded,
+        Some(PipelineExecutionStatus::Superseded) => ExecutionStatus::Superseded,
+        Some(PipelineExecutionStatus::Failed) => ExecutionStatus::Failed,
+        Some(PipelineExecutionStatus::Cancelled) => ExecutionStatus::Cancelled,
+        other => ExecutionStatus::Other(other.map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned())),
+    }
+}
+
+/// A run without a stage, an action or a status is not one a gate can rely on: it is left out.
+fn action_run(detail: &ActionExecutionDetail) -> Option<ActionRun> {
+    let status = match detail.status()? {
+        ActionExecutionStatus::InProgress => ActionRunStatus::InProgress,
+        ActionExecutionStatus::Succeeded => ActionRunStatus::Succeeded,
+        ActionExecutionStatus::Failed => ActionRunStatus::Failed,
+        ActionExecutionStatus::Abandoned => ActionRunStatus::Abandoned,
+        _ => return None,
+    };
+    let resolved = detail.input().and_then(|i| i.resolved_configuration());
+    Some(ActionRun {
+        stage: detail.stage_name()?.to_owned(),
+        action: detail.action_name()?.to_owned(),
+        status,
+        user_parameters: resolved.and_then(|c| c.get("UserParameters")).cloned(),
+        updated_by: detail.updated_by().map(str::to_owned),
+        summary: detail.output().and_then(|o| o.execution_result()).and_then(|r| r.external_execution_summary()).map(str::to_owned),
+        last_update: detail.last_update_time().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+    })
 }
 
 #[cfg(test)]

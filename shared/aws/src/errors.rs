@@ -28,10 +28,18 @@ const THROTTLING: &[&str] = &[
     // InvokeEndpoint: the endpoint is still loading its model.
     "ModelNotReadyException",
 ];
-const NOT_FOUND: &[&str] = &["ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "NoSuchUpload"];
+const NOT_FOUND: &[&str] = &["ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "NoSuchUpload", "PipelineExecutionNotFoundException"];
 /// CodePipeline says InvalidJobStateException to a second answer to one job.
 // A transaction is cancelled when one of its conditions fails.
-const CONFLICT: &[&str] = &["ConditionalCheckFailedException", "ConflictException", "ResourceInUse", "InvalidJobStateException"];
+/// StopPipelineExecution: the execution is stopping already, or no longer runs.
+const CONFLICT: &[&str] = &[
+    "ConditionalCheckFailedException",
+    "ConflictException",
+    "ResourceInUse",
+    "InvalidJobStateException",
+    "PipelineExecutionNotStoppableException",
+    "DuplicatedStopRequestException",
+];
 
 /// Sorts an SDK error into what the domain can act on. The SDK has already retried the
 /// retryable ones (standard mode); what is still retryable here is worth a redelivery.

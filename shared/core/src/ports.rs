@@ -302,12 +302,69 @@ pub trait Notifier: Send + Sync {
     async fn notify(&self, subject: &str, message: &str) -> PortResult<()>;
 }
 
+/// The status of one action in one execution, as `ListActionExecutions` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionRunStatus {
+    InProgress,
+    Succeeded,
+    Failed,
+    Abandoned,
+}
+
+/// One run of one action of a pipeline execution, as CodePipeline itself reports it
+/// (`ListActionExecutions`): the source of truth a pipeline action checks before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRun {
+    pub stage: String,
+    pub action: String,
+    pub status: ActionRunStatus,
+    /// The Lambda action's `UserParameters` as CodePipeline resolved them for this run (its
+    /// variables filled in): what the real job of this run carries.
+    pub user_parameters: Option<String>,
+    /// Who answered a manual approval (`updatedBy`).
+    pub updated_by: Option<String>,
+    /// The approval's comment, or the job's summary.
+    pub summary: Option<String>,
+    pub last_update: Option<DateTime<Utc>>,
+}
+
+/// The status of a pipeline execution (`GetPipelineExecution`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    InProgress,
+    Stopping,
+    Stopped,
+    Succeeded,
+    Superseded,
+    Failed,
+    Cancelled,
+    Other(String),
+}
+
+/// A pipeline execution as CodePipeline reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionView {
+    pub status: ExecutionStatus,
+    /// Its `ModelPackageArn` variable.
+    pub package: Option<ModelPackageArn>,
+}
+
 #[async_trait]
 pub trait PipelineRuns: Send + Sync {
+    /// The execution's status and the version it runs for (`GetPipelineExecution`); `None` when
+    /// CodePipeline knows no such execution.
+    async fn execution(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>>;
+    /// Every action run of one execution (`ListActionExecutions` filtered on the execution, all
+    /// pages), newest first.
+    async fn action_runs(&self, pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>>;
+    /// Stops an execution, abandoning its running actions (`StopPipelineExecution` with `abandon`).
+    async fn stop(&self, pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()>;
     /// Starts an execution for exactly this version; `token` makes a repeated start a no-op.
     async fn start(&self, pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String>;
     /// The version an execution runs for (its `ModelPackageArn` variable).
-    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>>;
+    async fn execution_package(&self, pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
+        Ok(self.execution(pipeline, execution_id).await?.and_then(|e| e.package))
+    }
     async fn pending_approval(&self, pipeline: &str, stage: &str, action: &str) -> PortResult<Option<PendingApproval>>;
     async fn answer_approval(&self, pipeline: &str, stage: &str, action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()>;
     /// Who answered an approval of an execution, and with what comment.

@@ -202,6 +202,10 @@ pub fn deployment_name(package: &ModelPackageArn, stage: Stage) -> String {
 pub struct ActionParameters {
     pub stage: Stage,
     pub model_package_arn: ModelPackageArn,
+    /// `#{codepipeline.PipelineExecutionId}`: the execution the job says it belongs to, which the
+    /// action confirms with CodePipeline before it acts.
+    #[serde(default)]
+    pub execution_id: Option<String>,
 }
 
 /// The parts of a CodePipeline job event the functions use. The event's `artifactCredentials`
@@ -210,6 +214,9 @@ pub struct ActionParameters {
 pub struct PipelineJob {
     pub id: String,
     pub parameters: ActionParameters,
+    /// `UserParameters` as the job carried them, to compare with what CodePipeline resolved for
+    /// the action run the job claims to be.
+    pub raw_parameters: String,
     pub continuation: Option<String>,
 }
 
@@ -270,7 +277,7 @@ impl PipelineJob {
         let data = job.data.ok_or(JobError::Missing("CodePipeline.job.data"))?;
         let raw = data.action_configuration.and_then(|a| a.configuration).and_then(|c| c.user_parameters).ok_or(JobError::Missing("UserParameters"))?;
         let parameters = serde_json::from_str(&raw).map_err(|e| JobError::Parameters(format!("{e}: {}", truncated(&raw))))?;
-        Ok(Self { id, parameters, continuation: data.continuation_token })
+        Ok(Self { id, parameters, raw_parameters: raw, continuation: data.continuation_token })
     }
 }
 

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use crate::domain::deploy::OutputVariables;
 use crate::domain::ids::ModelPackageArn;
-use crate::ports::{ApprovalResult, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult};
+use crate::ports::{
+    ActionRun, ActionRunStatus, ApprovalResult, ExecutionStatus, ExecutionView, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobAnswer {
@@ -64,6 +66,26 @@ pub struct FakeRuns {
     pub pending: Mutex<Option<PendingApproval>>,
     pub answers: Mutex<Vec<(String, bool, String)>>,
     pub approval_results: Mutex<HashMap<String, ApprovalResult>>,
+    /// What CodePipeline reports of each execution's actions, by execution, newest first.
+    pub action_runs: Mutex<HashMap<String, Vec<ActionRun>>>,
+    /// Executions ended by hand or by the service, with the reason.
+    pub stopped: Mutex<BTreeMap<String, String>>,
+}
+
+impl FakeRuns {
+    /// Records a run of `action` in `stage` of an execution, as CodePipeline would report it.
+    pub fn report(&self, execution_id: &str, stage: &str, action: &str, status: ActionRunStatus, user_parameters: Option<&str>) {
+        let run = ActionRun {
+            stage: stage.to_owned(),
+            action: action.to_owned(),
+            status,
+            user_parameters: user_parameters.map(str::to_owned),
+            updated_by: None,
+            summary: None,
+            last_update: Some(chrono::Utc::now()),
+        };
+        self.action_runs.lock().unwrap().entry(execution_id.to_owned()).or_default().insert(0, run);
+    }
 }
 
 #[async_trait]
@@ -78,8 +100,19 @@ impl PipelineRuns for FakeRuns {
         Ok(id)
     }
 
-    async fn execution_package(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ModelPackageArn>> {
-        Ok(self.executions.lock().unwrap().get(execution_id).map(|(package, _)| package.clone()))
+    async fn execution(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
+        let package = self.executions.lock().unwrap().get(execution_id).map(|(package, _)| package.clone());
+        let status = if self.stopped.lock().unwrap().contains_key(execution_id) { ExecutionStatus::Stopped } else { ExecutionStatus::InProgress };
+        Ok(package.map(|package| ExecutionView { status, package: Some(package) }))
+    }
+
+    async fn action_runs(&self, _pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>> {
+        Ok(self.action_runs.lock().unwrap().get(execution_id).cloned().unwrap_or_default())
+    }
+
+    async fn stop(&self, _pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()> {
+        self.stopped.lock().unwrap().insert(execution_id.to_owned(), reason.to_owned());
+        Ok(())
     }
 
     async fn pending_approval(&self, _pipeline: &str, _stage: &str, _action: &str) -> PortResult<Option<PendingApproval>> {
