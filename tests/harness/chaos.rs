@@ -14,12 +14,12 @@ use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
-use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
     AccountSessions, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
     Endpoints, EventPublisher, FailureKind, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult, PromotePorts,
-    PromotionLedger, Settled, StageSessions, StartClaims,
+    PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
 };
 use serde_json::Value;
 
@@ -90,6 +90,7 @@ impl Chaos {
             audit: Arc::new(ChaosLedger { inner: inner.audit.clone(), chaos: self.clone() }),
             deployments: Arc::new(ChaosLedger { inner: inner.deployments.clone(), chaos: self.clone() }),
             starts: Arc::new(ChaosLedger { inner: inner.starts.clone(), chaos: self.clone() }),
+            tests: Arc::new(ChaosLedger { inner: inner.tests.clone(), chaos: self.clone() }),
             artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             approvers: Arc::new(ChaosNotifier { inner: inner.approvers.clone(), chaos: self.clone() }),
@@ -268,6 +269,9 @@ impl PromotionLedger for ChaosLedger<dyn PromotionLedger> {
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
         self.chaos.call("Ledger.promotions", self.inner.promotions()).await
     }
+    async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
+        self.chaos.call("Ledger.promotion_of", self.inner.promotion_of(central)).await
+    }
 }
 
 #[async_trait]
@@ -287,6 +291,16 @@ impl DeploymentRecords for ChaosLedger<dyn DeploymentRecords> {
     }
     async fn record_deployment(&self, record: &DeploymentRecord) -> PortResult<()> {
         self.chaos.call("Ledger.record_deployment", self.inner.record_deployment(record)).await
+    }
+}
+
+#[async_trait]
+impl TestRecords for ChaosLedger<dyn TestRecords> {
+    async fn record_test(&self, record: &TestRecord) -> PortResult<()> {
+        self.chaos.call("Ledger.record_test", self.inner.record_test(record)).await
+    }
+    async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>> {
+        self.chaos.call("Ledger.test_record", self.inner.test_record(execution_id, package, stage)).await
     }
 }
 

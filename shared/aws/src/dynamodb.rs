@@ -13,14 +13,16 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
 use promotion_core::domain::audit::AuditEntry;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
-use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim};
-use promotion_core::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims};
+use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim, TestRecord};
+use promotion_core::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 
 use crate::errors::classify;
 
 type Item = HashMap<String, AttributeValue>;
 
 const PROMOTION_SK: &str = "PROMOTION";
+/// On a central version's partition: the source version whose promotion made it.
+const PROMOTED_FROM_SK: &str = "PROMOTED_FROM";
 /// The table's key attributes; the expressions below name them too.
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
@@ -59,6 +61,10 @@ fn item_key(pk: String, sk: &str) -> Item {
 
 fn deployment_key(stage: Stage, endpoint: &str) -> Item {
     item_key(format!("ENDPOINT#{stage}#{endpoint}"), "CURRENT")
+}
+
+fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> Item {
+    item_key(format!("TEST#{execution_id}"), &format!("{stage}#{package}"))
 }
 
 fn start_key(event_id: &str) -> Item {
@@ -164,10 +170,16 @@ impl PromotionLedger for DynamoLedger {
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(held).build())
+        let mut transaction = self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(held).build());
+        if let Some(central) = &record.central_package {
+            let mut pointer = key(central, PROMOTED_FROM_SK);
+            pointer.insert("source_arn".into(), s(record.source.as_str()));
+            let pointer = Put::builder().table_name(&self.table).set_item(Some(pointer)).build();
+            transaction = transaction.transact_items(
+                TransactWriteItem::builder().put(pointer.map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?).build(),
+            );
+        }
+        let written = transaction
             .transact_items(TransactWriteItem::builder().put(audit).build())
             // The SDK's retry of a call whose answer was lost repeats this token: DynamoDB then
             // answers the first outcome instead of failing the owner's condition it wrote away.
@@ -247,6 +259,56 @@ impl PromotionLedger for DynamoLedger {
             .await
             .map_err(|e| classify("Scan", &e))?;
         pages.iter().flat_map(|page| page.items()).map(record_from_item).collect()
+    }
+
+    async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(central, PROMOTED_FROM_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        let source = out.item().and_then(|item| item.get("source_arn")).and_then(|v| v.as_s().ok()).and_then(|arn| arn.parse().ok());
+        match source {
+            Some(source) => self.read(&source).await,
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl TestRecords for DynamoLedger {
+    async fn record_test(&self, record: &TestRecord) -> PortResult<()> {
+        let mut item = test_key(&record.execution_id, &record.package, record.stage);
+        item.insert("test".into(), s(&serde_json::to_string(record).expect("test record serializes")));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(test_key(execution_id, package, stage)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        let Some(raw) = out.item().and_then(|item| item.get("test")).and_then(|v| v.as_s().ok()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw).map(Some).map_err(|e| PortError::new("Ledger", FailureKind::Terminal, format!("test record: {e}")))
     }
 }
 
@@ -420,6 +482,7 @@ fn item_from_record(record: &PromotionRecord) -> Item {
         ("card_version", record.card_version.map(|v| AttributeValue::N(v.to_string()))),
         ("promoted_at", record.promoted_at.map(|t| s(&iso(t)))),
         ("reason", record.reason.as_ref().map(|r| s(r))),
+        ("fingerprint", record.fingerprint.as_ref().map(|f| s(f.as_str()))),
     ];
     item.extend(optional.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value?))));
     item
@@ -442,6 +505,7 @@ fn record_from_item(item: &Item) -> PortResult<PromotionRecord> {
     record.card_version = number("card_version").and_then(|v| u32::try_from(v).ok());
     record.promoted_at = text("promoted_at").and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
     record.reason = text("reason").map(str::to_owned);
+    record.fingerprint = text("fingerprint").map(str::parse).transpose().map_err(|_| corrupt("fingerprint"))?;
     Ok(record)
 }
 

@@ -12,7 +12,7 @@ use crate::domain::copy::{ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
-use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
+use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,18 @@ pub trait PromotionLedger: Send + Sync {
     /// Writes a decision record unless a newer one is there; false when a newer one was.
     async fn record_decision(&self, record: &PromotionRecord) -> PortResult<bool>;
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>>;
+    /// The record of the promotion that made `central` (written with the finished record, in the
+    /// same request): `None` for a version the service never promoted.
+    async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
+}
+
+/// What test-model recorded of each test run.
+#[async_trait]
+pub trait TestRecords: Send + Sync {
+    /// Writes the record once: a second record for the same execution, version and stage is a
+    /// `Conflict` (a retried job keeps the first verdict).
+    async fn record_test(&self, record: &TestRecord) -> PortResult<()>;
+    async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>>;
 }
 
 /// The audit trail of every package version, only ever appended.
@@ -171,9 +183,9 @@ pub trait StartClaims: Send + Sync {
 
 /// The whole ledger table in its four roles, for a tool that reads across them (the CLI's status).
 /// The use cases take only the roles they need.
-pub trait Ledger: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims {}
+pub trait Ledger: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims + TestRecords {}
 
-impl<T: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims + ?Sized> Ledger for T {}
+impl<T: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims + TestRecords + ?Sized> Ledger for T {}
 
 /// Everything promote-model talks to.
 #[derive(Clone)]

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::ports::{
     ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger, StageSessions, StartClaims,
+    TestRecords,
 };
 
 pub use crate::config::DeployConfig;
@@ -45,6 +46,8 @@ pub struct DeployPorts {
     pub audit: Arc<dyn AuditTrail>,
     pub deployments: Arc<dyn DeploymentRecords>,
     pub starts: Arc<dyn StartClaims>,
+    /// What test-model recorded of each test run: the prod gate's evidence that tests passed.
+    pub tests: Arc<dyn TestRecords>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub cards: Arc<dyn ModelCards>,
     /// The governance officers' approval topic.

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::fingerprint::ReleaseFingerprint;
 use super::ids::{GroupName, ModelPackageArn, S3Uri, Stage};
 use super::package::ArtifactSlot;
 
@@ -59,6 +60,8 @@ pub struct PromotionRecord {
     pub card_version: Option<u32>,
     pub promoted_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
+    /// What the central version runs, as promoted: every stage deployment must find it again.
+    pub fingerprint: Option<ReleaseFingerprint>,
 }
 
 impl PromotionRecord {
@@ -77,6 +80,7 @@ impl PromotionRecord {
             card_version: None,
             promoted_at: None,
             reason: None,
+            fingerprint: None,
         }
     }
 }
@@ -129,4 +133,23 @@ pub enum StartClaim {
     },
     /// Another invocation is starting it now.
     Busy,
+}
+
+/// What test-model recorded of one run of a stage's tests in one execution: the ledger's word
+/// that a version passed, which no continuation token or event can stand in for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRecord {
+    pub execution_id: String,
+    pub package: ModelPackageArn,
+    pub stage: Stage,
+    /// The release the tests ran against.
+    pub fingerprint: ReleaseFingerprint,
+    pub passed: bool,
+    /// The job that ran the cases and wrote this record.
+    pub job_id: String,
+    pub report: S3Uri,
+    /// The report object's version (a bucket under Object Lock keeps every version).
+    pub report_version: Option<String>,
+    pub report_sha256: String,
+    pub at: DateTime<Utc>,
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{ModelPackageArn, Stage};
-use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim};
-use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims};
+use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
+use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 use crate::promotion::policy::{claim_granted, decision_supersedes};
 
 /// A start claim's lease and, once started, its execution.
@@ -22,6 +22,30 @@ pub struct FakeLedger {
     pub starts: Mutex<HashMap<String, StartEntry>>,
     /// How many times a claim's lease was renewed.
     pub renewals: Mutex<usize>,
+    /// The source version of each central version promoted, as the finished record names it.
+    pub promoted_from: Mutex<HashMap<String, ModelPackageArn>>,
+    pub tests: Mutex<HashMap<String, TestRecord>>,
+}
+
+fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> String {
+    format!("{execution_id}#{package}#{stage}")
+}
+
+#[async_trait]
+impl TestRecords for FakeLedger {
+    async fn record_test(&self, record: &TestRecord) -> PortResult<()> {
+        let mut tests = self.tests.lock().unwrap();
+        let key = test_key(&record.execution_id, &record.package, record.stage);
+        if tests.contains_key(&key) {
+            return Err(PortError::new("PutItem", FailureKind::Conflict, "ConditionalCheckFailedException: the test record exists"));
+        }
+        tests.insert(key, record.clone());
+        Ok(())
+    }
+
+    async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>> {
+        Ok(self.tests.lock().unwrap().get(&test_key(execution_id, package, stage)).cloned())
+    }
 }
 
 impl FakeLedger {
@@ -76,6 +100,9 @@ impl PromotionLedger for FakeLedger {
         }
         records.insert(record.source.to_string(), record.clone());
         audit.insert(key, entry.clone());
+        if let Some(central) = &record.central_package {
+            self.promoted_from.lock().unwrap().insert(central.to_string(), record.source.clone());
+        }
         Ok(())
     }
 
@@ -108,6 +135,11 @@ impl PromotionLedger for FakeLedger {
 
     async fn promotions(&self) -> PortResult<Vec<PromotionRecord>> {
         Ok(self.records.lock().unwrap().values().cloned().collect())
+    }
+
+    async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
+        let source = self.promoted_from.lock().unwrap().get(central.as_str()).cloned();
+        Ok(source.and_then(|source| self.record(&source)))
     }
 }
 

@@ -69,6 +69,7 @@ impl DeployWorld {
             audit: ledger.clone(),
             deployments: ledger.clone(),
             starts: ledger.clone(),
+            tests: ledger.clone(),
             artifacts: store.clone(),
             cards: cards.clone(),
             approvers: approvers.clone(),
