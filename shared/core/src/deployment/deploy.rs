@@ -8,12 +8,14 @@ use tracing::info;
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::deploy::{deployment_name, OutputVariables, PipelineJob, StageSettings};
 use crate::domain::event::ApprovalStatus;
+use crate::domain::fingerprint::ReleaseFingerprint;
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{DeploymentRecord, DeploymentState};
 use crate::failure::Failure;
 use crate::ports::{EndpointConfigSpec, EndpointStatus, ModelSpec, PortError};
 
 use super::endpoint::EndpointError;
+use super::gate::{self, GateError, Refusal};
 use super::job::{answer_by, run_job, ActionError, JobOutcome, Step};
 use super::policy::{self, OnRecreate, OnStart, OnWait};
 use super::{DeployConfig, DeployPorts};
@@ -31,6 +33,8 @@ pub enum DeployError {
     BadContinuation(String),
     #[error("the invocation ran out of time while {0}")]
     OutOfTime(String),
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Aws(#[from] PortError),
 }
@@ -52,6 +56,7 @@ impl Failure for DeployError {
             Self::SilentRollback { .. } => "SilentRollback",
             Self::BadContinuation(_) => "BadContinuation",
             Self::OutOfTime(_) => "OutOfTime",
+            Self::Refused(refusal) => refusal.name(),
             Self::Aws(port) => port.name(),
         }
     }
@@ -101,12 +106,18 @@ async fn deploy_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJ
         None => Progress::Start,
         Some(raw) => serde_json::from_str(raw).map_err(|e| DeployError::BadContinuation(e.to_string()))?,
     };
-    let deployment = Deployment { ports, settings: config.stages.stage(job.parameters.stage), job };
+    let deployment = Deployment { ports, config, settings: config.stages.stage(job.parameters.stage), job };
     let step = async {
         match &progress {
             Progress::Start => deployment.start().await,
-            Progress::Recreate { endpoint, config } => deployment.recreate(endpoint, config).await,
-            Progress::Wait { endpoint, config, previous_config } => deployment.wait(endpoint, config, previous_config.as_deref()).await,
+            Progress::Recreate { endpoint, config } => {
+                deployment.continuing(endpoint, config).await?;
+                deployment.recreate(endpoint, config).await
+            }
+            Progress::Wait { endpoint, config, previous_config } => {
+                deployment.continuing(endpoint, config).await?;
+                deployment.wait(endpoint, config, previous_config.as_deref()).await
+            }
         }
     };
     let result = tokio::time::timeout_at(answer_by(deadline), step).await.unwrap_or_else(|_| Err(DeployError::OutOfTime(progress.doing().to_owned())));
@@ -118,6 +129,7 @@ async fn deploy_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJ
 
 struct Deployment<'a> {
     ports: &'a DeployPorts,
+    config: &'a DeployConfig,
     settings: &'a StageSettings,
     job: &'a PipelineJob,
 }
@@ -131,8 +143,32 @@ impl Deployment<'_> {
         self.job.parameters.stage
     }
 
+    /// Nothing reaches the stage account before every gate has confirmed the deployment.
+    async fn gated<T>(&self, checked: Result<T, GateError>) -> Result<T, DeployError> {
+        match checked {
+            Ok(confirmed) => Ok(confirmed),
+            Err(GateError::Aws(error)) => Err(error.into()),
+            Err(GateError::Refused(refusal)) => {
+                gate::audit_refusal(self.ports.audit.as_ref(), self.package(), self.job, "deploy-model", &refusal).await?;
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// A continuation is this function's own token, but the caller hands it over: it may only
+    /// continue this job's deployment, and only while CodePipeline still runs the job's action.
+    async fn continuing(&self, endpoint: &str, config: &str) -> Result<(), DeployError> {
+        let own_endpoint = self.settings.endpoint_name(self.package().group(), self.stage());
+        if endpoint != own_endpoint || config != deployment_name(self.package(), self.stage()) {
+            return Err(DeployError::BadContinuation(format!("it names {endpoint} on {config}, not this job's deployment to {own_endpoint}")));
+        }
+        self.gated(gate::confirm_job(self.ports, self.config, self.job).await).await?;
+        Ok(())
+    }
+
     async fn start(&self) -> Result<Step, DeployError> {
-        let central = self.ports.central_registry.describe_package(self.package()).await?;
+        let cleared = self.gated(gate::clear_deployment(self.ports, self.config, self.job).await).await?;
+        let central = cleared.central;
         if central.status != Some(ApprovalStatus::Approved) {
             let status = central.status.map_or("without status", |s| s.as_str()).to_owned();
             return Err(DeployError::NotApproved { package: self.package().clone(), status });
@@ -157,13 +193,13 @@ impl Deployment<'_> {
                 None
             }
             (OnStart::Recreate { delete_first }, Some(status)) => {
-                self.started(&endpoint, &name, None).await?;
+                self.started(&endpoint, &name, None, &cleared.fingerprint).await?;
                 if delete_first {
                     endpoints.delete_endpoint(&endpoint).await?;
                 }
                 return Ok(self.recreating(endpoint, name, &status));
             }
-            (OnStart::Resume, Some(status)) => return self.resume(&endpoint, &name, status).await,
+            (OnStart::Resume, Some(status)) => return self.resume(&endpoint, &name, status, &cleared.fingerprint).await,
             (OnStart::Update { previous_config }, _) => {
                 endpoints.update_endpoint(&endpoint, &name, self.settings.blue_green.as_ref()).await?;
                 Some(previous_config)
@@ -172,13 +208,13 @@ impl Deployment<'_> {
                 return Err(EndpointError::Busy { endpoint, status: format!("{:?}", status.unwrap_or(EndpointStatus::Other("absent".into()))) }.into())
             }
         };
-        self.started(&endpoint, &name, previous_config.clone()).await?;
+        self.started(&endpoint, &name, previous_config.clone(), &cleared.fingerprint).await?;
         Ok(self.waiting(endpoint, name, previous_config))
     }
 
     /// Picks up a deployment an earlier delivery began. The config it replaced is gone from the
     /// endpoint by now, so the rollback target comes from what the ledger knew before.
-    async fn resume(&self, endpoint: &str, config: &str, status: EndpointStatus) -> Result<Step, DeployError> {
+    async fn resume(&self, endpoint: &str, config: &str, status: EndpointStatus, release: &ReleaseFingerprint) -> Result<Step, DeployError> {
         let recorded = self.ports.deployments.deployment(self.stage(), endpoint).await?;
         let previous_config = match &recorded {
             Some(record) if record.config == config => record.previous_config.clone(),
@@ -186,7 +222,7 @@ impl Deployment<'_> {
             None => None,
         };
         if recorded.is_none_or(|record| record.config != config) {
-            self.started(endpoint, config, previous_config.clone()).await?;
+            self.started(endpoint, config, previous_config.clone(), release).await?;
         }
         if status == EndpointStatus::InService {
             return self.finish(endpoint, config, previous_config.as_deref()).await;
@@ -196,9 +232,9 @@ impl Deployment<'_> {
 
     /// The audit entry goes first: a redelivery writes it again unless the record followed it,
     /// so a lost entry is repaired and never skipped.
-    async fn started(&self, endpoint: &str, config: &str, previous_config: Option<String>) -> Result<(), DeployError> {
-        self.audit(AuditAction::DeployStarted, json!({ "stage": self.stage(), "endpoint": endpoint, "config": config, "previous_config": previous_config }))
-            .await?;
+    async fn started(&self, endpoint: &str, config: &str, previous_config: Option<String>, release: &ReleaseFingerprint) -> Result<(), DeployError> {
+        let detail = json!({ "stage": self.stage(), "endpoint": endpoint, "config": config, "previous_config": previous_config, "release": release });
+        self.audit(AuditAction::DeployStarted, detail).await?;
         self.record(endpoint, config, previous_config, DeploymentState::Deploying).await?;
         self.log("deploy-started", endpoint);
         Ok(())

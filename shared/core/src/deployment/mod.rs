@@ -7,6 +7,7 @@ pub mod approval;
 pub mod card;
 pub mod deploy;
 pub mod endpoint;
+pub mod gate;
 pub mod history;
 pub mod job;
 pub mod policy;

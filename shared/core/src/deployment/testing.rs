@@ -4,14 +4,16 @@ use serde_json::{json, Value};
 
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{ModelPackageArn, Stage};
-use crate::domain::ledger::{PromotionRecord, PromotionState};
-use crate::fakes::DeployWorld;
+use crate::domain::pipeline::PipelineStage;
+use crate::fakes::{world_job_parameters, DeployWorld};
+
+use super::gate;
 
 use super::job::JobOutcome;
 
 /// A `CodePipeline.job` event of a deploy-model or test-model action.
 pub fn job_event(id: &str, stage: Stage, package: &ModelPackageArn, continuation: Option<&str>) -> Value {
-    let parameters = json!({ "stage": stage, "model_package_arn": package }).to_string();
+    let parameters = world_job_parameters(stage, package);
     let mut data = json!({
         "actionConfiguration": { "configuration": { "FunctionName": "deploy-model", "UserParameters": parameters } },
         "artifactCredentials": { "accessKeyId": "AKIA-TEST", "secretAccessKey": "secret", "sessionToken": "token" },
@@ -31,6 +33,7 @@ pub fn deadline() -> chrono::DateTime<chrono::Utc> {
 /// own, carrying the continuation token of the last answer.
 pub async fn deploy(world: &DeployWorld, package: &ModelPackageArn, stage: Stage) -> JobOutcome {
     let run = uuid::Uuid::new_v4();
+    world.pipeline_at(package, gate::rules::deploy_stage(stage));
     let mut continuation = None;
     for step in 0..20 {
         let event = job_event(&format!("job-{run}-{step}"), stage, package, continuation.as_deref());
@@ -50,9 +53,7 @@ pub fn add_version(world: &DeployWorld, version: u32) -> ModelPackageArn {
     package.status = Some(ApprovalStatus::Approved);
     world.central.add(package);
     let source: ModelPackageArn = format!("arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/{}", 100 + version).parse().expect("arn");
-    let mut record = PromotionRecord::new(source.clone(), PromotionState::Promoted, &format!("e-{version}"), chrono::Utc::now());
-    record.central_package = Some(arn.clone());
-    record.central_group = Some(arn.group().clone());
-    world.ledger.records.lock().unwrap().insert(source.to_string(), record);
+    world.promoted(&source, &arn);
+    world.pipeline_at(&arn, PipelineStage::DeployTest);
     arn
 }

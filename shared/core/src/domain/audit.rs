@@ -59,6 +59,8 @@ pub enum AuditAction {
     ProdRejected,
     /// The DeployProd stage succeeded.
     ProdDeployed,
+    /// A gate refused an action: the detail names the gate and the reason.
+    Refused,
     /// Any other state of the DeployProd stage: `prod-deploy-{state}`.
     ProdDeploy(PipelineState),
     /// Another action's state: `{stage}.{action}-{state}`.
@@ -73,7 +75,7 @@ pub enum AuditAction {
     Other(String),
 }
 
-const PLAIN: [(AuditAction, &str); 18] = [
+const PLAIN: [(AuditAction, &str); 19] = [
     (AuditAction::Promoted, "promoted"),
     (AuditAction::Revoked, "Revoked"),
     (AuditAction::RejectedInDev, "RejectedInDev"),
@@ -92,6 +94,7 @@ const PLAIN: [(AuditAction, &str); 18] = [
     (AuditAction::ProdApproved, "prod-approved"),
     (AuditAction::ProdRejected, "prod-rejected"),
     (AuditAction::ProdDeployed, "prod-deployed"),
+    (AuditAction::Refused, "refused"),
 ];
 
 impl AuditAction {
@@ -192,6 +195,7 @@ mod tests {
             "prod-approved",
             "prod-rejected",
             "prod-deployed",
+            "refused",
             "prod-deploy-failed",
             "prod-deploy-superseded",
             "DeployTest.DeployTest-succeeded",

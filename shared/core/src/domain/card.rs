@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::fingerprint::ReleaseFingerprint;
 use super::ids::{GroupName, ModelPackageArn, SAGEMAKER_NAME_MAX};
 use super::ledger::CopiedArtifact;
 use super::naming::hex_sha256;
@@ -20,6 +21,7 @@ pub struct CardInput<'a> {
     pub inference: &'a InferenceSpec,
     pub artifacts: &'a [CopiedArtifact],
     pub metrics: Option<MetricGroups>,
+    pub fingerprint: &'a ReleaseFingerprint,
 }
 
 /// `{central group}-v{version}`; a group too long for that keeps a readable prefix and a hash of
@@ -46,6 +48,7 @@ pub fn card_content(input: &CardInput<'_>) -> Value {
     custom.insert("source_version".into(), json!(input.source.version().to_string()));
     custom.insert("promotion_event_id".into(), json!(input.event_id));
     custom.insert("promoted_at".into(), json!(input.promoted_at));
+    custom.insert("release_fingerprint".into(), json!(input.fingerprint));
     for artifact in input.artifacts {
         custom.insert(format!("sha256 {}", artifact.slot), json!(artifact.sha256));
     }

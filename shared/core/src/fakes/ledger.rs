@@ -27,7 +27,7 @@ pub struct FakeLedger {
     pub tests: Mutex<HashMap<String, TestRecord>>,
 }
 
-fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> String {
+pub(crate) fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> String {
     format!("{execution_id}#{package}#{stage}")
 }
 

@@ -24,4 +24,6 @@ pub use notifier::FakeNotifier;
 pub use pipeline::{FakeJobs, FakeRuns, JobAnswer};
 pub use registry::{FakeRegistry, FakeSessions};
 pub use store::{BeforeCopy, FakeStore, HookedStore};
-pub use world::{stage_config_json, DeployWorld, DEPLOY_WORLD_PACKAGE, DEPLOY_WORLD_SOURCE};
+pub use world::{
+    stage_config_json, world_execution, world_job_parameters, DeployWorld, DEPLOY_WORLD_PACKAGE, DEPLOY_WORLD_SOURCE, WORLD_IMAGE, WORLD_MODEL_DATA,
+};

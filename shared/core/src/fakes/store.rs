@@ -39,6 +39,17 @@ impl FakeStore {
         self.objects.lock().unwrap().insert(uri.clone(), StoredObject { bytes, sha256, copied_from_etag: None });
     }
 
+    /// What a HEAD of the object answers, without counting a call.
+    pub fn object_info(&self, uri: &S3Uri) -> Option<ObjectInfo> {
+        self.objects.lock().unwrap().get(uri).map(|o| ObjectInfo {
+            size: o.bytes.len() as u64,
+            etag: Self::etag(&o.bytes),
+            sha256: Some(o.sha256.clone()),
+            content_type: None,
+            copied_from_etag: o.copied_from_etag.clone(),
+        })
+    }
+
     pub fn bytes(&self, uri: &S3Uri) -> Option<Vec<u8>> {
         self.objects.lock().unwrap().get(uri).map(|o| o.bytes.clone())
     }
@@ -68,13 +79,7 @@ impl FakeStore {
 impl ArtifactStore for FakeStore {
     async fn head(&self, uri: &S3Uri, _owner: &AccountId) -> PortResult<Option<ObjectInfo>> {
         self.record("HeadObject");
-        Ok(self.objects.lock().unwrap().get(uri).map(|o| ObjectInfo {
-            size: o.bytes.len() as u64,
-            etag: Self::etag(&o.bytes),
-            sha256: Some(o.sha256.clone()),
-            content_type: None,
-            copied_from_etag: o.copied_from_etag.clone(),
-        }))
+        Ok(self.object_info(uri))
     }
 
     async fn copy_whole(&self, source: &S3Uri, target: &CopyTarget<'_>) -> PortResult<Option<String>> {

@@ -5,11 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::domain::audit::AuditEntry;
+use crate::domain::copy::ObjectInfo;
 use crate::domain::event::ApprovalStatus;
-use crate::domain::ids::ModelPackageArn;
-use crate::domain::ledger::PromotionRecord;
-use crate::domain::package::RegisteredPackage;
+use crate::domain::fingerprint::{release_fingerprint, ModelDataObject};
+use crate::domain::ids::{ModelPackageArn, S3Uri, Stage};
+use crate::domain::ledger::{PromotionRecord, PromotionState, TestRecord};
+use crate::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
+use crate::domain::pipeline::PipelineStage;
+use crate::ports::ActionRunStatus;
 
+use super::ledger::test_key;
 use super::{FakeCards, FakeEndpoints, FakeJobs, FakeLedger, FakeNotifier, FakeRegistry, FakeRuns, FakeStageSessions, FakeStore, JobAnswer};
 
 /// A central account, with one promoted and approved version, and test and prod accounts: all fakes.
@@ -37,19 +42,16 @@ impl DeployWorld {
         let package: ModelPackageArn = DEPLOY_WORLD_PACKAGE.parse().expect("arn");
         let source: ModelPackageArn = DEPLOY_WORLD_SOURCE.parse().expect("arn");
         let central = Arc::new(FakeRegistry::in_account("222222222222"));
+        let model: S3Uri = WORLD_MODEL_DATA.parse().expect("uri");
         central.add(RegisteredPackage {
             arn: package.clone(),
             description: Some(crate::domain::naming::central_description(&source)),
             status: Some(ApprovalStatus::Approved),
-            inference: Default::default(),
-            artifacts: Vec::new(),
+            inference: InferenceSpec { containers: vec![Container { image: WORLD_IMAGE.into(), ..Container::default() }], ..InferenceSpec::default() },
+            artifacts: vec![Artifact { slot: ArtifactSlot::ModelData { container: 0 }, uri: model.clone(), content_type: None }],
             customer_metadata: BTreeMap::from([(crate::domain::lineage::SOURCE_ARN.to_owned(), source.to_string())]),
         });
         let ledger = Arc::new(FakeLedger::default());
-        let mut record = PromotionRecord::new(source.clone(), crate::domain::ledger::PromotionState::Promoted, "e-0", chrono::Utc::now());
-        record.central_package = Some(package.clone());
-        record.central_group = Some(package.group().clone());
-        ledger.records.lock().unwrap().insert(source.to_string(), record);
         let cards = Arc::new(FakeCards::default());
         let card =
             serde_json::json!({ "model_package_details": { "model_package_arn": package.to_string() }, "additional_information": { "custom_details": {} } });
@@ -59,6 +61,7 @@ impl DeployWorld {
             accounts: HashMap::from([("333333333333".parse().expect("id"), test.clone()), ("444444444444".parse().expect("id"), prod.clone())]),
         };
         let (jobs, runs, store) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()), Arc::new(FakeStore::default()));
+        store.put_object(&model, b"the model of version 1".to_vec());
         let approvers = Arc::new(FakeNotifier::default());
         let ports = crate::deployment::DeployPorts {
             stages: Arc::new(stages),
@@ -84,7 +87,67 @@ impl DeployWorld {
             ("APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:222222222222:model-promotion-approvals".to_owned()),
         ]);
         let config = crate::deployment::DeployConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
-        Self { central, test, prod, jobs, runs, ledger, store, cards, approvers, ports, config, package }
+        let world = Self { central, test, prod, jobs, runs, ledger, store, cards, approvers, ports, config, package: package.clone() };
+        world.promoted(&source, &package);
+        world.pipeline_at(&package, PipelineStage::DeployTest);
+        world
+    }
+
+    /// Records `central` as the service's promotion of `source`, with the fingerprint of the
+    /// central version and its objects as they are now, as promote-model's last write does.
+    pub fn promoted(&self, source: &ModelPackageArn, central: &ModelPackageArn) {
+        let package = self.central.packages.lock().unwrap()[central.as_str()].clone();
+        let heads: Vec<(usize, S3Uri, ObjectInfo)> = package
+            .artifacts
+            .iter()
+            .filter_map(|a| match a.slot {
+                ArtifactSlot::ModelData { container } => Some((container, a.uri.clone(), self.store.object_info(&a.uri)?)),
+                _ => None,
+            })
+            .collect();
+        let objects: Vec<ModelDataObject> = heads
+            .iter()
+            .map(|(container, uri, head)| ModelDataObject { container: *container, uri, size: head.size, sha256: head.sha256.as_deref().unwrap_or_default() })
+            .collect();
+        let mut record = PromotionRecord::new(source.clone(), PromotionState::Promoted, "e-0", chrono::Utc::now());
+        record.central_package = Some(central.clone());
+        record.central_group = Some(central.group().clone());
+        record.fingerprint = Some(release_fingerprint(&package.inference, &objects));
+        self.ledger.records.lock().unwrap().insert(source.to_string(), record);
+        self.ledger.promoted_from.lock().unwrap().insert(central.to_string(), source.clone());
+    }
+
+    /// CodePipeline runs `package`'s execution at `stage`, the stages before it passed; at
+    /// DeployProd, test-model has recorded a pass of the promoted release in that execution.
+    pub fn pipeline_at(&self, package: &ModelPackageArn, stage: PipelineStage) {
+        let execution = world_execution(package);
+        self.runs.executions.lock().unwrap().insert(execution.clone(), (package.clone(), format!("token-{execution}")));
+        self.runs.action_runs.lock().unwrap().remove(&execution);
+        for earlier in PipelineStage::ALL.into_iter().take_while(|s| *s != stage) {
+            self.runs.report(&execution, earlier.as_str(), earlier.as_str(), ActionRunStatus::Succeeded, None);
+        }
+        let deploys_to = if stage == PipelineStage::DeployProd { Stage::Prod } else { Stage::Test };
+        self.runs.report(&execution, stage.as_str(), stage.as_str(), ActionRunStatus::InProgress, Some(&world_job_parameters(deploys_to, package)));
+        if stage == PipelineStage::DeployProd {
+            let fingerprint =
+                self.ledger.promoted_from.lock().unwrap().get(package.as_str()).and_then(|source| self.ledger.record(source)).and_then(|r| r.fingerprint);
+            if let Some(fingerprint) = fingerprint {
+                let report: S3Uri = format!("s3://{}/reports/{execution}.json", self.config.artifact_bucket).parse().expect("uri");
+                let record = TestRecord {
+                    execution_id: execution.clone(),
+                    package: package.clone(),
+                    stage: Stage::Test,
+                    fingerprint,
+                    passed: true,
+                    job_id: format!("job-test-{execution}"),
+                    report,
+                    report_version: None,
+                    report_sha256: String::new(),
+                    at: chrono::Utc::now(),
+                };
+                self.ledger.tests.lock().unwrap().insert(test_key(&execution, package, Stage::Test), record);
+            }
+        }
     }
 
     pub fn last_answer(&self) -> JobAnswer {
@@ -96,6 +159,22 @@ impl DeployWorld {
         entries.sort_by_key(|e| e.at);
         entries.into_iter().map(|e| e.action.to_string()).collect()
     }
+}
+
+/// The image of the world's versions (a central repository, by digest).
+pub const WORLD_IMAGE: &str =
+    "222222222222.dkr.ecr.us-east-1.amazonaws.com/churn-prediction-111111111111@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+/// The model data of the world's first version.
+pub const WORLD_MODEL_DATA: &str = "s3://model-promotion-artifacts-222222222222/churn-prediction-111111111111/v1/model.tar.gz";
+
+/// The execution CodePipeline runs for `package` in the fake world.
+pub fn world_execution(package: &ModelPackageArn) -> String {
+    format!("exec-{}", package.version())
+}
+
+/// The `UserParameters` CodePipeline resolves for the world's jobs deploying `package` to `stage`.
+pub fn world_job_parameters(stage: Stage, package: &ModelPackageArn) -> String {
+    serde_json::json!({ "stage": stage, "model_package_arn": package, "execution_id": world_execution(package) }).to_string()
 }
 
 /// Test and prod as the local demo configures them.

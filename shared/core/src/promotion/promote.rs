@@ -10,6 +10,7 @@ use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::card::{self, CardInput, MetricGroups, METRICS_READ_MAX};
 use crate::domain::copy::ObjectInfo;
 use crate::domain::event::StateChange;
+use crate::domain::fingerprint::{release_fingerprint, ModelDataObject, ReleaseFingerprint};
 use crate::domain::ids::{GroupName, ModelPackageArn};
 use crate::domain::ledger::{Claim, ClaimResult, CopiedArtifact, PromotionRecord, PromotionState};
 use crate::domain::lineage;
@@ -180,6 +181,7 @@ impl Promotion<'_> {
         let resumed = record.claims > 1 || !record.artifacts.is_empty();
         let (artifacts, ()) = tokio::try_join!(self.copy_artifacts(package, sources, &group, resumed), self.ensure_group(package, &group))?;
         record.artifacts = artifacts;
+        record.fingerprint = Some(release_fingerprint(&package.inference, &ModelDataObject::of_copies(&record.artifacts)));
         self.log("artifacts copied", &record);
 
         // The fence before the one step that must not happen twice: the claim is still this
@@ -260,10 +262,18 @@ impl Promotion<'_> {
                 return Ok(found);
             }
         }
-        Ok(registry.create_package(&self.new_package(package, record, group, &description)).await?)
+        let fingerprint = record.fingerprint.as_ref().ok_or_else(|| PromoteError::LedgerIncomplete(record.source.clone()))?;
+        Ok(registry.create_package(&self.new_package(package, record, group, &description, fingerprint)).await?)
     }
 
-    fn new_package(&self, package: &RegisteredPackage, record: &PromotionRecord, group: &GroupName, description: &str) -> NewPackage {
+    fn new_package(
+        &self,
+        package: &RegisteredPackage,
+        record: &PromotionRecord,
+        group: &GroupName,
+        description: &str,
+        fingerprint: &ReleaseFingerprint,
+    ) -> NewPackage {
         let artifacts = record.artifacts.iter().map(|a| Artifact { slot: a.slot, uri: a.central.clone(), content_type: a.content_type.clone() }).collect();
         NewPackage {
             group: group.clone(),
@@ -272,7 +282,7 @@ impl Promotion<'_> {
             artifacts,
             // Nothing of the clock: every delivery sends the same request, so SageMaker's client
             // token can answer a repeated one with the version the first made.
-            customer_metadata: lineage::lineage(&self.change.package, &self.change.event_id, self.change.time, &record.artifacts),
+            customer_metadata: lineage::lineage(&self.change.package, &self.change.event_id, self.change.time, &record.artifacts, fingerprint),
             client_token: crate::domain::naming::hex_sha256(self.change.package.as_str().as_bytes())[..32].to_owned(),
         }
     }
@@ -297,6 +307,7 @@ impl Promotion<'_> {
             inference: &package.inference,
             artifacts: &record.artifacts,
             metrics,
+            fingerprint: record.fingerprint.as_ref().ok_or_else(|| PromoteError::LedgerIncomplete(record.source.clone()))?,
         });
         let cards = self.ports.cards.as_ref();
         let name = card::card_name(central);

@@ -165,6 +165,7 @@ async fn a_rollback_replaces_a_failed_endpoint_which_sagemaker_would_not_update(
 async fn no_rollback_while_a_deployment_is_under_way() {
     let world = DeployWorld::new(3);
     let second = add_version(&world, 2);
+    world.pipeline_at(&second, crate::domain::pipeline::PipelineStage::DeployProd);
     assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
     let first_job =
         crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job_event("v2-1", Stage::Prod, &second, None), deadline()).await.unwrap();
@@ -180,6 +181,7 @@ async fn no_rollback_while_a_deployment_is_under_way() {
 async fn a_deploy_job_that_stopped_after_it_began_blocks_no_rollback() {
     let world = DeployWorld::new(0);
     let second = add_version(&world, 2);
+    world.pipeline_at(&second, crate::domain::pipeline::PipelineStage::DeployProd);
     assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
     let began =
         crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job_event("v2-1", Stage::Prod, &second, None), deadline()).await.unwrap();
@@ -199,6 +201,7 @@ async fn a_deploy_job_that_stopped_after_it_began_blocks_no_rollback() {
 async fn an_absent_endpoint_is_left_to_a_deploy_job_that_may_still_create_it_until_the_action_timed_out() {
     let world = DeployWorld::new(0);
     let second = add_version(&world, 2);
+    world.pipeline_at(&second, crate::domain::pipeline::PipelineStage::DeployProd);
     assert!(matches!(deploy(&world, &world.package, Stage::Prod).await, JobOutcome::Succeeded { .. }));
     world.prod.endpoints.lock().unwrap().get_mut(PROD_ENDPOINT).unwrap().status = EndpointStatus::Failed;
     let began =

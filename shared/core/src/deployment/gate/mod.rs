@@ -1,0 +1,99 @@
+//! The gates of the pipeline actions, enforced where the action happens: before a deployment
+//! touches a stage account it asks CodePipeline, the ledger, the registry and the stored objects,
+//! never a token or an event it was handed. The rules are in `rules`; this file makes the calls,
+//! as few waves as their inputs allow, and audits every refusal.
+
+pub mod rules;
+#[cfg(test)]
+mod tests;
+
+use serde_json::json;
+use tracing::warn;
+
+use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::deploy::PipelineJob;
+use crate::domain::fingerprint::{release_fingerprint, ModelDataObject, ReleaseFingerprint};
+use crate::domain::ids::{ModelPackageArn, Stage};
+use crate::domain::package::{ArtifactSlot, RegisteredPackage};
+use crate::ports::{ActionRun, AuditTrail, PortError};
+pub use rules::Refusal;
+
+use super::{DeployConfig, DeployPorts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+/// What the gates confirmed of a deployment about to start.
+pub struct Cleared {
+    pub central: RegisteredPackage,
+    pub fingerprint: ReleaseFingerprint,
+}
+
+/// Every gate of a deployment's first step: the job is CodePipeline's run of this action, the
+/// version is the promoted, unrevoked, unchanged release, and prod has its tests and approval.
+pub async fn clear_deployment(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<Cleared, GateError> {
+    let package = &job.parameters.model_package_arn;
+    let stage = job.parameters.stage;
+    let execution_id = rules::claimed_execution(job)?;
+    let (execution, runs, promotion, central, tested) = tokio::try_join!(
+        ports.runs.execution(&config.pipeline, execution_id),
+        ports.runs.action_runs(&config.pipeline, execution_id),
+        ports.promotions.promotion_of(package),
+        ports.central_registry.describe_package(package),
+        async {
+            match stage {
+                Stage::Prod => ports.tests.test_record(execution_id, package, Stage::Test).await,
+                Stage::Test => Ok(None),
+            }
+        },
+    )?;
+    rules::confirm_run(job, rules::deploy_stage(stage), &config.pipeline, execution.as_ref(), &runs)?;
+    let promoted = rules::promoted_release(package, promotion.as_ref())?;
+    rules::same_release(package, promoted, current_release(ports, config, &central).await?)?;
+    if stage == Stage::Prod {
+        rules::cleared_for_prod(package, promoted, execution_id, tested.as_ref(), &runs)?;
+    }
+    Ok(Cleared { fingerprint: promoted.clone(), central })
+}
+
+/// The job is CodePipeline's run of the action deploying to its stage, still in progress.
+pub async fn confirm_job(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<Vec<ActionRun>, GateError> {
+    let execution_id = rules::claimed_execution(job)?;
+    let (execution, runs) = tokio::try_join!(ports.runs.execution(&config.pipeline, execution_id), ports.runs.action_runs(&config.pipeline, execution_id))?;
+    rules::confirm_run(job, rules::deploy_stage(job.parameters.stage), &config.pipeline, execution.as_ref(), &runs)?;
+    Ok(runs)
+}
+
+/// The fingerprint of the release as it stands: the central version's spec as the registry has
+/// it now, and each model-data object as the central bucket holds it now. `Err` says what is
+/// missing; only a failed call is a `PortError`.
+pub async fn current_release(ports: &DeployPorts, config: &DeployConfig, central: &RegisteredPackage) -> Result<Result<ReleaseFingerprint, String>, PortError> {
+    let model_data: Vec<_> =
+        central.artifacts.iter().filter_map(|a| if let ArtifactSlot::ModelData { container } = a.slot { Some((container, &a.uri)) } else { None }).collect();
+    let heads = futures::future::try_join_all(model_data.iter().map(|(_, uri)| ports.artifacts.head(uri, &config.central_account))).await?;
+    let mut objects = Vec::with_capacity(model_data.len());
+    for ((container, uri), head) in model_data.iter().zip(&heads) {
+        let Some(head) = head else { return Ok(Err(format!("{uri} is gone from the central bucket"))) };
+        let Some(sha256) = head.sha256.as_deref() else { return Ok(Err(format!("{uri} has no SHA-256 checksum in S3"))) };
+        objects.push(ModelDataObject { container: *container, uri, size: head.size, sha256 });
+    }
+    Ok(Ok(release_fingerprint(&central.inference, &objects)))
+}
+
+/// Writes the refusal into the version's audit trail, then hands it back to be the job's answer.
+pub async fn audit_refusal(audit: &dyn AuditTrail, package: &ModelPackageArn, job: &PipelineJob, gate: &str, refusal: &Refusal) -> Result<(), PortError> {
+    let detail = json!({
+        "gate": gate,
+        "refusal": refusal.name(),
+        "reason": refusal.to_string(),
+        "stage": job.parameters.stage,
+        "execution_id": job.parameters.execution_id,
+    });
+    warn!(job_id = %job.id, package = %package, gate, refusal = refusal.name(), reason = %refusal, decision = "refused", "gate");
+    audit.append(&AuditEntry::now(package, &job.id, AuditAction::Refused, detail)).await
+}
