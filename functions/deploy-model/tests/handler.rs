@@ -8,6 +8,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use promotion_core::deployment::JobOutcome;
 use promotion_core::domain::ids::Stage;
 use promotion_core::domain::ledger::DeploymentState;
+use promotion_core::domain::pipeline::PipelineStage;
 use promotion_core::fakes::{DeployWorld, Fault, Transition};
 use promotion_core::ports::EndpointStatus;
 use serde_json::Value;
@@ -35,6 +36,7 @@ async fn a_first_deployment_creates_the_endpoint_and_polls_until_in_service() {
 #[tokio::test]
 async fn a_prod_update_is_blue_green_and_remembers_the_previous_config() {
     let world = DeployWorld::new(1);
+    world.pipeline_at(&world.package, PipelineStage::DeployProd);
     world.prod.create_endpoint_for_test("promoted-churn-prediction-111111111111-prod", "promoted-churn-prediction-111111111111-v0-prod");
 
     let (outcome, _) = run_job(&world, fixture("codepipeline-job-deploy-prod.json")).await;

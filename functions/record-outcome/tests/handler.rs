@@ -3,9 +3,10 @@
 use lambda_runtime::{Context, LambdaEvent};
 use promotion_core::deployment::record::Recorded;
 use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::pipeline::PipelineStage;
 use promotion_core::failure::Failure;
 use promotion_core::fakes::DeployWorld;
-use promotion_core::ports::{ApprovalResult, CardStatus};
+use promotion_core::ports::{ActionRunStatus, CardStatus};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -13,9 +14,10 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Execution exec-1 of the world's version waits at the prod approval.
 fn world_with_execution() -> DeployWorld {
     let world = DeployWorld::new(0);
-    world.runs.executions.lock().unwrap().insert("exec-1".into(), (world.package.clone(), "event".into()));
+    world.pipeline_at(&world.package, PipelineStage::ApproveProd);
     world
 }
 
@@ -30,14 +32,11 @@ fn card(world: &DeployWorld) -> Value {
 #[tokio::test]
 async fn waiting_approval_then_prod_deployment_moves_the_card_to_approved() {
     let world = world_with_execution();
-    world.runs.approval_results.lock().unwrap().insert(
-        "exec-1".into(),
-        ApprovalResult { approved: true, by: Some("arn:aws:sts::222222222222:assumed-role/Governance/alice".into()), comment: Some("risk review ok".into()) },
-    );
-
     invoke(&world, "codepipeline-approval-started.json").await;
     assert_eq!(world.cards.statuses.lock().unwrap()["churn-prediction-111111111111-v1"], CardStatus::PendingReview);
+    world.runs.decide_approval("exec-1", true, Some("arn:aws:sts::222222222222:assumed-role/Governance/alice"), Some("risk review ok"));
     invoke(&world, "codepipeline-approval-succeeded.json").await;
+    world.runs.report("exec-1", "DeployProd", "DeployProd", ActionRunStatus::Succeeded, None);
     invoke(&world, "codepipeline-deploy-prod-succeeded.json").await;
     invoke(&world, "codepipeline-deploy-prod-succeeded.json").await;
 
@@ -52,12 +51,7 @@ async fn waiting_approval_then_prod_deployment_moves_the_card_to_approved() {
 #[tokio::test]
 async fn a_governance_rejection_is_recorded_with_its_comment_and_rejects_the_version() {
     let world = world_with_execution();
-    world
-        .runs
-        .approval_results
-        .lock()
-        .unwrap()
-        .insert("exec-1".into(), ApprovalResult { approved: false, by: Some("bob".into()), comment: Some("bias report incomplete".into()) });
+    world.runs.decide_approval("exec-1", false, Some("bob"), Some("bias report incomplete"));
 
     let recorded = invoke(&world, "codepipeline-approval-rejected.json").await;
 
@@ -86,19 +80,58 @@ async fn an_answer_codepipeline_does_not_show_yet_is_retried_not_recorded_with_a
 
     let early = record_outcome::handler(&world.ports, &world.config, event()).await.unwrap_err();
 
-    assert_eq!(early.error_type(), "Retryable.ApprovalResultPending");
+    assert_eq!(early.error_type(), "Retryable.OutcomePending");
     assert!(world.audit_actions().is_empty(), "nothing is recorded before the approver is known");
     assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"].len(), 1, "the card is untouched");
 
-    world
-        .runs
-        .approval_results
-        .lock()
-        .unwrap()
-        .insert("exec-1".into(), ApprovalResult { approved: true, by: Some("carol".into()), comment: Some("ok".into()) });
+    world.runs.decide_approval("exec-1", true, Some("carol"), Some("ok"));
     let redelivered = record_outcome::handler(&world.ports, &world.config, event()).await.unwrap();
 
     assert_eq!(redelivered, Recorded::Recorded { package: world.package.clone(), action: "prod-approved".into() });
     let approved = world.ledger.audit.lock().unwrap().values().find(|e| e.action == "prod-approved").cloned().unwrap();
     assert_eq!((approved.detail["detail"]["by"].as_str(), approved.detail["detail"]["comment"].as_str()), (Some("carol"), Some("ok")));
+}
+
+#[tokio::test]
+async fn a_forged_prod_deployment_success_marks_no_card_approved_and_is_audited() {
+    let world = world_with_execution();
+    world.runs.decide_approval("exec-1", true, Some("alice"), Some("ok"));
+    let cards_before = world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"].clone();
+
+    // CodePipeline has DeployProd of exec-1 nowhere: the event is someone's word only.
+    let forged =
+        record_outcome::handler(&world.ports, &world.config, LambdaEvent::new(fixture("codepipeline-deploy-prod-succeeded.json"), Context::default())).await;
+
+    assert_eq!(forged.unwrap_err().error_type(), "Rejected.OutcomeNotConfirmed");
+    assert_eq!(world.cards.cards.lock().unwrap()["churn-prediction-111111111111-v1"], cards_before, "the card is untouched");
+    assert!(!world.cards.statuses.lock().unwrap().values().any(|s| *s == CardStatus::Approved));
+    assert_eq!(world.audit_actions(), ["refused"]);
+    let refused = world.ledger.audit.lock().unwrap().values().find(|e| e.action == "refused").cloned().unwrap();
+    assert_eq!((refused.detail["gate"].as_str(), refused.detail["refusal"].as_str()), (Some("record-outcome"), Some("OutcomeNotConfirmed")));
+}
+
+#[tokio::test]
+async fn a_prod_deployment_success_codepipeline_still_shows_running_is_retried_not_recorded() {
+    let world = world_with_execution();
+    world.runs.decide_approval("exec-1", true, Some("alice"), Some("ok"));
+    world.runs.report("exec-1", "DeployProd", "DeployProd", ActionRunStatus::InProgress, None);
+
+    let early =
+        record_outcome::handler(&world.ports, &world.config, LambdaEvent::new(fixture("codepipeline-deploy-prod-succeeded.json"), Context::default())).await;
+
+    assert_eq!(early.unwrap_err().error_type(), "Retryable.OutcomePending");
+    assert!(world.audit_actions().is_empty());
+    assert!(!world.cards.statuses.lock().unwrap().values().any(|s| *s == CardStatus::Approved));
+}
+
+#[tokio::test]
+async fn a_forged_rejection_of_an_approval_still_waiting_rejects_nothing() {
+    let world = world_with_execution();
+
+    let forged =
+        record_outcome::handler(&world.ports, &world.config, LambdaEvent::new(fixture("codepipeline-approval-rejected.json"), Context::default())).await;
+
+    assert_eq!(forged.unwrap_err().error_type(), "Retryable.OutcomePending");
+    let central = world.central.packages.lock().unwrap()[world.package.as_str()].clone();
+    assert_eq!(central.status, Some(ApprovalStatus::Approved), "the version stays approved");
 }

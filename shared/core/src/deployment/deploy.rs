@@ -149,7 +149,7 @@ impl Deployment<'_> {
             Ok(confirmed) => Ok(confirmed),
             Err(GateError::Aws(error)) => Err(error.into()),
             Err(GateError::Refused(refusal)) => {
-                gate::audit_refusal(self.ports.audit.as_ref(), self.package(), self.job, "deploy-model", &refusal).await?;
+                gate::audit_refusal(self.ports.audit.as_ref(), self.package(), &gate::RefusedAt::job("deploy-model", self.job), &refusal).await?;
                 Err(refusal.into())
             }
         }

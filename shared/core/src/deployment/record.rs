@@ -10,7 +10,10 @@ use crate::domain::event::{ApprovalStatus, EventError};
 use crate::domain::ids::ModelPackageArn;
 use crate::domain::pipeline::{ActionCategory, PipelineStage, PipelineState};
 use crate::failure::Failure;
-use crate::ports::{ApprovalResult, CardStatus, PortError};
+use crate::ports::{ApprovalResult, CardStatus, ExecutionStatus, PortError};
+
+use super::gate::rules::{self, Confirmation, Reported};
+use super::gate::{self, Refusal, RefusedAt};
 
 use super::{DeployConfig, DeployPorts};
 
@@ -19,8 +22,10 @@ use super::{DeployConfig, DeployPorts};
 pub enum RecordError {
     #[error("invalid event: {0}")]
     InvalidEvent(#[from] EventError),
-    #[error("CodePipeline does not show the result of the prod approval of execution {0} yet; a redelivery records it")]
-    ApprovalResultPending(String),
+    #[error("CodePipeline still shows {what} of execution {execution} running; a redelivery records the outcome once it shows it")]
+    OutcomePending { execution: String, what: String },
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Aws(#[from] PortError),
 }
@@ -29,15 +34,16 @@ impl Failure for RecordError {
     fn is_retryable(&self) -> bool {
         match self {
             Self::Aws(port) => port.is_retryable(),
-            Self::ApprovalResultPending(_) => true,
-            Self::InvalidEvent(_) => false,
+            Self::OutcomePending { .. } => true,
+            Self::InvalidEvent(_) | Self::Refused(_) => false,
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
-            Self::ApprovalResultPending(_) => "ApprovalResultPending",
+            Self::OutcomePending { .. } => "OutcomePending",
+            Self::Refused(refusal) => refusal.name(),
             Self::Aws(port) => port.name(),
         }
     }
@@ -108,9 +114,13 @@ pub async fn record_outcome(ports: &DeployPorts, config: &DeployConfig, event: &
     if change.pipeline != config.pipeline {
         return Ok(Recorded::Ignored { reason: format!("pipeline {} is not {}", change.pipeline, config.pipeline) });
     }
-    let Some(package) = ports.runs.execution_package(&change.pipeline, &change.execution_id).await? else {
+    let Some(execution) = ports.runs.execution(&change.pipeline, &change.execution_id).await? else {
+        return Ok(Recorded::Ignored { reason: format!("CodePipeline knows no execution {}", change.execution_id) });
+    };
+    let Some(package) = execution.package.clone() else {
         return Ok(Recorded::Ignored { reason: format!("execution {} names no model package", change.execution_id) });
     };
+    confirmed(ports, &change, &package, execution.status).await?;
     let (action, detail) = match &change.action {
         Some(ActionChange { action, category: ActionCategory::Approval, .. }) => approval(ports, &change, &package, action).await?,
         Some(ActionChange { stage, .. }) if PipelineStage::parse(stage) == Some(PipelineStage::DeployProd) => prod_deployment(ports, &change, &package).await?,
@@ -131,6 +141,28 @@ pub async fn record_outcome(ports: &DeployPorts, config: &DeployConfig, event: &
     Ok(Recorded::Recorded { package, action })
 }
 
+/// The event is what CodePipeline reports, or nothing of it is recorded and no card is touched.
+async fn confirmed(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, status: ExecutionStatus) -> Result<(), RecordError> {
+    let (reported, what) = match &change.action {
+        Some(ActionChange { stage, action, .. }) => {
+            let runs = ports.runs.action_runs(&change.pipeline, &change.execution_id).await?;
+            let newest = runs.iter().find(|run| &run.stage == stage && &run.action == action).map(|run| run.status);
+            (Reported::Action(newest), format!("action {stage}.{action}"))
+        }
+        None => (Reported::Execution(status), "the execution".to_owned()),
+    };
+    match rules::confirm_outcome(&change.state, &reported) {
+        Confirmation::Confirmed => Ok(()),
+        Confirmation::Pending => Err(RecordError::OutcomePending { execution: change.execution_id.clone(), what }),
+        Confirmation::Contradicted(found) => {
+            let refusal = Refusal::OutcomeContradicted { execution: change.execution_id.clone(), what, claimed: change.state.as_str().to_owned(), found };
+            let at = RefusedAt { gate: "record-outcome", event_id: &change.event_id, execution_id: Some(&change.execution_id), stage: None };
+            gate::audit_refusal(ports.audit.as_ref(), package, &at, &refusal).await?;
+            Err(refusal.into())
+        }
+    }
+}
+
 async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelPackageArn, action: &str) -> Result<(AuditAction, Value), RecordError> {
     if change.state == PipelineState::Started {
         update_card(ports, change, package, CardStatus::PendingReview, json!({ "governance_review": "awaiting the prod approval" })).await?;
@@ -140,7 +172,7 @@ async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelP
     // worth a redelivery (EventBridge retries), never a guess.
     let Some(ApprovalResult { approved, by, comment }) = ports.runs.approval_result(&change.pipeline, &change.execution_id, action).await? else {
         info!(event_id = %change.event_id, package = %package, execution_id = %change.execution_id, decision = "approval-result-pending", "outcome not recorded yet");
-        return Err(RecordError::ApprovalResultPending(change.execution_id.clone()));
+        return Err(RecordError::OutcomePending { execution: change.execution_id.clone(), what: format!("the answer to {action}") });
     };
     let who = by.clone().unwrap_or_else(|| "unknown".into());
     let detail = json!({ "by": by, "comment": comment, "at": change.time });

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::domain::deploy::OutputVariables;
 use crate::domain::ids::ModelPackageArn;
+use crate::domain::pipeline::APPROVAL_ACTION;
 use crate::ports::{
     ActionRun, ActionRunStatus, ApprovalResult, ExecutionStatus, ExecutionView, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult,
 };
@@ -65,7 +66,6 @@ pub struct FakeRuns {
     pub executions: Mutex<BTreeMap<String, (ModelPackageArn, String)>>,
     pub pending: Mutex<Option<PendingApproval>>,
     pub answers: Mutex<Vec<(String, bool, String)>>,
-    pub approval_results: Mutex<HashMap<String, ApprovalResult>>,
     /// What CodePipeline reports of each execution's actions, by execution, newest first.
     pub action_runs: Mutex<HashMap<String, Vec<ActionRun>>>,
     /// Executions ended by hand or by the service, with the reason.
@@ -73,6 +73,27 @@ pub struct FakeRuns {
 }
 
 impl FakeRuns {
+    /// A person answers the prod approval of an execution: its run ends, as ListActionExecutions
+    /// then reports it.
+    pub fn decide_approval(&self, execution_id: &str, approved: bool, by: Option<&str>, comment: Option<&str>) {
+        let mut runs = self.action_runs.lock().unwrap();
+        let runs = runs.entry(execution_id.to_owned()).or_default();
+        let status = if approved { ActionRunStatus::Succeeded } else { ActionRunStatus::Failed };
+        let answered = ActionRun {
+            stage: APPROVAL_ACTION.to_owned(),
+            action: APPROVAL_ACTION.to_owned(),
+            status,
+            user_parameters: None,
+            updated_by: by.map(str::to_owned),
+            summary: comment.map(str::to_owned),
+            last_update: Some(chrono::Utc::now()),
+        };
+        match runs.iter_mut().find(|r| r.stage == APPROVAL_ACTION && r.status == ActionRunStatus::InProgress) {
+            Some(waiting) => *waiting = answered,
+            None => runs.insert(0, answered),
+        }
+    }
+
     /// Records a run of `action` in `stage` of an execution, as CodePipeline would report it.
     pub fn report(&self, execution_id: &str, stage: &str, action: &str, status: ActionRunStatus, user_parameters: Option<&str>) {
         let run = ActionRun {
@@ -125,7 +146,14 @@ impl PipelineRuns for FakeRuns {
         Ok(())
     }
 
-    async fn approval_result(&self, _pipeline: &str, execution_id: &str, _action: &str) -> PortResult<Option<ApprovalResult>> {
-        Ok(self.approval_results.lock().unwrap().get(execution_id).cloned())
+    async fn approval_result(&self, _pipeline: &str, execution_id: &str, action: &str) -> PortResult<Option<ApprovalResult>> {
+        let runs = self.action_runs.lock().unwrap();
+        let answered = runs.get(execution_id).and_then(|runs| runs.iter().find(|r| r.action == action)).and_then(|run| match run.status {
+            ActionRunStatus::Succeeded | ActionRunStatus::Failed => {
+                Some(ApprovalResult { approved: run.status == ActionRunStatus::Succeeded, by: run.updated_by.clone(), comment: run.summary.clone() })
+            }
+            _ => None,
+        });
+        Ok(answered)
     }
 }

@@ -85,15 +85,30 @@ pub async fn current_release(ports: &DeployPorts, config: &DeployConfig, central
     Ok(Ok(release_fingerprint(&central.inference, &objects)))
 }
 
-/// Writes the refusal into the version's audit trail, then hands it back to be the job's answer.
-pub async fn audit_refusal(audit: &dyn AuditTrail, package: &ModelPackageArn, job: &PipelineJob, gate: &str, refusal: &Refusal) -> Result<(), PortError> {
+/// Where a refusal happened, for the audit entry that records it.
+pub struct RefusedAt<'a> {
+    pub gate: &'static str,
+    /// The job or event refused: the entry's event id.
+    pub event_id: &'a str,
+    pub execution_id: Option<&'a str>,
+    pub stage: Option<Stage>,
+}
+
+impl<'a> RefusedAt<'a> {
+    pub fn job(gate: &'static str, job: &'a PipelineJob) -> Self {
+        Self { gate, event_id: &job.id, execution_id: job.parameters.execution_id.as_deref(), stage: Some(job.parameters.stage) }
+    }
+}
+
+/// Writes the refusal into the version's audit trail.
+pub async fn audit_refusal(audit: &dyn AuditTrail, package: &ModelPackageArn, at: &RefusedAt<'_>, refusal: &Refusal) -> Result<(), PortError> {
     let detail = json!({
-        "gate": gate,
+        "gate": at.gate,
         "refusal": refusal.name(),
         "reason": refusal.to_string(),
-        "stage": job.parameters.stage,
-        "execution_id": job.parameters.execution_id,
+        "stage": at.stage,
+        "execution_id": at.execution_id,
     });
-    warn!(job_id = %job.id, package = %package, gate, refusal = refusal.name(), reason = %refusal, decision = "refused", "gate");
-    audit.append(&AuditEntry::now(package, &job.id, AuditAction::Refused, detail)).await
+    warn!(event_id = at.event_id, package = %package, gate = at.gate, refusal = refusal.name(), reason = %refusal, decision = "refused", "gate");
+    audit.append(&AuditEntry::now(package, at.event_id, AuditAction::Refused, detail)).await
 }

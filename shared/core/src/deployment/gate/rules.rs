@@ -9,7 +9,7 @@ use crate::domain::deploy::PipelineJob;
 use crate::domain::fingerprint::ReleaseFingerprint;
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{PromotionRecord, PromotionState, TestRecord};
-use crate::domain::pipeline::PipelineStage;
+use crate::domain::pipeline::{PipelineStage, PipelineState};
 use crate::ports::{ActionRun, ActionRunStatus, ExecutionStatus, ExecutionView};
 
 /// Why a gate refused. Every refusal leaves the stage accounts untouched.
@@ -35,6 +35,8 @@ pub enum Refusal {
     NotTested { package: ModelPackageArn, fingerprint: ReleaseFingerprint, execution: String },
     #[error("the prod approval of execution {execution} is {state}: prod takes only an approved version")]
     NotApprovedForProd { execution: String, state: String },
+    #[error("the event says {what} {claimed} in execution {execution}, but CodePipeline reports it {found}")]
+    OutcomeContradicted { execution: String, what: String, claimed: String, found: String },
 }
 
 impl Refusal {
@@ -50,6 +52,7 @@ impl Refusal {
             Self::ReleaseChanged { .. } => "ReleaseChanged",
             Self::NotTested { .. } => "NotTested",
             Self::NotApprovedForProd { .. } => "NotApprovedForProd",
+            Self::OutcomeContradicted { .. } => "OutcomeNotConfirmed",
         }
     }
 }
@@ -126,6 +129,63 @@ pub fn cleared_for_prod(
         other => {
             Err(Refusal::NotApprovedForProd { execution: execution.to_owned(), state: other.map_or_else(|| "not reached".to_owned(), |s| format!("{s:?}")) })
         }
+    }
+}
+
+/// What CodePipeline itself reports of what a state-change event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported {
+    /// The newest run of the event's action; `None` when it never ran in that execution.
+    Action(Option<ActionRunStatus>),
+    Execution(ExecutionStatus),
+}
+
+/// Whether CodePipeline confirms a state-change event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    Confirmed,
+    /// CodePipeline still shows it running: its record may lag the event; ask again later.
+    Pending,
+    /// CodePipeline says otherwise: the event is not what happened.
+    Contradicted(String),
+}
+
+/// An event is taken for what CodePipeline reports, never for what it says: a final state must
+/// be the state CodePipeline shows; a start only needs the run to exist.
+pub fn confirm_outcome(claimed: &PipelineState, reported: &Reported) -> Confirmation {
+    use ActionRunStatus as Run;
+    use ExecutionStatus as Exec;
+    let (running, agrees, found) = match reported {
+        Reported::Action(None) => return Confirmation::Contradicted("not run in this execution".into()),
+        Reported::Action(Some(status)) => (
+            *status == Run::InProgress,
+            match claimed {
+                PipelineState::Started | PipelineState::Resumed => true,
+                PipelineState::Succeeded => *status == Run::Succeeded,
+                PipelineState::Failed => *status == Run::Failed,
+                PipelineState::Abandoned | PipelineState::Canceled => matches!(status, Run::Abandoned | Run::Failed),
+                _ => true,
+            },
+            format!("{status:?}"),
+        ),
+        Reported::Execution(status) => (
+            *status == Exec::InProgress,
+            match claimed {
+                PipelineState::Started | PipelineState::Resumed => true,
+                PipelineState::Succeeded => *status == Exec::Succeeded,
+                PipelineState::Failed => *status == Exec::Failed,
+                PipelineState::Stopping | PipelineState::Stopped => matches!(status, Exec::Stopping | Exec::Stopped),
+                PipelineState::Superseded => *status == Exec::Superseded,
+                PipelineState::Canceled => *status == Exec::Cancelled,
+                _ => true,
+            },
+            format!("{status:?}"),
+        ),
+    };
+    match (agrees, running) {
+        (true, _) => Confirmation::Confirmed,
+        (false, true) => Confirmation::Pending,
+        (false, false) => Confirmation::Contradicted(found),
     }
 }
 

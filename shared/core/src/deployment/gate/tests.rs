@@ -195,3 +195,25 @@ async fn a_tested_approved_unchanged_release_reaches_prod_and_its_trail_names_th
     assert!(started.iter().any(|d| d["stage"] == "prod" && d["release"] == fingerprint.as_str()), "{started:?}");
     assert!(world.prod.endpoint("promoted-churn-prediction-111111111111-prod").is_some());
 }
+
+#[test]
+fn an_event_is_confirmed_only_by_what_codepipeline_reports() {
+    use crate::deployment::gate::rules::{confirm_outcome, Confirmation, Reported};
+    use crate::domain::pipeline::PipelineState;
+    use crate::ports::ExecutionStatus;
+    let action = |status| Reported::Action(Some(status));
+    let cases = [
+        (PipelineState::Succeeded, action(ActionRunStatus::Succeeded), Confirmation::Confirmed),
+        (PipelineState::Succeeded, action(ActionRunStatus::InProgress), Confirmation::Pending),
+        (PipelineState::Succeeded, action(ActionRunStatus::Failed), Confirmation::Contradicted("Failed".into())),
+        (PipelineState::Failed, action(ActionRunStatus::Succeeded), Confirmation::Contradicted("Succeeded".into())),
+        (PipelineState::Started, action(ActionRunStatus::Succeeded), Confirmation::Confirmed),
+        (PipelineState::Started, Reported::Action(None), Confirmation::Contradicted("not run in this execution".into())),
+        (PipelineState::Succeeded, Reported::Execution(ExecutionStatus::Succeeded), Confirmation::Confirmed),
+        (PipelineState::Succeeded, Reported::Execution(ExecutionStatus::InProgress), Confirmation::Pending),
+        (PipelineState::Stopped, Reported::Execution(ExecutionStatus::Succeeded), Confirmation::Contradicted("Succeeded".into())),
+    ];
+    for (claimed, reported, expected) in cases {
+        assert_eq!(confirm_outcome(&claimed, &reported), expected, "{claimed:?} against {reported:?}");
+    }
+}
