@@ -48,7 +48,8 @@ impl ModelRegistry for FakeRegistry {
 
     async fn create_package(&self, package: &NewPackage) -> PortResult<ModelPackageArn> {
         if !self.groups.lock().unwrap().contains(&package.group) {
-            return Err(PortError::new("CreateModelPackage", FailureKind::Terminal, "group does not exist"));
+            // As SageMaker answers: a ValidationException saying the group does not exist.
+            return Err(PortError::new("CreateModelPackage", FailureKind::NotFound, "ValidationException: Model Package Group does not exist."));
         }
         self.creates.fetch_add(1, Ordering::SeqCst);
         let version = u32::try_from(self.versions(&package.group).len() + 1).expect("few versions");

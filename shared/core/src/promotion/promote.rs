@@ -26,6 +26,8 @@ use super::Invocation;
 
 pub const PROMOTED_DETAIL_TYPE: &str = "ModelPromoted";
 
+/// A card's first version: what creating it gives.
+const FIRST_CARD_VERSION: u32 = 1;
 /// How long a claim outlives its last renewal: a crashed invocation blocks redeliveries no longer.
 const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// Renewals come often enough that a slow ledger call does not let a live claim lapse.
@@ -163,8 +165,8 @@ impl Promotion<'_> {
         }
     }
 
-    /// The calls run in as few waves as their inputs allow: the copies beside the group check,
-    /// the registration beside the metrics read, then the card, the event, and one ledger write.
+    /// The calls run in as few waves as their inputs allow: the copies, the fence beside the
+    /// metrics read, the registration, the card beside the event, and one ledger write.
     async fn promote(
         &self,
         package: &RegisteredPackage,
@@ -179,8 +181,7 @@ impl Promotion<'_> {
         // version behind: they are looked for. A first claim knows there are none. (Records of
         // the release before the count show their progress as copied artifacts.)
         let resumed = record.claims > 1 || !record.artifacts.is_empty();
-        let (artifacts, ()) = tokio::try_join!(self.copy_artifacts(package, sources, &group, resumed), self.ensure_group(package, &group))?;
-        record.artifacts = artifacts;
+        record.artifacts = self.copy_artifacts(package, sources, &group, resumed).await?;
         record.fingerprint = Some(release_fingerprint(&package.inference, &ModelDataObject::of_copies(&record.artifacts)));
         self.log("artifacts copied", &record);
 
@@ -194,12 +195,21 @@ impl Promotion<'_> {
         self.log("registered", &record);
 
         let promoted_at = Utc::now();
-        let card_version = self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed).await?;
-        record.card_version = Some(card_version);
         record.promoted_at = Some(promoted_at);
+        // The event goes out before the record says Promoted, so that a failure of either is
+        // published again on redelivery. A first claim creates the card, whose first version is
+        // 1: the event need not wait for it. A resumed one may find the card written already.
+        if resumed {
+            record.card_version = Some(self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed).await?);
+            self.publish(&summary_of(&record)?).await?;
+        } else {
+            let announced = summary_of(&PromotionRecord { card_version: Some(FIRST_CARD_VERSION), ..record.clone() })?;
+            let card = self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed);
+            let (written, ()) = tokio::try_join!(card, self.publish(&announced))?;
+            record.card_version = Some(written);
+        }
         let summary = summary_of(&record)?;
-        // Before the record says Promoted, so that a failure here is published again on redelivery.
-        self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(&summary).unwrap_or(Value::Null)).await?;
+        let card_version = summary.model_card_version;
         record.state = PromotionState::Promoted;
         record.owner = None;
         record.lease_until = None;
@@ -207,6 +217,10 @@ impl Promotion<'_> {
         self.ports.ledger.finish(&record, owner, &entry).await?;
         self.log("promoted", &record);
         Ok(summary)
+    }
+
+    async fn publish(&self, summary: &PromotionSummary) -> Result<(), PromoteError> {
+        Ok(self.ports.events.publish(PROMOTED_DETAIL_TYPE, &serde_json::to_value(summary).unwrap_or(Value::Null)).await?)
     }
 
     async fn fence(&self, owner: &str, lease: &ConfirmedLease) -> Result<(), PromoteError> {
@@ -263,7 +277,16 @@ impl Promotion<'_> {
             }
         }
         let fingerprint = record.fingerprint.as_ref().ok_or_else(|| PromoteError::LedgerIncomplete(record.source.clone()))?;
-        Ok(registry.create_package(&self.new_package(package, record, group, &description, fingerprint)).await?)
+        let new = self.new_package(package, record, group, &description, fingerprint);
+        // The group exists for every version but a model's first: it is created only when the
+        // registry says it is missing, which saves a call on every later promotion.
+        match registry.create_package(&new).await {
+            Err(missing) if missing.kind == FailureKind::NotFound => {
+                self.ensure_group(package, group).await?;
+                Ok(registry.create_package(&new).await?)
+            }
+            created => Ok(created?),
+        }
     }
 
     fn new_package(
