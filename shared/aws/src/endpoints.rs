@@ -74,6 +74,12 @@ fn state_of(out: &DescribeEndpointOutput) -> EndpointState {
         status: out.endpoint_status().map_or(EndpointStatus::Other("unknown".into()), status),
         config_name: out.endpoint_config_name().unwrap_or_default().to_owned(),
         failure_reason: out.failure_reason().map(str::to_owned),
+        resolved_images: out
+            .production_variants()
+            .iter()
+            .flat_map(|variant| variant.deployed_images())
+            .filter_map(|image| image.resolved_image().map(str::to_owned))
+            .collect(),
     }
 }
 
@@ -230,6 +236,17 @@ mod tests {
     use aws_smithy_mocks::{mock, RuleMode};
 
     use super::*;
+
+    #[test]
+    fn a_described_endpoint_reports_the_images_its_instances_resolved() {
+        use aws_sdk_sagemaker::types::{DeployedImage, ProductionVariantSummary};
+        let image = |resolved: &str| DeployedImage::builder().specified_image("repo:1").resolved_image(resolved).build();
+        let variant =
+            ProductionVariantSummary::builder().variant_name(VARIANT).deployed_images(image("repo@sha256:aa")).deployed_images(image("side@sha256:bb")).build();
+        let out = DescribeEndpointOutput::builder().endpoint_status(SdkStatus::InService).endpoint_config_name("c").production_variants(variant).build();
+
+        assert_eq!(state_of(&out).resolved_images, ["repo@sha256:aa", "side@sha256:bb"]);
+    }
 
     #[tokio::test]
     async fn a_prod_update_is_blue_green_with_a_canary_and_alarm_rollback() {
@@ -391,7 +408,7 @@ mod tests {
         let settled = endpoints.wait_until_in_service("churn-prod", Duration::from_secs(600)).await.unwrap();
         let deleted = endpoints.wait_until_deleted("churn-prod", Duration::from_secs(600)).await.unwrap();
 
-        let running = EndpointState { status: EndpointStatus::InService, config_name: "churn-v2-prod".into(), failure_reason: None };
+        let running = EndpointState { status: EndpointStatus::InService, config_name: "churn-v2-prod".into(), failure_reason: None, resolved_images: vec![] };
         assert_eq!((settled, deleted), (Settled::As(running), Settled::Absent));
         assert_eq!([updating.num_calls(), in_service.num_calls(), deleting.num_calls(), gone.num_calls()], [1, 1, 1, 1]);
     }

@@ -227,6 +227,9 @@ pub struct EndpointState {
     /// The config the endpoint runs now (after an update, the new one only once it is in service).
     pub config_name: String,
     pub failure_reason: Option<String>,
+    /// The images the endpoint's instances run, as SageMaker resolved them (`DeployedImages`'
+    /// `ResolvedImage`, by digest); empty where they are not reported.
+    pub resolved_images: Vec<String>,
 }
 
 /// How a wait for an endpoint ended.

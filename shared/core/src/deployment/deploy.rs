@@ -282,7 +282,10 @@ impl Deployment<'_> {
                 let wait = Progress::Wait { endpoint: endpoint.to_owned(), config: config.to_owned(), previous_config: previous_config.map(str::to_owned) };
                 Ok(Step::Continue { token: wait.token(), summary: format!("{endpoint} is {:?}", state.status) })
             }
-            OnWait::Done => self.finish(endpoint, config, previous_config).await,
+            OnWait::Done => {
+                self.runs_as_pinned(endpoint, config, previous_config, &state.resolved_images).await?;
+                self.finish(endpoint, config, previous_config).await
+            }
             OnWait::SilentRollback => {
                 self.fail(endpoint, config, previous_config, AuditAction::SilentRollback).await?;
                 Err(DeployError::SilentRollback { endpoint: endpoint.to_owned(), running: state.config_name, requested: config.to_owned() })
@@ -293,6 +296,21 @@ impl Deployment<'_> {
                 Err(EndpointError::Failed { endpoint: endpoint.to_owned(), reason }.into())
             }
         }
+    }
+
+    /// After the update, what the endpoint runs is checked against the release: a deployment that
+    /// runs other images than the pinned digests failed, whatever SageMaker says of its status.
+    async fn runs_as_pinned(&self, endpoint: &str, config: &str, previous_config: Option<&str>, resolved: &[String]) -> Result<(), DeployError> {
+        if resolved.is_empty() {
+            return Ok(());
+        }
+        let central = self.ports.central_registry.describe_package(self.package()).await?;
+        let pinned: Vec<&str> = central.inference.containers.iter().map(|c| c.image.as_str()).collect();
+        if let Err(refusal) = gate::rules::runs_as_pinned(self.package(), endpoint, &pinned, resolved) {
+            self.fail(endpoint, config, previous_config, AuditAction::DeployFailed).await?;
+            return self.gated(Err(refusal.into())).await;
+        }
+        Ok(())
     }
 
     async fn finish(&self, endpoint: &str, config: &str, previous_config: Option<&str>) -> Result<Step, DeployError> {

@@ -32,6 +32,8 @@ pub struct FakeEndpoint {
 /// SageMaker hosting in one account: endpoints take `polls` describes to settle.
 pub struct FakeEndpoints {
     pub polls: usize,
+    /// What DescribeEndpoint reports of the images its instances run: none, as moto.
+    pub resolved_images: Mutex<Vec<String>>,
     pub transition: Mutex<Transition>,
     pub models: Mutex<Vec<String>>,
     pub configs: Mutex<Vec<String>>,
@@ -55,6 +57,7 @@ impl FakeEndpoints {
     pub fn settling_after(polls: usize) -> Self {
         Self {
             polls,
+            resolved_images: Mutex::default(),
             transition: Mutex::new(Transition::Succeed),
             models: Mutex::default(),
             configs: Mutex::default(),
@@ -135,7 +138,8 @@ impl Endpoints for FakeEndpoints {
             (EndpointStatus::Failed, Transition::Fail(reason)) => Some(reason),
             _ => None,
         };
-        Ok(Some(EndpointState { status: endpoint.status.clone(), config_name: endpoint.config.clone(), failure_reason }))
+        let resolved_images = self.resolved_images.lock().unwrap().clone();
+        Ok(Some(EndpointState { status: endpoint.status.clone(), config_name: endpoint.config.clone(), failure_reason, resolved_images }))
     }
 
     async fn create_endpoint(&self, name: &str, config: &str) -> PortResult<()> {

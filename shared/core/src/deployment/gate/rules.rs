@@ -35,6 +35,8 @@ pub enum Refusal {
     NotTested { package: ModelPackageArn, fingerprint: ReleaseFingerprint, execution: String },
     #[error("the prod approval of execution {execution} is {state}: prod takes only an approved version")]
     NotApprovedForProd { execution: String, state: String },
+    #[error("{endpoint} runs image {running}, not one of the digests {package} was promoted with")]
+    DeployedImageChanged { endpoint: String, package: ModelPackageArn, running: String },
     #[error("the event says {what} {claimed} in execution {execution}, but CodePipeline reports it {found}")]
     OutcomeContradicted { execution: String, what: String, claimed: String, found: String },
 }
@@ -53,6 +55,7 @@ impl Refusal {
             Self::NotTested { .. } => "NotTested",
             Self::NotApprovedForProd { .. } => "NotApprovedForProd",
             Self::OutcomeContradicted { .. } => "OutcomeNotConfirmed",
+            Self::DeployedImageChanged { .. } => "ImageChanged",
         }
     }
 }
@@ -129,6 +132,21 @@ pub fn cleared_for_prod(
         other => {
             Err(Refusal::NotApprovedForProd { execution: execution.to_owned(), state: other.map_or_else(|| "not reached".to_owned(), |s| format!("{s:?}")) })
         }
+    }
+}
+
+/// The endpoint runs the images the version was promoted with: every image SageMaker reports it
+/// resolved is one of the pinned digests. Images not pinned by digest, or none reported, leave
+/// nothing to compare.
+pub fn runs_as_pinned(package: &ModelPackageArn, endpoint: &str, pinned: &[&str], resolved: &[String]) -> Result<(), Refusal> {
+    let digest = |image: &str| image.split_once('@').map(|(_, digest)| digest.to_owned());
+    let pinned: Vec<String> = pinned.iter().filter_map(|image| digest(image)).collect();
+    if pinned.is_empty() {
+        return Ok(());
+    }
+    match resolved.iter().find(|running| digest(running).is_none_or(|d| !pinned.contains(&d))) {
+        Some(running) => Err(Refusal::DeployedImageChanged { endpoint: endpoint.to_owned(), package: package.clone(), running: running.clone() }),
+        None => Ok(()),
     }
 }
 

@@ -217,3 +217,33 @@ fn an_event_is_confirmed_only_by_what_codepipeline_reports() {
         assert_eq!(confirm_outcome(&claimed, &reported), expected, "{claimed:?} against {reported:?}");
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_that_runs_another_image_than_the_pinned_digest_fails_its_deployment() {
+    let world = DeployWorld::new(1);
+    let (repository, _) = crate::fakes::WORLD_IMAGE.split_once('@').unwrap();
+    *world.test.resolved_images.lock().unwrap() = vec![format!("{repository}@sha256:{}", "2".repeat(64))];
+
+    let outcome = deploy(&world, &world.package, Stage::Test).await;
+
+    refused_as(&outcome, "Rejected.ImageChanged");
+    let record =
+        crate::ports::DeploymentRecords::deployment(world.ledger.as_ref(), Stage::Test, "promoted-churn-prediction-111111111111-test").await.unwrap().unwrap();
+    assert_eq!(record.state, crate::domain::ledger::DeploymentState::Failed);
+    let actions = world.audit_actions();
+    assert!(
+        actions.contains(&"refused".to_owned()) && actions.contains(&"deploy-failed".to_owned()) && !actions.contains(&"deployed".to_owned()),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_runs_the_pinned_digest_is_deployed() {
+    let world = DeployWorld::new(1);
+    *world.test.resolved_images.lock().unwrap() = vec![crate::fakes::WORLD_IMAGE.to_owned()];
+
+    let outcome = deploy(&world, &world.package, Stage::Test).await;
+
+    assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
+    assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
+}
