@@ -1,29 +1,43 @@
-//! A local stand-in for CodePipeline, which the emulator cannot run: executes the pipeline's
-//! stages in order by invoking the same handlers with real `CodePipeline.job` events, honours
-//! continuation tokens, stops at the manual approval, and emits the state-change events that
-//! record-outcome handles. Its executions live in a JSON file, so `promote approve` can resume one.
+//! A local CodePipeline, which the emulator lacks. The world (`world.rs`) holds the pipeline's
+//! executions, action runs and jobs in a JSON file; the server (`server.rs`) answers CodePipeline's
+//! API from it over HTTP, so that the functions and the CLI talk to it through the real adapter;
+//! the driver here plays CodePipeline's engine: it runs an execution's stages in order as
+//! `infra/pipeline.json` lists them, creates each Lambda action's job in the world and invokes the
+//! same handler with the `CodePipeline.job` event, then reads the job's answer from the world (what
+//! the function told CodePipeline), honours continuation tokens and output variables, stops at the
+//! manual approval until it is answered through `PutApprovalResult`, runs nothing more of a stopped
+//! execution, and emits the state-change events that record-outcome handles.
+
+mod server;
+pub mod world;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::fmt;
 
 use anyhow::{Context as _, Result};
-use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use lambda_runtime::{Context, LambdaEvent};
-use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome};
-use promotion_core::domain::deploy::OutputVariables;
+use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
-use promotion_core::domain::pipeline::{PipelineState, APPROVAL_ACTION};
-use promotion_core::ports::{
-    ActionRun, ActionRunStatus, ApprovalResult, ExecutionStatus, ExecutionView, PendingApproval, PipelineJobs, PipelineRuns, PortResult,
-};
-use serde::{Deserialize, Serialize};
+use promotion_core::domain::pipeline::PipelineState;
+use promotion_core::failure::Failure;
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+pub use server::LocalCodePipeline;
+pub use world::PipelineWorld;
+use world::{ActionKind, ActionStatus, Execution, ExecutionStatus, JobAnswer, OpenedJob};
 
 use crate::ui;
 
-/// One action of the pipeline definition.
+/// Lambda invokes CodePipeline's functions asynchronously: a failed invocation is tried twice more.
+const LAMBDA_ATTEMPTS: usize = 3;
+
+/// One stage of the pipeline definition. Its one action bears the stage's name
+/// (`infra/check_drift.py` holds the template to that).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PipelineStage {
     pub name: String,
@@ -36,10 +50,32 @@ pub struct PipelineStage {
     pub namespace: Option<String>,
 }
 
-/// The pipeline as `infra/pipeline.json` defines it for the templates and this driver alike;
-/// the driver needs its stages only.
+impl PipelineStage {
+    pub fn kind(&self) -> ActionKind {
+        if self.action == "approval" {
+            ActionKind::ManualApproval
+        } else {
+            ActionKind::Lambda
+        }
+    }
+
+    /// The action's configuration as `infra/central-account.yaml` declares it, variables unresolved.
+    fn configuration(&self, variable: &str) -> BTreeMap<String, String> {
+        if self.kind() == ActionKind::ManualApproval {
+            return BTreeMap::new();
+        }
+        let stage = self.stage.map(|s| format!(r#""stage":"{s}","#)).unwrap_or_default();
+        let parameters = format!(r##"{{{stage}"model_package_arn":"#{{variables.{variable}}}","execution_id":"#{{codepipeline.PipelineExecutionId}}"}}"##);
+        BTreeMap::from([("FunctionName".to_owned(), self.action.clone()), ("UserParameters".to_owned(), parameters)])
+    }
+}
+
+/// The pipeline as `infra/pipeline.json` defines it for the templates and this driver alike.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PipelineDefinition {
+    pub name: String,
+    /// The pipeline-level variable that names the version an execution deploys.
+    pub variable: String,
     pub stages: Vec<PipelineStage>,
 }
 
@@ -50,312 +86,202 @@ impl PipelineDefinition {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Execution {
-    package: String,
-    next_stage: usize,
-    status: String,
-    approval_token: Option<String>,
-    decision: Option<(bool, String)>,
-    /// The output variables of the finished actions, as `Namespace.Name`.
-    #[serde(default)]
-    variables: BTreeMap<String, String>,
-    /// Its action runs, newest first, as `ListActionExecutions` reports them.
-    #[serde(default)]
-    runs: Vec<RecordedRun>,
-    #[serde(default)]
-    stopped: Option<String>,
+/// Where the driver left an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    Succeeded,
+    Failed,
+    Stopped,
+    /// At the manual approval, until a person answers it.
+    WaitingForApproval,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RecordedRun {
-    stage: String,
-    action: String,
-    status: String,
-    user_parameters: Option<String>,
-    updated_by: Option<String>,
-    summary: Option<String>,
-}
-
-impl RecordedRun {
-    fn view(&self) -> Option<ActionRun> {
-        let status = match self.status.as_str() {
-            "InProgress" => ActionRunStatus::InProgress,
-            "Succeeded" => ActionRunStatus::Succeeded,
-            "Failed" => ActionRunStatus::Failed,
-            "Abandoned" => ActionRunStatus::Abandoned,
-            _ => return None,
-        };
-        Some(ActionRun {
-            stage: self.stage.clone(),
-            action: self.action.clone(),
-            status,
-            user_parameters: self.user_parameters.clone(),
-            updated_by: self.updated_by.clone(),
-            summary: self.summary.clone(),
-            last_update: None,
+impl fmt::Display for Reached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+            Self::WaitingForApproval => "WaitingForApproval",
         })
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    executions: BTreeMap<String, Execution>,
+/// How one action of an execution ended, as far as the driver could take it.
+enum ActionEnd {
+    Passed,
+    Failed,
+    /// Its execution was stopped.
+    Stopped,
+    Waiting,
 }
 
-/// Executions kept in a file; implements the pipeline ports the functions and the CLI use.
-pub struct LocalRuns {
-    path: PathBuf,
-    lock: Mutex<()>,
-}
-
-impl LocalRuns {
-    pub fn new(path: PathBuf) -> Self {
-        Self { path, lock: Mutex::new(()) }
-    }
-
-    fn load(&self) -> State {
-        std::fs::read(&self.path).ok().and_then(|raw| serde_json::from_slice(&raw).ok()).unwrap_or_default()
-    }
-
-    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
-        let _held = self.lock.lock().expect("state lock");
-        let mut state = self.load();
-        let result = change(&mut state);
-        let raw = serde_json::to_vec_pretty(&state).expect("state serializes");
-        std::fs::write(&self.path, raw).expect("the local pipeline state is writable");
-        result
-    }
-}
-
-#[async_trait]
-impl PipelineRuns for LocalRuns {
-    async fn start(&self, _pipeline: &str, package: &ModelPackageArn, token: &str) -> PortResult<String> {
-        let id = format!("local-{}", token.chars().filter(char::is_ascii_alphanumeric).take(12).collect::<String>());
-        self.update(|state| {
-            state.executions.entry(id.clone()).or_insert(Execution { package: package.to_string(), status: "InProgress".into(), ..Execution::default() });
-        });
-        Ok(id)
-    }
-
-    async fn execution(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
-        Ok(self.load().executions.get(execution_id).map(|e| {
-            let status = match (e.stopped.is_some(), e.status.as_str()) {
-                (true, _) => ExecutionStatus::Stopped,
-                (_, "InProgress") => ExecutionStatus::InProgress,
-                (_, "Succeeded") => ExecutionStatus::Succeeded,
-                (_, "Failed") => ExecutionStatus::Failed,
-                (_, other) => ExecutionStatus::Other(other.to_owned()),
-            };
-            ExecutionView { status, package: e.package.parse().ok() }
-        }))
-    }
-
-    async fn action_runs(&self, _pipeline: &str, execution_id: &str) -> PortResult<Vec<ActionRun>> {
-        Ok(self.load().executions.get(execution_id).map(|e| e.runs.iter().filter_map(RecordedRun::view).collect()).unwrap_or_default())
-    }
-
-    async fn stop(&self, _pipeline: &str, execution_id: &str, reason: &str) -> PortResult<()> {
-        self.update(|state| {
-            if let Some(execution) = state.executions.get_mut(execution_id) {
-                execution.stopped.get_or_insert_with(|| reason.to_owned());
-                for run in execution.runs.iter_mut().filter(|r| r.status == "InProgress") {
-                    run.status = "Abandoned".into();
-                }
-            }
-        });
-        Ok(())
-    }
-
-    async fn pending_approval(&self, _pipeline: &str, _stage: &str, _action: &str) -> PortResult<Option<PendingApproval>> {
-        Ok(self.load().executions.iter().find_map(|(id, e)| {
-            let token = e.approval_token.clone().filter(|_| e.decision.is_none())?;
-            Some(PendingApproval { token, execution_id: Some(id.clone()) })
-        }))
-    }
-
-    async fn answer_approval(&self, _pipeline: &str, _stage: &str, _action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()> {
-        self.update(|state| {
-            if let Some(execution) = state.executions.values_mut().find(|e| e.approval_token.as_deref() == Some(token)) {
-                execution.decision = Some((approve, summary.to_owned()));
-            }
-        });
-        Ok(())
-    }
-
-    async fn approval_result(&self, _pipeline: &str, execution_id: &str, _action: &str) -> PortResult<Option<ApprovalResult>> {
-        let decided = self.load().executions.get(execution_id).and_then(|e| e.decision.clone());
-        Ok(decided.map(|(approved, comment)| ApprovalResult {
-            approved,
-            by: std::env::var("USER").ok().or(Some("local operator".into())),
-            comment: Some(comment),
-        }))
-    }
-}
-
-/// Locally the driver reads each job's answer from the handler's outcome; CodePipeline's job
-/// calls have nothing to record.
-#[derive(Default)]
-pub struct LocalJobs;
-
-#[async_trait]
-impl PipelineJobs for LocalJobs {
-    async fn succeed(&self, _job_id: &str, _continuation: Option<&str>, _summary: &str) -> PortResult<()> {
-        Ok(())
-    }
-    async fn succeed_with_variables(&self, _job_id: &str, _summary: &str, _variables: &OutputVariables) -> PortResult<()> {
-        Ok(())
-    }
-    async fn fail(&self, _job_id: &str, _message: &str) -> PortResult<()> {
-        Ok(())
-    }
-}
-
+/// CodePipeline's engine over the world, with the functions' handlers as its Lambda actions.
 pub struct LocalPipeline<'a> {
     pub ports: &'a DeployPorts,
     pub config: &'a DeployConfig,
-    pub runs: &'a LocalRuns,
-    pub stages: Vec<PipelineStage>,
+    pub world: &'a PipelineWorld,
 }
 
 impl LocalPipeline<'_> {
-    /// Runs `execution` from where it stopped until it ends or waits for a person.
-    pub async fn resume(&self, execution_id: &str) -> Result<String> {
+    /// Runs `execution_id` from where it is until it ends or waits for a person.
+    pub async fn resume(&self, execution_id: &str) -> Result<Reached> {
         loop {
-            let state = self.runs.load();
-            let execution = state.executions.get(execution_id).cloned().context("no such local execution")?;
-            let Some(stage) = self.stages.get(execution.next_stage) else {
-                self.finish(execution_id, PipelineState::Succeeded).await?;
-                return Ok("Succeeded".into());
-            };
-            let package: ModelPackageArn = execution.package.parse()?;
-            let passed = match stage.action.as_str() {
-                "approval" => match self.approval(execution_id, stage, &execution).await? {
-                    Some(approved) => approved,
-                    None => return Ok("WaitingForApproval".into()),
-                },
-                _ => self.lambda_action(execution_id, stage, &package).await?,
-            };
-            if !passed {
-                self.finish(execution_id, PipelineState::Failed).await?;
-                return Ok("Failed".into());
+            let execution = self.world.execution_by_id(execution_id)?;
+            match execution.status {
+                ExecutionStatus::InProgress => {}
+                // Its running action has finished: the stop is complete.
+                ExecutionStatus::Stopping => {
+                    self.world.end(execution_id, ExecutionStatus::Stopped)?;
+                    return Ok(Reached::Stopped);
+                }
+                ExecutionStatus::Stopped => return Ok(Reached::Stopped),
+                ExecutionStatus::Succeeded => return Ok(Reached::Succeeded),
+                ExecutionStatus::Failed => return Ok(Reached::Failed),
             }
-            self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.next_stage += 1));
+            let Some(stage) = self.world.definition().stages.get(execution.next_stage) else {
+                self.finish(execution_id, ExecutionStatus::Succeeded).await?;
+                return Ok(Reached::Succeeded);
+            };
+            let ended = match stage.kind() {
+                ActionKind::ManualApproval => self.approval(execution_id, stage, &execution).await?,
+                ActionKind::Lambda => self.lambda_action(execution_id, stage, &execution).await?,
+            };
+            match ended {
+                ActionEnd::Passed => self.world.advance(execution_id)?,
+                ActionEnd::Failed => {
+                    self.finish(execution_id, ExecutionStatus::Failed).await?;
+                    return Ok(Reached::Failed);
+                }
+                // The top of the loop completes the stop.
+                ActionEnd::Stopped => {}
+                ActionEnd::Waiting => return Ok(Reached::WaitingForApproval),
+            }
         }
     }
 
-    async fn lambda_action(&self, execution_id: &str, stage: &PipelineStage, package: &ModelPackageArn) -> Result<bool> {
-        // As the pipeline definition resolves `#{codepipeline.PipelineExecutionId}`.
-        let parameters = json!({ "stage": stage.stage, "model_package_arn": package, "execution_id": execution_id }).to_string();
-        self.record_run(execution_id, stage, RunChange::Started(Some(parameters.clone())));
+    /// The version an execution deploys, for what the driver prints.
+    fn package(&self, execution: &Execution) -> Option<ModelPackageArn> {
+        execution.variables.get(&self.world.definition().variable).and_then(|raw| raw.parse().ok())
+    }
+
+    /// `text` as the concise output shows it: ARNs and reports of the execution's model in words.
+    fn words(&self, package: Option<&ModelPackageArn>, text: &str) -> String {
+        match package {
+            Some(package) if ui::output() != ui::Output::Wide => crate::history::words(package.group(), text),
+            _ => text.to_owned(),
+        }
+    }
+
+    async fn lambda_action(&self, execution_id: &str, stage: &PipelineStage, execution: &Execution) -> Result<ActionEnd> {
+        let package = self.package(execution);
+        let Some(run_id) = self.world.begin_action(execution_id, stage)? else {
+            return Ok(ActionEnd::Stopped);
+        };
         self.action_event(execution_id, stage, PipelineState::Started).await?;
-        let mut continuation: Option<String> = None;
-        let waiting = ui::waiting(format!("{} {}", stage.name, ui::short(package)));
-        let outcome = loop {
-            // As in CodePipeline, every invocation of an action is a job of its own.
-            let job_id = uuid::Uuid::new_v4().to_string();
-            let event = job_event(&job_id, &stage.action, &parameters, continuation.as_deref());
-            let context = Context::default();
-            let outcome = match stage.action.as_str() {
-                "deploy-model" => deploy_model::handler(self.ports, self.config, LambdaEvent::new(event, context)).await?,
-                "test-model" => test_model::handler(self.ports, self.config, LambdaEvent::new(event, context)).await?,
-                other => anyhow::bail!("the pipeline names an unknown action {other}"),
-            };
-            match outcome {
-                JobOutcome::Continuing { continuation: token, summary } => {
-                    if ui::output() == ui::Output::Wide {
-                        ui::say(format!("{:<12} {summary}", stage.name));
-                    }
-                    waiting.set_message(format!("{:<12} {}", stage.name, crate::history::words(package.group(), &summary)));
-                    continuation = Some(token);
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                done => break done,
+        let waiting = ui::waiting(format!("{} {}", stage.name, package.as_ref().map(ui::short).unwrap_or_default()));
+        // As in CodePipeline, every invocation of an action is a job of its own, until a job
+        // answers without a continuation token.
+        while let Some(job) = self.world.open_job(execution_id, &run_id)? {
+            self.invoke(stage, &job).await?;
+            let Some(JobAnswer::Succeeded { continuation: Some(_), summary, .. }) = self.world.job(&job.id)?.answer else { break };
+            let summary = summary.unwrap_or_default();
+            if ui::output() == ui::Output::Wide {
+                ui::say(format!("{:<12} {summary}", stage.name));
             }
-        };
+            waiting.set_message(format!("{:<12} {}", stage.name, self.words(package.as_ref(), &summary)));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         drop(waiting);
-        if let (JobOutcome::Succeeded { variables, .. }, Some(namespace)) = (&outcome, &stage.namespace) {
-            let named = variables.iter().map(|(name, value)| (format!("{namespace}.{name}"), value.clone()));
-            self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.variables.extend(named)));
-        }
-        let (passed, text) = match &outcome {
-            JobOutcome::Succeeded { summary, .. } => (true, summary.clone()),
-            JobOutcome::Failed { message, .. } => (false, message.clone()),
-            JobOutcome::Continuing { .. } => unreachable!("the loop ends on a final answer"),
+        let run = self.world.action_run(execution_id, &run_id)?;
+        let text = self.words(package.as_ref(), run.summary.as_deref().unwrap_or_default());
+        let (ended, state, said) = match run.status {
+            ActionStatus::Succeeded => (ActionEnd::Passed, PipelineState::Succeeded, ui::paint(ui::GOOD, "ok    ")),
+            ActionStatus::Failed => (ActionEnd::Failed, PipelineState::Failed, ui::paint(ui::BAD, "FAILED")),
+            ActionStatus::Abandoned => (ActionEnd::Stopped, PipelineState::Abandoned, ui::paint(ui::WARN, "ABANDONED")),
+            ActionStatus::InProgress => anyhow::bail!("the {} run of execution {execution_id} got no final answer", stage.name),
         };
-        let text = if ui::output() == ui::Output::Wide { text } else { crate::history::words(package.group(), &text) };
-        ui::say(format!("{:<12} {} {text}", stage.name, if passed { ui::paint(ui::GOOD, "ok    ") } else { ui::paint(ui::BAD, "FAILED") }));
-        self.record_run(execution_id, stage, RunChange::Ended { passed, by: None, summary: Some(text.clone()) });
-        self.action_event(execution_id, stage, if passed { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
-        Ok(passed)
+        ui::say(format!("{:<12} {said} {text}", stage.name));
+        self.action_event(execution_id, stage, state).await?;
+        Ok(ended)
     }
 
-    /// `Some(decision)` once a person answered; `None` while the approval waits.
-    async fn approval(&self, execution_id: &str, stage: &PipelineStage, execution: &Execution) -> Result<Option<bool>> {
-        if execution.approval_token.is_none() {
-            let token = uuid::Uuid::new_v4().to_string();
-            self.runs.update(|state| state.executions.get_mut(execution_id).map(|e| e.approval_token = Some(token)));
-            self.record_run(execution_id, stage, RunChange::Started(None));
-            self.action_event(execution_id, stage, PipelineState::Started).await?;
-        }
-        let decision = self.runs.load().executions.get(execution_id).and_then(|e| e.decision.clone());
-        let Some((approved, comment)) = decision else {
-            let package: Option<ModelPackageArn> = execution.package.parse().ok();
-            let model = package.as_ref().map_or_else(|| "MODEL".to_owned(), |p| p.group().to_string());
-            ui::say(format!("{:<12} {} for a governance officer: promote approve|reject {model} --comment ...", stage.name, ui::paint(ui::WARN, "waits ")));
-            // What CodePipeline resolves in the approval's link and text.
-            for (name, value) in &execution.variables {
-                if ui::output() == ui::Output::Wide {
-                    ui::say(format!("{:<12} #{{{name}}} = {value}", ""));
-                } else if let Some(("TestModel", variable @ ("TestSummary" | "ReportKey"))) = name.split_once('.') {
-                    ui::say(format!(
-                        "{:<12} {} {}",
-                        "",
-                        if variable == "ReportKey" { "report " } else { "tests  " },
-                        value.rsplit('/').next().unwrap_or(value)
-                    ));
-                }
+    /// Invokes the action's function with the job's event, as Lambda does for CodePipeline:
+    /// asynchronously, so a failed invocation is tried again; a job still unanswered after that
+    /// times out and fails its action.
+    async fn invoke(&self, stage: &PipelineStage, job: &OpenedJob) -> Result<()> {
+        let event = job_event(job);
+        let mut failure = String::from("it returned without answering");
+        for _ in 0..LAMBDA_ATTEMPTS {
+            let invocation = LambdaEvent::new(event.clone(), Context::default());
+            let returned = match stage.action.as_str() {
+                "deploy-model" => deploy_model::handler(self.ports, self.config, invocation).await.map(drop),
+                "test-model" => test_model::handler(self.ports, self.config, invocation).await.map(drop),
+                other => anyhow::bail!("the pipeline names an unknown function {other}"),
+            };
+            if self.world.job(&job.id)?.answer.is_some() {
+                return Ok(());
             }
-            return Ok(None);
-        };
-        let decided = if approved { ui::paint(ui::GOOD, "ok    ") } else { ui::paint(ui::BAD, "FAILED") };
-        ui::say(format!("{:<12} {decided} {} (\"{comment}\")", stage.name, if approved { "approved" } else { "rejected" }));
-        let by = std::env::var("USER").ok().or(Some("local operator".into()));
-        self.record_run(execution_id, stage, RunChange::Ended { passed: approved, by, summary: Some(comment) });
-        self.action_event(execution_id, stage, if approved { PipelineState::Succeeded } else { PipelineState::Failed }).await?;
-        Ok(Some(approved))
+            match returned {
+                Ok(()) => break,
+                Err(error) => failure = format!("{}: {error}", error.error_type()),
+            }
+        }
+        self.world.time_out(&job.id, &format!("the job timed out: {} answered nothing ({failure})", stage.action))?;
+        Ok(())
     }
 
-    /// What CodePipeline would list of the action's runs in this execution.
-    fn record_run(&self, execution_id: &str, stage: &PipelineStage, change: RunChange) {
-        let action = if stage.action == "approval" { APPROVAL_ACTION.to_owned() } else { stage.name.clone() };
-        self.runs.update(|state| {
-            let Some(execution) = state.executions.get_mut(execution_id) else { return };
-            match change {
-                RunChange::Started(user_parameters) => execution.runs.insert(
-                    0,
-                    RecordedRun { stage: stage.name.clone(), action, status: "InProgress".into(), user_parameters, updated_by: None, summary: None },
-                ),
-                RunChange::Ended { passed, by, summary } => {
-                    if let Some(run) = execution.runs.iter_mut().find(|r| r.stage == stage.name && r.status == "InProgress") {
-                        run.status = if passed { "Succeeded" } else { "Failed" }.into();
-                        run.updated_by = by;
-                        run.summary = summary;
-                    }
-                }
+    /// The approval waits (printing what its request shows) until a person answers it.
+    async fn approval(&self, execution_id: &str, stage: &PipelineStage, execution: &Execution) -> Result<ActionEnd> {
+        let run = match execution.runs.iter().rev().find(|r| r.stage == stage.name) {
+            Some(run) => run.clone(),
+            None => {
+                let Some(run_id) = self.world.begin_action(execution_id, stage)? else {
+                    return Ok(ActionEnd::Stopped);
+                };
+                self.action_event(execution_id, stage, PipelineState::Started).await?;
+                self.world.action_run(execution_id, &run_id)?
             }
-        });
+        };
+        let (ended, state, said, verb) = match run.status {
+            ActionStatus::InProgress => {
+                self.show_waiting(stage, execution);
+                return Ok(ActionEnd::Waiting);
+            }
+            ActionStatus::Abandoned => return Ok(ActionEnd::Stopped),
+            ActionStatus::Succeeded => (ActionEnd::Passed, PipelineState::Succeeded, ui::paint(ui::GOOD, "ok    "), "approved"),
+            ActionStatus::Failed => (ActionEnd::Failed, PipelineState::Failed, ui::paint(ui::BAD, "FAILED"), "rejected"),
+        };
+        ui::say(format!("{:<12} {said} {verb} (\"{}\")", stage.name, run.summary.as_deref().unwrap_or_default()));
+        self.action_event(execution_id, stage, state).await?;
+        Ok(ended)
+    }
+
+    fn show_waiting(&self, stage: &PipelineStage, execution: &Execution) {
+        let model = self.package(execution).map_or_else(|| "MODEL".to_owned(), |p| p.group().to_string());
+        ui::say(format!("{:<12} {} for a governance officer: promote approve|reject {model} --comment ...", stage.name, ui::paint(ui::WARN, "waits ")));
+        // What CodePipeline resolves in the approval's link and text.
+        for (name, value) in execution.outputs() {
+            if ui::output() == ui::Output::Wide {
+                ui::say(format!("{:<12} #{{{name}}} = {value}", ""));
+            } else if let Some(("TestModel", variable @ ("TestSummary" | "ReportKey"))) = name.split_once('.') {
+                let label = if variable == "ReportKey" { "report " } else { "tests  " };
+                ui::say(format!("{:<12} {label} {}", "", value.rsplit('/').next().unwrap_or(&value)));
+            }
+        }
     }
 
     async fn action_event(&self, execution_id: &str, stage: &PipelineStage, state: PipelineState) -> Result<()> {
-        let category = if stage.action == "approval" { "Approval" } else { "Invoke" };
-        let action = if stage.action == "approval" { APPROVAL_ACTION.to_owned() } else { stage.name.clone() };
-        let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "stage": stage.name, "action": action, "state": state.as_str(), "type": { "category": category } });
+        let detail = json!({
+            "pipeline": self.config.pipeline, "execution-id": execution_id, "stage": stage.name, "action": stage.name,
+            "state": state.as_str(), "type": { "category": stage.kind().category() },
+        });
         self.outcome_event("CodePipeline Action Execution State Change", detail).await
     }
 
-    async fn finish(&self, execution_id: &str, state: PipelineState) -> Result<()> {
-        self.runs.update(|s| s.executions.get_mut(execution_id).map(|e| e.status = state.as_str().to_owned()));
+    async fn finish(&self, execution_id: &str, status: ExecutionStatus) -> Result<()> {
+        self.world.end(execution_id, status)?;
+        let state = if status == ExecutionStatus::Succeeded { PipelineState::Succeeded } else { PipelineState::Failed };
         let detail = json!({ "pipeline": self.config.pipeline, "execution-id": execution_id, "state": state.as_str() });
         self.outcome_event("CodePipeline Pipeline Execution State Change", detail).await
     }
@@ -364,26 +290,23 @@ impl LocalPipeline<'_> {
         let event = json!({
             "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type, "source": "aws.codepipeline",
             "account": self.config.central_account.to_string(), "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            "region": "us-east-1", "resources": [], "detail": detail,
+            "region": crate::local::REGION, "resources": [], "detail": detail,
         });
         record_outcome::handler(self.ports, self.config, LambdaEvent::new(event, Context::default())).await?;
         Ok(())
     }
 }
 
-enum RunChange {
-    Started(Option<String>),
-    Ended { passed: bool, by: Option<String>, summary: Option<String> },
-}
-
-fn job_event(job_id: &str, function: &str, parameters: &str, continuation: Option<&str>) -> Value {
+/// The event Lambda hands the function: the job, its resolved configuration, and the previous
+/// job's continuation token.
+fn job_event(job: &OpenedJob) -> Value {
     let mut data = json!({
-        "actionConfiguration": { "configuration": { "FunctionName": function, "UserParameters": parameters } },
+        "actionConfiguration": { "configuration": job.configuration },
         "inputArtifacts": [], "outputArtifacts": [],
         "artifactCredentials": { "accessKeyId": "LOCAL", "secretAccessKey": "LOCAL", "sessionToken": "LOCAL" },
     });
-    if let Some(token) = continuation {
-        data["continuationToken"] = token.into();
+    if let Some(token) = &job.continuation {
+        data["continuationToken"] = token.as_str().into();
     }
-    json!({ "CodePipeline.job": { "id": job_id, "accountId": "222222222222", "data": data } })
+    json!({ "CodePipeline.job": { "id": job.id, "accountId": crate::local::CENTRAL_ACCOUNT, "data": data } })
 }
