@@ -130,7 +130,8 @@ impl LocalPipeline<'_> {
             let execution = self.world.execution_by_id(execution_id)?;
             match execution.status {
                 ExecutionStatus::InProgress => {}
-                // Its running action has finished: the stop is complete.
+                // Stopped without abandoning: the running action (an approval) finishes first.
+                ExecutionStatus::Stopping if execution.runs.iter().any(|r| r.status == ActionStatus::InProgress) => {}
                 ExecutionStatus::Stopping => {
                     self.world.end(execution_id, ExecutionStatus::Stopped)?;
                     return Ok(Reached::Stopped);

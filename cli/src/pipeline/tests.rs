@@ -278,3 +278,72 @@ async fn a_repeated_start_is_one_execution_and_an_unknown_execution_or_pipeline_
     assert!(refused_with(&listed, "PipelineExecutionNotFoundException") && listed.kind == FailureKind::NotFound, "{listed}");
     assert_eq!(served.adapter.execution(PIPELINE, &first).await.unwrap().unwrap().package, Some(served.accounts.package.clone()));
 }
+
+#[tokio::test]
+async fn a_stop_without_abandoning_lets_the_waiting_approval_finish_and_then_runs_nothing_more() {
+    let served = Served::new(0).await;
+    let execution = served.waiting_for_approval().await;
+    let client = served.local.client(&served.sdk);
+
+    client.stop_pipeline_execution().pipeline_name(PIPELINE).pipeline_execution_id(&execution).reason("hold").send().await.unwrap();
+    let again = client.stop_pipeline_execution().pipeline_name(PIPELINE).pipeline_execution_id(&execution).send().await.unwrap_err();
+    let still_waiting = served.driver().resume(&execution).await.unwrap();
+    let stopping = served.adapter.execution(PIPELINE, &execution).await.unwrap().unwrap().status;
+    let mut screen = Vec::new();
+    crate::governance::decide_prod(&served.ports, &served.accounts.config, served.accounts.package.group(), true, "fine", &mut screen).await.unwrap();
+    let reached = served.driver().resume(&execution).await.unwrap();
+
+    assert!(refused_with(&promotion_aws::classify("StopPipelineExecution", &again), "DuplicatedStopRequestException"));
+    assert_eq!((still_waiting, stopping), (Reached::WaitingForApproval, Status::Stopping));
+    assert_eq!(reached, Reached::Stopped);
+    assert_eq!(served.adapter.execution(PIPELINE, &execution).await.unwrap().unwrap().status, Status::Stopped);
+    assert!(served.prod_endpoint().is_none(), "DeployProd never started");
+    let runs = served.adapter.action_runs(PIPELINE, &execution).await.unwrap();
+    assert_eq!((runs[0].stage.as_str(), runs[0].status), ("ApproveProd", ActionRunStatus::Succeeded));
+}
+
+/// CodePipeline's job calls, refused as throttled: the function cannot answer its job.
+struct Unanswerable {
+    tries: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl PipelineJobs for Unanswerable {
+    async fn succeed(&self, _job_id: &str, _continuation: Option<&str>, _summary: &str) -> promotion_core::ports::PortResult<()> {
+        self.refuse()
+    }
+    async fn succeed_with_variables(&self, _job_id: &str, _summary: &str, _variables: &OutputVariables) -> promotion_core::ports::PortResult<()> {
+        self.refuse()
+    }
+    async fn fail(&self, _job_id: &str, _message: &str) -> promotion_core::ports::PortResult<()> {
+        self.refuse()
+    }
+}
+
+impl Unanswerable {
+    fn refuse(&self) -> promotion_core::ports::PortResult<()> {
+        self.tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(promotion_core::ports::PortError::new("PutJobSuccessResult", FailureKind::Retryable, "ThrottlingException: Rate exceeded"))
+    }
+}
+
+#[tokio::test]
+async fn a_job_the_function_cannot_answer_is_retried_as_lambda_does_then_times_out_and_fails_the_execution() {
+    let mut served = Served::new(0).await;
+    let jobs = Arc::new(Unanswerable { tries: Default::default() });
+    served.ports.jobs = jobs.clone();
+    let execution = served.adapter.start(PIPELINE, &served.accounts.package, "approval-event-3").await.unwrap();
+
+    let reached = served.driver().resume(&execution).await.unwrap();
+
+    assert_eq!(reached, Reached::Failed);
+    assert_eq!(jobs.tries.load(std::sync::atomic::Ordering::SeqCst), LAMBDA_ATTEMPTS, "one answer tried per invocation");
+    let runs = served.adapter.action_runs(PIPELINE, &execution).await.unwrap();
+    assert_eq!((runs.len(), runs[0].stage.as_str(), runs[0].status), (1, "DeployTest", ActionRunStatus::Failed));
+    let why = runs[0].summary.clone().unwrap_or_default();
+    assert!(why.contains("timed out") && why.contains("Retryable") && why.contains("Rate exceeded"), "{why}");
+    let state: Value = serde_json::from_slice(&std::fs::read(&served.state).unwrap()).unwrap();
+    let statuses: Vec<&Value> = state["jobs"].as_object().unwrap().values().map(|job| &job["status"]).collect();
+    assert_eq!(statuses, [&json!("TimedOut")], "one job, invoked three times");
+    assert_eq!(served.adapter.execution(PIPELINE, &execution).await.unwrap().unwrap().status, Status::Failed);
+}
