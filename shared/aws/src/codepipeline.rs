@@ -489,7 +489,10 @@ mod tests {
         let resolved = r#"{"stage":"test","model_package_arn":"arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/7","execution_id":"exec-1"}"#;
         let detail = move |stage: &str, status: ActionExecutionStatus, at: i64| {
             let input = ActionExecutionInput::builder()
-                .configuration("UserParameters", r##"{"stage":"test","model_package_arn":"#{variables.ModelPackageArn}","execution_id":"#{codepipeline.PipelineExecutionId}"}"##)
+                .configuration(
+                    "UserParameters",
+                    r##"{"stage":"test","model_package_arn":"#{variables.ModelPackageArn}","execution_id":"#{codepipeline.PipelineExecutionId}"}"##,
+                )
                 .resolved_configuration("UserParameters", resolved)
                 .build();
             ActionExecutionDetail::builder()
@@ -498,13 +501,19 @@ mod tests {
                 .action_name(stage)
                 .status(status)
                 .input(input)
-                .output(ActionExecutionOutput::builder().execution_result(ActionExecutionResult::builder().external_execution_summary(format!("{stage} done")).build()).build())
+                .output(
+                    ActionExecutionOutput::builder()
+                        .execution_result(ActionExecutionResult::builder().external_execution_summary(format!("{stage} done")).build())
+                        .build(),
+                )
                 .last_update_time(aws_smithy_types::DateTime::from_secs(at))
                 .build()
         };
         let asked = |token: Option<&'static str>| {
             move |r: &ListActionExecutionsInput| {
-                r.pipeline_name() == Some("model-promotion-deploy") && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("exec-1") && r.next_token() == token
+                r.pipeline_name() == Some("model-promotion-deploy")
+                    && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("exec-1")
+                    && r.next_token() == token
             }
         };
         let first = mock!(Client::list_action_executions).match_requests(asked(None)).then_output(move || {
@@ -515,9 +524,9 @@ mod tests {
                 .next_token("page-2")
                 .build()
         });
-        let second = mock!(Client::list_action_executions)
-            .match_requests(asked(Some("page-2")))
-            .then_output(move || ListActionExecutionsOutput::builder().action_execution_details(detail("DeployTest", ActionExecutionStatus::Succeeded, 1_700_000_000)).build());
+        let second = mock!(Client::list_action_executions).match_requests(asked(Some("page-2"))).then_output(move || {
+            ListActionExecutionsOutput::builder().action_execution_details(detail("DeployTest", ActionExecutionStatus::Succeeded, 1_700_000_000)).build()
+        });
         let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&first, &second]));
 
         let runs = pipeline.action_runs("model-promotion-deploy", "exec-1").await.unwrap();
