@@ -62,7 +62,12 @@ pub fn failed(exit: Exit, cause: impl Into<String>, hint: impl Into<String>) -> 
 
 /// An environment variable the command needs.
 pub fn env_var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty()).ok_or_else(|| failed(Exit::Config, format!("{name} is not set"), CONFIG_HINT))
+    std::env::var(name).ok().filter(|value| !value.is_empty()).ok_or_else(|| unset(name))
+}
+
+/// The variable `name` is missing from the environment.
+pub fn unset(name: &str) -> anyhow::Error {
+    failed(Exit::Config, format!("{name} is not set"), CONFIG_HINT)
 }
 
 const CONFIG_HINT: &str = "for the local AWS run `make local-up` and `source .local/env`; otherwise set it as README's configuration tables say";

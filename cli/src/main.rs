@@ -1,19 +1,18 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::exit::{self, Exit};
-use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
+use promote_cli::pipeline::{LocalCodePipeline, LocalPipeline, PipelineDefinition, PipelineWorld, Reached};
 use promote_cli::ui::{self, Output};
 use promote_cli::{governance, history, local, replay, status};
 use promotion_aws::dynamodb::DynamoLedger;
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_aws::sts::{RoleSessions, SourceRegistries};
-use promotion_aws::wiring::{deploy_from_env, load_sdk_config, promote_ports};
+use promotion_aws::wiring::{deploy_ports, load_sdk_config, promote_ports};
 use promotion_core::config::{PromoteConfig, DEFAULT_SOURCE_READ_ROLE};
 use promotion_core::deployment::start::StartOutcome;
 use promotion_core::deployment::{history as trail, rollback};
@@ -152,7 +151,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Reject(decision) => decide(decision, false).await,
         Command::Rollback { model, stage } => {
             let model: GroupName = model.parse()?;
-            let (ports, config) = deploy_context().await?;
+            let DeployContext { ports, config, local: _served } = deploy_context().await?;
             let waiting = ui::waiting(format!("rolling the {stage} endpoint of {model} back"));
             let restored = rollback::roll_back(&ports, &config, &model, stage).await.map_err(exit::failure)?;
             drop(waiting);
@@ -165,7 +164,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::History { model, .. } => {
             let model: GroupName = model.parse()?;
-            let (ports, _) = deploy_context().await?;
+            let DeployContext { ports, local: _served, .. } = deploy_context().await?;
             let entries = trail::history(ports.promotions.as_ref(), ports.audit.as_ref(), &model).await?;
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&entries)?),
@@ -236,18 +235,28 @@ async fn status_command(versions: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The deploy ports; with `PROMOTE_LOCAL_PIPELINE` set (by `make local-up`), the pipeline is the local driver's.
-async fn deploy_context() -> Result<(DeployPorts, DeployConfig)> {
-    let (mut ports, config) = deploy_from_env().await?;
-    if let Some(state) = std::env::var_os("PROMOTE_LOCAL_PIPELINE") {
-        ports.runs = Arc::new(LocalRuns::new(PathBuf::from(state)));
-        ports.jobs = Arc::new(LocalJobs);
-    }
-    Ok((ports, config))
+/// The deploy ports and their configuration, as the functions wire them from the environment.
+struct DeployContext {
+    ports: DeployPorts,
+    config: DeployConfig,
+    /// With `PROMOTE_LOCAL_PIPELINE` set (by `make local-up`), the local pipeline world in that
+    /// file: served while this lives, the ports' CodePipeline client pointed at it.
+    local: Option<LocalCodePipeline>,
 }
 
-fn local_runs() -> Result<LocalRuns> {
-    Ok(LocalRuns::new(PathBuf::from(exit::env_var("PROMOTE_LOCAL_PIPELINE")?)))
+async fn deploy_context() -> Result<DeployContext> {
+    let config = DeployConfig::from_env()?;
+    let sdk = load_sdk_config().await;
+    let mut ports = deploy_ports(&sdk, &config);
+    let local = match std::env::var_os("PROMOTE_LOCAL_PIPELINE").filter(|state| !state.is_empty()) {
+        Some(state) => {
+            let served = LocalCodePipeline::serve(PipelineWorld::open(PathBuf::from(state), definition()?)).await.context("serve the local pipeline")?;
+            served.wire(&mut ports, &sdk);
+            Some(served)
+        }
+        None => None,
+    };
+    Ok(DeployContext { ports, config, local })
 }
 
 fn definition() -> Result<PipelineDefinition> {
@@ -259,13 +268,13 @@ async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
         return Err(exit::failed(Exit::Usage, format!("the {} stage waits for no approval", decision.stage), "only prod does: --stage prod"));
     }
     let model: GroupName = decision.model.parse()?;
-    let (ports, config) = deploy_context().await?;
+    let DeployContext { ports, config, local } = deploy_context().await?;
     let full = ui::output() == Output::Wide;
     let answered = governance::decide_prod_shown(&ports, &config, (&model, approve, &decision.comment), &mut Screen::default(), full).await?;
-    if let Ok(runs) = local_runs() {
-        let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
-        let status = pipeline.resume(&answered.execution_id).await?;
-        return Ok(ended(&answered.execution_id, &status));
+    if let Some(local) = &local {
+        let pipeline = LocalPipeline { ports: &ports, config: &config, world: &local.world };
+        let reached = pipeline.resume(&answered.execution_id).await?;
+        return Ok(ended(&answered.execution_id, reached));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -289,14 +298,14 @@ impl std::io::Write for Screen {
 }
 
 /// The pipeline's last line, and the exit code a failed execution ends with.
-fn ended(execution_id: &str, status: &str) -> ExitCode {
-    let painted = match status {
-        "Succeeded" => ui::paint(ui::GOOD, status),
-        "Failed" => ui::paint(ui::BAD, status),
-        _ => ui::paint(ui::WARN, status),
+fn ended(execution_id: &str, reached: Reached) -> ExitCode {
+    let painted = match reached {
+        Reached::Succeeded => ui::paint(ui::GOOD, reached),
+        Reached::Failed => ui::paint(ui::BAD, reached),
+        Reached::Stopped | Reached::WaitingForApproval => ui::paint(ui::WARN, reached),
     };
     ui::say(format!("pipeline {execution_id}: {painted}"));
-    if status == "Failed" {
+    if reached == Reached::Failed {
         Exit::Refused.into()
     } else {
         ExitCode::SUCCESS
@@ -306,8 +315,8 @@ fn ended(execution_id: &str, status: &str) -> ExitCode {
 /// What an ML engineer's approval of the central version sets off, with the pipeline run locally.
 async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Result<ExitCode> {
     let package: ModelPackageArn = package.parse()?;
-    let (ports, config) = deploy_context().await?;
-    let runs = local_runs()?;
+    let DeployContext { ports, config, local } = deploy_context().await?;
+    let local = local.ok_or_else(|| exit::unset("PROMOTE_LOCAL_PIPELINE"))?;
     let central = ports.central_registry.describe_package(&package).await?;
     ports.central_registry.set_approval(&central, ApprovalStatus::Approved, "approved by the ML engineer (local demo)", &[]).await?;
     let mut context = Context::default();
@@ -321,14 +330,14 @@ async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Resu
     let (StartOutcome::Started { execution_id, .. } | StartOutcome::AlreadyStarted { execution_id, .. }) = started else {
         return Err(exit::failed(Exit::Refused, "the approval started no pipeline execution", "`promote history MODEL` shows why"));
     };
-    let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition()?.stages };
-    let mut status = pipeline.resume(&execution_id).await?;
-    if let (Some((approve, comment)), "WaitingForApproval") = (decision, status.as_str()) {
+    let pipeline = LocalPipeline { ports: &ports, config: &config, world: &local.world };
+    let mut reached = pipeline.resume(&execution_id).await?;
+    if let (Some((approve, comment)), Reached::WaitingForApproval) = (decision, reached) {
         let full = ui::output() == Output::Wide;
         governance::decide_prod_shown(&ports, &config, (package.group(), approve, &comment), &mut Screen::default(), full).await?;
-        status = pipeline.resume(&execution_id).await?;
+        reached = pipeline.resume(&execution_id).await?;
     }
-    Ok(ended(&execution_id, &status))
+    Ok(ended(&execution_id, reached))
 }
 
 /// Runs a function's handler in-process, as Lambda would, and says what it did.
@@ -348,7 +357,7 @@ async fn invoke(function: &str, path: &Path) -> Result<ExitCode> {
         let ports = promote_ports(&load_sdk_config().await, &config);
         answer(promote_model::handler(&ports, &config, event).await.map_err(failed))
     } else {
-        let (ports, config) = deploy_context().await?;
+        let DeployContext { ports, config, local: _served } = deploy_context().await?;
         match function {
             "start-deployment" => answer(start_deployment::handler(&ports, &config, event).await.map_err(failed)),
             "deploy-model" => answer(deploy_model::handler(&ports, &config, event).await.map_err(failed)),

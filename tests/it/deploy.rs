@@ -3,12 +3,14 @@
 //! approval calls, which the emulator lacks, are fakes or the local pipeline driver.
 
 use promotion_core::failure::Failure;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::{put_object, register_version};
+use promote_cli::pipeline::{LocalCodePipeline, LocalPipeline, PipelineDefinition, PipelineWorld, Reached};
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_core::deployment::start::StartOutcome;
 use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome};
@@ -361,11 +363,12 @@ async fn the_ledger_keeps_one_audit_entry_per_event_and_action_in_time_order() {
     assert_eq!(trail[1].detail, json!({ "delivery": 1 }), "the first write stays");
 }
 
-/// The local pipeline driver over moto, as `promote local pipeline` runs it.
+/// The local pipeline driver over moto, as `promote local pipeline` runs it: the functions talk to
+/// the local pipeline world over HTTP through the real CodePipeline adapter.
 struct LocalRun {
     pipeline: Pipeline,
     ports: DeployPorts,
-    runs: promote_cli::pipeline::LocalRuns,
+    local: LocalCodePipeline,
     state: std::path::PathBuf,
 }
 
@@ -373,22 +376,34 @@ impl LocalRun {
     async fn over(world: Arc<TestWorld>, dev_package: &ModelPackageArn) -> Self {
         let pipeline = Pipeline::over(world, dev_package).await;
         let state = std::env::temp_dir().join(format!("local-pipeline-{}.json", uuid::Uuid::new_v4()));
+        let definition = PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
+        let local = LocalCodePipeline::serve(PipelineWorld::open(&state, definition)).await.unwrap();
         let mut ports = pipeline.ports.clone();
-        ports.runs = Arc::new(promote_cli::pipeline::LocalRuns::new(state.clone()));
-        ports.jobs = Arc::new(promote_cli::pipeline::LocalJobs);
-        let runs = promote_cli::pipeline::LocalRuns::new(state.clone());
-        Self { pipeline, ports, runs, state }
+        local.wire(&mut ports, pipeline.world.central());
+        Self { pipeline, ports, local, state }
     }
 
-    fn driver(&self) -> promote_cli::pipeline::LocalPipeline<'_> {
-        let definition =
-            promote_cli::pipeline::PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
-        promote_cli::pipeline::LocalPipeline { ports: &self.ports, config: &self.pipeline.config, runs: &self.runs, stages: definition.stages }
+    fn driver(&self) -> LocalPipeline<'_> {
+        LocalPipeline { ports: &self.ports, config: &self.pipeline.config, world: &self.local.world }
+    }
+
+    /// What CodePipeline lists of the pipeline's action runs: `(stage, status, output variables)`, newest first.
+    async fn listed_runs(&self) -> Vec<(String, String, HashMap<String, String>)> {
+        let client = self.local.client(self.pipeline.world.central());
+        let listed = client.list_action_executions().pipeline_name(&self.pipeline.config.pipeline).send().await.unwrap();
+        listed
+            .action_execution_details()
+            .iter()
+            .map(|d| {
+                let outputs = d.output().and_then(|o| o.output_variables()).cloned().unwrap_or_default();
+                (d.stage_name().unwrap_or_default().to_owned(), d.status().map(|s| s.as_str().to_owned()).unwrap_or_default(), outputs)
+            })
+            .collect()
     }
 
     /// The central approval starts the pipeline, which runs with these endpoint replies until it
     /// stops: at the approval, or at the end.
-    async fn run_with_replies(&self, bodies: &[&str]) -> (String, String) {
+    async fn run_with_replies(&self, bodies: &[&str]) -> (String, Reached) {
         let _turn = REPLY_QUEUE.lock().await;
         self.pipeline.queue_endpoint_replies("333333333333", bodies).await;
         let approval = promote_cli::local::approval_event(&self.pipeline.central, "Approved");
@@ -425,12 +440,14 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
 
     let (execution_id, status) = local.run_with_replies(&["0.83", "0.12"]).await;
 
-    assert_eq!(status, "WaitingForApproval");
-    let state: Value = serde_json::from_slice(&std::fs::read(&local.state).unwrap()).unwrap();
-    let evidence = &state["executions"][&execution_id]["variables"];
-    assert!(evidence["TestModel.ReportKey"].as_str().unwrap().starts_with(&format!("reports/{group}/1/test-")), "the approval's link: {evidence}");
-    assert!(evidence["TestModel.ModelCardUrl"].as_str().unwrap().ends_with(&format!("#/model-cards/{group}-v1")), "{evidence}");
-    assert!(evidence["TestModel.TestSummary"].as_str().unwrap().starts_with("2/2 test cases passed"), "{evidence}");
+    assert_eq!(status, Reached::WaitingForApproval);
+    let runs = local.listed_runs().await;
+    let stages: Vec<(&str, &str)> = runs.iter().map(|(stage, status, _)| (stage.as_str(), status.as_str())).collect();
+    assert_eq!(stages, [("ApproveProd", "InProgress"), ("TestModel", "Succeeded"), ("DeployTest", "Succeeded")]);
+    let evidence = &runs[1].2;
+    assert!(evidence["ReportKey"].starts_with(&format!("reports/{group}/1/test-")), "the approval's link: {evidence:?}");
+    assert!(evidence["ModelCardUrl"].ends_with(&format!("#/model-cards/{group}-v1")), "{evidence:?}");
+    assert!(evidence["TestSummary"].starts_with("2/2 test cases passed"), "{evidence:?}");
     assert_eq!(local.endpoint("333333333333", "test").await, Some(("InService".into(), format!("promoted-{group}-v1-test"))));
     assert_eq!(local.endpoint("444444444444", "prod").await, None, "nothing reaches prod before the approval");
     let waiting = actions(&local.pipeline.trail().await);
@@ -446,7 +463,7 @@ async fn the_local_pipeline_stops_at_the_prod_approval_and_goes_to_prod_once_app
         .unwrap();
     let status = local.driver().resume(&execution_id).await.unwrap();
 
-    assert_eq!(status, "Succeeded");
+    assert_eq!(status, Reached::Succeeded);
     assert!(String::from_utf8(screen).unwrap().starts_with(&format!("tests of {} (execution {execution_id}): tests-passed", local.pipeline.central)));
     assert_eq!(local.endpoint("444444444444", "prod").await, Some(("InService".into(), format!("promoted-{group}-v1-prod"))));
     let record = local.ports.deployments.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
@@ -475,7 +492,7 @@ async fn the_local_pipeline_stops_when_the_tests_fail_and_leaves_no_test_endpoin
 
     let (_, status) = local.run_with_replies(&["error: model not loaded", "error: model not loaded"]).await;
 
-    assert_eq!(status, "Failed");
+    assert_eq!(status, Reached::Failed);
     assert_eq!(local.endpoint("333333333333", "test").await, None, "a first deployment that fails its tests is removed");
     assert_eq!(local.endpoint("444444444444", "prod").await, None);
     let (approval, reason) = local.central_status().await;

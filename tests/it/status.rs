@@ -1,10 +1,8 @@
 //! `promote status` after real deployments on the emulator: the test and prod columns name the
 //! version each endpoint serves, read from the endpoints themselves through the deploy roles.
 
-use std::sync::Arc;
-
 use lambda_runtime::{Context, LambdaEvent};
-use promote_cli::pipeline::{LocalJobs, LocalPipeline, LocalRuns, PipelineDefinition};
+use promote_cli::pipeline::{LocalCodePipeline, LocalPipeline, PipelineDefinition, PipelineWorld, Reached};
 use promote_cli::status::{self, Live};
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_core::deployment::start::StartOutcome;
@@ -17,8 +15,8 @@ use promotion_core::promotion::Outcome;
 use promotion_tests::TestWorld;
 use serde_json::{json, Value};
 
-/// The deploy ports over the emulator, with the CLI's local pipeline standing in for CodePipeline.
-fn deploy_context(world: &TestWorld, state: &std::path::Path) -> (DeployPorts, DeployConfig) {
+/// The deploy ports over the emulator, their CodePipeline client pointed at the local pipeline world.
+fn deploy_context(world: &TestWorld, local: &LocalCodePipeline) -> (DeployPorts, DeployConfig) {
     let settings = &world.world.config;
     let config = DeployConfig {
         central_account: settings.central_account.clone(),
@@ -30,20 +28,19 @@ fn deploy_context(world: &TestWorld, state: &std::path::Path) -> (DeployPorts, D
         approval_topic_arn: world.world.approval_topic_arn.clone(),
     };
     let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
-    ports.runs = Arc::new(LocalRuns::new(state.to_path_buf()));
-    ports.jobs = Arc::new(LocalJobs);
+    local.wire(&mut ports, world.central());
     (ports, config)
 }
 
 /// Promotes `dev`, approves its central version and runs the local pipeline with the test
 /// endpoint answering `replies`, through the prod approval; returns the central version and
 /// how the execution ended.
-async fn through_the_pipeline(world: &TestWorld, dev: &ModelPackageArn, replies: &[&str], state: &std::path::Path) -> (ModelPackageArn, String) {
+async fn through_the_pipeline(world: &TestWorld, dev: &ModelPackageArn, replies: &[&str], local: &LocalCodePipeline) -> (ModelPackageArn, Reached) {
     let Ok(Outcome::Promoted(summary)) = world.deliver(&world.decide(dev, true).await).await else { panic!("promotion failed") };
     let registry = SageMakerRegistry::new(world.sagemaker());
     let central = registry.describe_package(&summary.central_package).await.unwrap();
     registry.set_approval(&central, ApprovalStatus::Approved, "approved by the ML engineer", &[]).await.unwrap();
-    let (ports, config) = deploy_context(world, state);
+    let (ports, config) = deploy_context(world, local);
     let results: Vec<Value> = replies.iter().map(|body| json!({ "Body": body, "ContentType": "text/csv" })).collect();
     promote_cli::local::queue_endpoint_results(&world.world.endpoint, "333333333333", &results).await.unwrap();
     let mut context = Context::default();
@@ -51,11 +48,9 @@ async fn through_the_pipeline(world: &TestWorld, dev: &ModelPackageArn, replies:
     let approval = promote_cli::local::approval_event(&summary.central_package, "Approved");
     let started = start_deployment::handler(&ports, &config, LambdaEvent::new(approval, context)).await.unwrap();
     let StartOutcome::Started { execution_id, .. } = started else { panic!("{started:?}") };
-    let definition = PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
-    let runs = LocalRuns::new(state.to_path_buf());
-    let pipeline = LocalPipeline { ports: &ports, config: &config, runs: &runs, stages: definition.stages };
+    let pipeline = LocalPipeline { ports: &ports, config: &config, world: &local.world };
     let mut ended = pipeline.resume(&execution_id).await.unwrap();
-    if ended == "WaitingForApproval" {
+    if ended == Reached::WaitingForApproval {
         let mut screen = Vec::new();
         promote_cli::governance::decide_prod(&ports, &config, summary.central_package.group(), true, "risk review passed", &mut screen).await.unwrap();
         ended = pipeline.resume(&execution_id).await.unwrap();
@@ -67,14 +62,16 @@ async fn through_the_pipeline(world: &TestWorld, dev: &ModelPackageArn, replies:
 async fn status_names_the_version_each_endpoint_serves_after_real_deployments() {
     let world = TestWorld::new().await;
     let state = std::env::temp_dir().join(format!("status-pipeline-{}.json", uuid::Uuid::new_v4()));
-    let (churn, ended) = through_the_pipeline(&world, &world.world.dev_package, &["0.83", "0.12"], &state).await;
-    assert_eq!(ended, "Succeeded");
+    let definition = PipelineDefinition::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
+    let local = LocalCodePipeline::serve(PipelineWorld::open(&state, definition)).await.unwrap();
+    let (churn, ended) = through_the_pipeline(&world, &world.world.dev_package, &["0.83", "0.12"], &local).await;
+    assert_eq!(ended, Reached::Succeeded);
     // The second model's tests fail: its new test endpoint is deleted, the version rejected.
-    let (fraud, ended) = through_the_pipeline(&world, &world.world.second_dev_package, &["error: model not loaded", "error"], &state).await;
-    assert_eq!(ended, "Failed");
+    let (fraud, ended) = through_the_pipeline(&world, &world.world.second_dev_package, &["error: model not loaded", "error"], &local).await;
+    assert_eq!(ended, Reached::Failed);
     std::fs::remove_file(&state).ok();
 
-    let (ports, config) = deploy_context(&world, &state);
+    let (ports, config) = deploy_context(&world, &local);
     let central = SageMakerRegistry::new(world.sagemaker());
     let live = Live {
         ledger: world.ledger.as_ref(),

@@ -431,6 +431,156 @@ mod tests {
         assert_eq!(not_yet, None);
     }
 
+    #[tokio::test]
+    async fn an_execution_reports_its_status_and_version_and_an_unknown_one_is_none() {
+        use aws_sdk_codepipeline::operation::get_pipeline_execution::{GetPipelineExecutionError, GetPipelineExecutionOutput};
+        use aws_sdk_codepipeline::types::error::PipelineExecutionNotFoundException;
+        use aws_sdk_codepipeline::types::{PipelineExecution, ResolvedPipelineVariable};
+        let statuses = [
+            (PipelineExecutionStatus::InProgress, ExecutionStatus::InProgress),
+            (PipelineExecutionStatus::Stopping, ExecutionStatus::Stopping),
+            (PipelineExecutionStatus::Stopped, ExecutionStatus::Stopped),
+            (PipelineExecutionStatus::Succeeded, ExecutionStatus::Succeeded),
+            (PipelineExecutionStatus::Superseded, ExecutionStatus::Superseded),
+            (PipelineExecutionStatus::Failed, ExecutionStatus::Failed),
+            (PipelineExecutionStatus::Cancelled, ExecutionStatus::Cancelled),
+            (PipelineExecutionStatus::from("Paused"), ExecutionStatus::Other("Paused".into())),
+        ];
+        let answered: Vec<_> = statuses
+            .iter()
+            .map(|(status, _)| {
+                let status = status.clone();
+                mock!(Client::get_pipeline_execution)
+                    .match_requests(|r| r.pipeline_name() == Some("model-promotion-deploy") && r.pipeline_execution_id() == Some("exec-1"))
+                    .then_output(move || {
+                        let variable = ResolvedPipelineVariable::builder().name(PACKAGE_VARIABLE).resolved_value(PACKAGE).build();
+                        let execution = PipelineExecution::builder().pipeline_execution_id("exec-1").status(status.clone()).variables(variable).build();
+                        GetPipelineExecutionOutput::builder().pipeline_execution(execution).build()
+                    })
+            })
+            .collect();
+        let unknown = mock!(Client::get_pipeline_execution).match_requests(|r| r.pipeline_execution_id() == Some("exec-9")).then_error(|| {
+            GetPipelineExecutionError::PipelineExecutionNotFoundException(
+                PipelineExecutionNotFoundException::builder()
+                    .message("Pipeline execution exec-9 not found")
+                    .meta(aws_sdk_codepipeline::error::ErrorMetadata::builder().code("PipelineExecutionNotFoundException").build())
+                    .build(),
+            )
+        });
+        let rules: Vec<_> = answered.iter().chain([&unknown]).collect();
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, rules));
+
+        let mut seen = Vec::new();
+        for _ in &statuses {
+            seen.push(pipeline.execution("model-promotion-deploy", "exec-1").await.unwrap().unwrap());
+        }
+        let none = pipeline.execution("model-promotion-deploy", "exec-9").await.unwrap();
+
+        let expected: Vec<_> = statuses.iter().map(|(_, status)| ExecutionView { status: status.clone(), package: Some(PACKAGE.parse().unwrap()) }).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(none, None, "an execution CodePipeline does not know");
+        assert_eq!(unknown.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn action_runs_read_every_page_of_one_execution_with_the_resolved_user_parameters() {
+        use aws_sdk_codepipeline::operation::list_action_executions::{ListActionExecutionsInput, ListActionExecutionsOutput};
+        use aws_sdk_codepipeline::types::{ActionExecutionDetail, ActionExecutionInput, ActionExecutionOutput, ActionExecutionResult};
+        let resolved = r#"{"stage":"test","model_package_arn":"arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/7","execution_id":"exec-1"}"#;
+        let detail = move |stage: &str, status: ActionExecutionStatus, at: i64| {
+            let input = ActionExecutionInput::builder()
+                .configuration(
+                    "UserParameters",
+                    r##"{"stage":"test","model_package_arn":"#{variables.ModelPackageArn}","execution_id":"#{codepipeline.PipelineExecutionId}"}"##,
+                )
+                .resolved_configuration("UserParameters", resolved)
+                .build();
+            ActionExecutionDetail::builder()
+                .pipeline_execution_id("exec-1")
+                .stage_name(stage)
+                .action_name(stage)
+                .status(status)
+                .input(input)
+                .output(
+                    ActionExecutionOutput::builder()
+                        .execution_result(ActionExecutionResult::builder().external_execution_summary(format!("{stage} done")).build())
+                        .build(),
+                )
+                .last_update_time(aws_smithy_types::DateTime::from_secs(at))
+                .build()
+        };
+        let asked = |token: Option<&'static str>| {
+            move |r: &ListActionExecutionsInput| {
+                r.pipeline_name() == Some("model-promotion-deploy")
+                    && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("exec-1")
+                    && r.next_token() == token
+            }
+        };
+        let first = mock!(Client::list_action_executions).match_requests(asked(None)).then_output(move || {
+            ListActionExecutionsOutput::builder()
+                .action_execution_details(detail("TestModel", ActionExecutionStatus::InProgress, 1_700_000_060))
+                // No status: not a run a gate can rely on.
+                .action_execution_details(ActionExecutionDetail::builder().stage_name("Source").action_name("Source").build())
+                .next_token("page-2")
+                .build()
+        });
+        let second = mock!(Client::list_action_executions).match_requests(asked(Some("page-2"))).then_output(move || {
+            ListActionExecutionsOutput::builder().action_execution_details(detail("DeployTest", ActionExecutionStatus::Succeeded, 1_700_000_000)).build()
+        });
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&first, &second]));
+
+        let runs = pipeline.action_runs("model-promotion-deploy", "exec-1").await.unwrap();
+
+        let run = |stage: &str, status, at| ActionRun {
+            stage: stage.into(),
+            action: stage.into(),
+            status,
+            user_parameters: Some(resolved.into()),
+            updated_by: None,
+            summary: Some(format!("{stage} done")),
+            last_update: chrono::DateTime::from_timestamp(at, 0),
+        };
+        assert_eq!(runs, [run("TestModel", ActionRunStatus::InProgress, 1_700_000_060), run("DeployTest", ActionRunStatus::Succeeded, 1_700_000_000)]);
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stop_abandons_with_a_clipped_reason_and_an_execution_no_longer_running_counts_as_stopped() {
+        use aws_sdk_codepipeline::operation::stop_pipeline_execution::{StopPipelineExecutionError, StopPipelineExecutionOutput};
+        use aws_sdk_codepipeline::types::error::{DuplicatedStopRequestException, PipelineExecutionNotStoppableException};
+        let reason = format!("revoked in dev: {}", "r".repeat(300));
+        let expected = reason[..200].to_owned();
+        let stopped = mock!(Client::stop_pipeline_execution)
+            .match_requests(move |r| {
+                r.pipeline_name() == Some("model-promotion-deploy")
+                    && r.pipeline_execution_id() == Some("exec-1")
+                    && r.abandon() == Some(true)
+                    && r.reason() == Some(expected.as_str())
+            })
+            .then_output(|| StopPipelineExecutionOutput::builder().pipeline_execution_id("exec-1").build());
+        let meta = |code: &str| aws_sdk_codepipeline::error::ErrorMetadata::builder().code(code).build();
+        let not_stoppable = mock!(Client::stop_pipeline_execution).then_error(move || {
+            StopPipelineExecutionError::PipelineExecutionNotStoppableException(
+                PipelineExecutionNotStoppableException::builder()
+                    .message("Unable to stop the pipeline execution: it is no longer in progress")
+                    .meta(meta("PipelineExecutionNotStoppableException"))
+                    .build(),
+            )
+        });
+        let duplicated = mock!(Client::stop_pipeline_execution).then_error(move || {
+            StopPipelineExecutionError::DuplicatedStopRequestException(
+                DuplicatedStopRequestException::builder().message("already stopping").meta(meta("DuplicatedStopRequestException")).build(),
+            )
+        });
+        let pipeline = CodePipeline::new(mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, [&stopped, &not_stoppable, &duplicated]));
+
+        pipeline.stop("model-promotion-deploy", "exec-1", &reason).await.unwrap();
+        pipeline.stop("model-promotion-deploy", "exec-1", &reason).await.unwrap();
+        pipeline.stop("model-promotion-deploy", "exec-1", &reason).await.unwrap();
+
+        assert_eq!([stopped.num_calls(), not_stoppable.num_calls(), duplicated.num_calls()], [1, 1, 1]);
+    }
+
     #[test]
     fn request_tokens_keep_only_what_codepipeline_admits() {
         assert_eq!(request_token("844e2571-85d4_695f:b930"), "844e2571-85d4695fb930");
