@@ -17,8 +17,11 @@ use promotion_core::deployment::{DeployConfig, DeployPorts, JobOutcome};
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState};
-use promotion_core::fakes::{stage_config_json, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
-use promotion_core::ports::{ActionRun, ApprovalResult, DeploymentRecords, ExecutionView, ModelRegistry, PendingApproval, PipelineRuns, PortResult};
+use promotion_core::domain::pipeline::PipelineStage;
+use promotion_core::fakes::{job_parameters, stage_config_json, world_execution, DeployWorld, FakeJobs, FakeRuns, JobAnswer};
+use promotion_core::ports::{
+    ActionRun, ActionRunStatus, ApprovalResult, DeploymentRecords, ExecutionView, ModelRegistry, PendingApproval, PipelineRuns, PortResult,
+};
 use promotion_core::promotion::Outcome;
 use promotion_tests::chaos::{Chaos, Fault};
 use promotion_tests::TestWorld;
@@ -75,7 +78,7 @@ fn job(id: &str, stage: Stage, package: &ModelPackageArn, continuation: Option<&
     let mut event: Value = serde_json::from_str(include_str!("../../events/codepipeline-job-deploy-test.json")).unwrap();
     let job = &mut event["CodePipeline.job"];
     job["id"] = id.into();
-    job["data"]["actionConfiguration"]["configuration"]["UserParameters"] = json!({ "stage": stage, "model_package_arn": package }).to_string().into();
+    job["data"]["actionConfiguration"]["configuration"]["UserParameters"] = job_parameters(stage, package, &world_execution(package)).into();
     if let Some(token) = continuation {
         job["data"]["continuationToken"] = token.into();
     }
@@ -120,7 +123,13 @@ impl Pipeline {
         answer
     }
 
+    /// CodePipeline (the fake one these tests drive) runs the version's execution at `stage`.
+    fn at(&self, stage: PipelineStage) {
+        self.runs.run_at(&world_execution(&self.central), &self.central, stage);
+    }
+
     async fn deploy_with(&self, ports: &DeployPorts, stage: Stage) -> (JobAnswer, Vec<String>) {
+        self.at(if stage == Stage::Prod { PipelineStage::DeployProd } else { PipelineStage::DeployTest });
         run_action(ports, &self.config, &self.jobs, |id, continuation| job(id, stage, &self.central, continuation)).await
     }
 
@@ -128,6 +137,7 @@ impl Pipeline {
     async fn test_with_replies(&self, bodies: &[&str]) -> JobOutcome {
         let _turn = REPLY_QUEUE.lock().await;
         self.queue_endpoint_replies("333333333333", bodies).await;
+        self.at(PipelineStage::TestModel);
         let event = LambdaEvent::new(job(&self.test_job, Stage::Test, &self.central, None), Context::default());
         test_model::handler(&self.ports, &self.config, event).await.unwrap()
     }
@@ -200,6 +210,8 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     assert!(inbox[0].contains(&report_key) && inbox[0].contains(&format!("#/model-cards/{group}")), "{}", inbox[0]);
 
     // The pipeline waits at ApproveProd; the governance officer answers as `promote approve` does.
+    assert_eq!(execution_id, &world_execution(&pipeline.central), "the fake pipeline's first execution");
+    pipeline.at(PipelineStage::ApproveProd);
     *pipeline.runs.pending.lock().unwrap() = Some(PendingApproval { token: "approval-token".into(), execution_id: Some(execution_id.clone()) });
     pipeline.outcome("codepipeline-approval-started.json", execution_id).await;
     assert_eq!(pipeline.card_status().await, "PendingReview");
@@ -210,8 +222,7 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     assert_eq!(pipeline.runs.answers.lock().unwrap().as_slice(), [("approval-token".to_owned(), true, "risk review passed".to_owned())]);
     // What CodePipeline's ListActionExecutions reports afterwards (moto has no approvals).
     let officer = "arn:aws:sts::222222222222:assumed-role/Governance/alice";
-    let answered = ApprovalResult { approved: true, by: Some(officer.into()), comment: Some("risk review passed".into()) };
-    pipeline.runs.approval_results.lock().unwrap().insert(execution_id.clone(), answered);
+    pipeline.runs.decide_approval(execution_id, true, Some(officer), Some("risk review passed"));
     pipeline.outcome("codepipeline-approval-succeeded.json", execution_id).await;
 
     let to_prod = pipeline.deploy(Stage::Prod).await;
@@ -223,6 +234,7 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     let variant = &prod_config.production_variants()[0];
     assert_eq!((variant.instance_type().map(|t| t.as_str()), variant.initial_instance_count()), (Some("ml.m5.xlarge"), Some(2)));
 
+    pipeline.runs.report(execution_id, "DeployProd", "DeployProd", ActionRunStatus::Succeeded, None);
     pipeline.outcome("codepipeline-deploy-prod-succeeded.json", execution_id).await;
 
     let record = pipeline.ports.deployments.deployment(Stage::Prod, &format!("promoted-{group}-prod")).await.unwrap().unwrap();
@@ -674,6 +686,8 @@ async fn prod_runs_version_one() -> (DeployWorld, ModelPackageArn) {
     let mut package = world.central.packages.lock().unwrap()[first.as_str()].clone();
     package.arn = second.clone();
     world.central.add(package);
+    world.promoted(&"arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/4".parse().unwrap(), &second);
+    world.pipeline_at(&second, PipelineStage::DeployProd);
     let endpoint = format!("promoted-{}-prod", first.group());
     let running = format!("promoted-{}-v1-prod", first.group());
     world.prod.create_endpoint_for_test(&endpoint, &running);

@@ -21,6 +21,7 @@ pub use events::FakePublisher;
 pub use ledger::FakeLedger;
 pub use logs::CapturedLogs;
 pub use notifier::FakeNotifier;
+pub use pipeline::job_parameters;
 pub use pipeline::{FakeJobs, FakeRuns, JobAnswer};
 pub use registry::{FakeRegistry, FakeSessions};
 pub use store::{BeforeCopy, FakeStore, HookedStore};

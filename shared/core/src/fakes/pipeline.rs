@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::domain::deploy::OutputVariables;
 use crate::domain::ids::ModelPackageArn;
-use crate::domain::pipeline::APPROVAL_ACTION;
+use crate::domain::ids::Stage;
+use crate::domain::pipeline::{PipelineStage, APPROVAL_ACTION};
 use crate::ports::{
     ActionRun, ActionRunStatus, ApprovalResult, ExecutionStatus, ExecutionView, FailureKind, PendingApproval, PipelineJobs, PipelineRuns, PortError, PortResult,
 };
@@ -72,7 +73,25 @@ pub struct FakeRuns {
     pub stopped: Mutex<BTreeMap<String, String>>,
 }
 
+/// The `UserParameters` CodePipeline resolves for a deploy-model or test-model job of `execution_id`.
+pub fn job_parameters(stage: Stage, package: &ModelPackageArn, execution_id: &str) -> String {
+    serde_json::json!({ "stage": stage, "model_package_arn": package, "execution_id": execution_id }).to_string()
+}
+
 impl FakeRuns {
+    /// CodePipeline runs `execution_id` for `package` and has reached `stage`: the stages before it
+    /// passed, and its action runs now with the parameters CodePipeline resolves for its job.
+    pub fn run_at(&self, execution_id: &str, package: &ModelPackageArn, stage: PipelineStage) {
+        self.executions.lock().unwrap().insert(execution_id.to_owned(), (package.clone(), format!("token-{execution_id}")));
+        self.action_runs.lock().unwrap().remove(execution_id);
+        for earlier in PipelineStage::ALL.into_iter().take_while(|s| *s != stage) {
+            self.report(execution_id, earlier.as_str(), earlier.as_str(), ActionRunStatus::Succeeded, None);
+        }
+        let deploys_to = if stage == PipelineStage::DeployProd { Stage::Prod } else { Stage::Test };
+        let parameters = (stage != PipelineStage::ApproveProd).then(|| job_parameters(deploys_to, package, execution_id));
+        self.report(execution_id, stage.as_str(), stage.as_str(), ActionRunStatus::InProgress, parameters.as_deref());
+    }
+
     /// A person answers the prod approval of an execution: its run ends, as ListActionExecutions
     /// then reports it.
     pub fn decide_approval(&self, execution_id: &str, approved: bool, by: Option<&str>, comment: Option<&str>) {

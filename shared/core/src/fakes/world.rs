@@ -12,7 +12,6 @@ use crate::domain::ids::{ModelPackageArn, S3Uri, Stage};
 use crate::domain::ledger::{PromotionRecord, PromotionState, TestRecord};
 use crate::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
 use crate::domain::pipeline::PipelineStage;
-use crate::ports::ActionRunStatus;
 
 use super::ledger::test_key;
 use super::{FakeCards, FakeEndpoints, FakeJobs, FakeLedger, FakeNotifier, FakeRegistry, FakeRuns, FakeStageSessions, FakeStore, JobAnswer};
@@ -121,13 +120,7 @@ impl DeployWorld {
     /// DeployProd, test-model has recorded a pass of the promoted release in that execution.
     pub fn pipeline_at(&self, package: &ModelPackageArn, stage: PipelineStage) {
         let execution = world_execution(package);
-        self.runs.executions.lock().unwrap().insert(execution.clone(), (package.clone(), format!("token-{execution}")));
-        self.runs.action_runs.lock().unwrap().remove(&execution);
-        for earlier in PipelineStage::ALL.into_iter().take_while(|s| *s != stage) {
-            self.runs.report(&execution, earlier.as_str(), earlier.as_str(), ActionRunStatus::Succeeded, None);
-        }
-        let deploys_to = if stage == PipelineStage::DeployProd { Stage::Prod } else { Stage::Test };
-        self.runs.report(&execution, stage.as_str(), stage.as_str(), ActionRunStatus::InProgress, Some(&world_job_parameters(deploys_to, package)));
+        self.runs.run_at(&execution, package, stage);
         if stage == PipelineStage::DeployProd {
             let fingerprint =
                 self.ledger.promoted_from.lock().unwrap().get(package.as_str()).and_then(|source| self.ledger.record(source)).and_then(|r| r.fingerprint);
@@ -174,7 +167,7 @@ pub fn world_execution(package: &ModelPackageArn) -> String {
 
 /// The `UserParameters` CodePipeline resolves for the world's jobs deploying `package` to `stage`.
 pub fn world_job_parameters(stage: Stage, package: &ModelPackageArn) -> String {
-    serde_json::json!({ "stage": stage, "model_package_arn": package, "execution_id": world_execution(package) }).to_string()
+    super::pipeline::job_parameters(stage, package, &world_execution(package))
 }
 
 /// Test and prod as the local demo configures them.
