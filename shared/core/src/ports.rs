@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::audit::AuditEntry;
+use crate::domain::chain::{StoredChain, UnreadableEntry};
 use crate::domain::copy::{ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
@@ -156,14 +157,35 @@ pub trait TestRecords: Send + Sync {
     async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>>;
 }
 
-/// The audit trail of every package version, only ever appended.
+/// The audit trail of every package version, only ever appended, one hash chain per model
+/// (`domain::chain`).
 #[async_trait]
 pub trait AuditTrail: Send + Sync {
     /// Idempotent: an entry is identified by its package, event id and action, and a second
-    /// write of those is dropped whatever its time (a redelivered job repeats no entry).
+    /// write of those is dropped whatever its time (a redelivered job repeats no entry). The
+    /// entry is chained to its model's newest entry, exactly once, however many write at once.
     async fn append(&self, entry: &AuditEntry) -> PortResult<()>;
     /// The audit trail of a package version (source or central), oldest first.
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>>;
+    /// The models that have a chain.
+    async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
+        Err(keeps_no_chain())
+    }
+    /// One model's chain as stored, for verification: nothing is checked here.
+    async fn chain(&self, _model: &GroupName) -> PortResult<StoredChain> {
+        Err(keeps_no_chain())
+    }
+}
+
+impl From<UnreadableEntry> for PortError {
+    fn from(error: UnreadableEntry) -> Self {
+        PortError::new("AuditChain", FailureKind::Terminal, error.to_string())
+    }
+}
+
+/// A trail that keeps no chain (a test double of another kind) has none to show.
+fn keeps_no_chain() -> PortError {
+    PortError::new("AuditChain", FailureKind::Terminal, "this audit trail keeps no hash chain")
 }
 
 /// What each stage's endpoint runs, and ran before.

@@ -1,19 +1,15 @@
-//! A model's audit trail, for the CLI's `history`.
+//! A model's audit trail, for the CLI's `history` and operators' rollbacks.
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::GroupName;
-use crate::ports::{AuditTrail, PortResult, PromotionLedger};
+use crate::ports::{AuditTrail, PortError, PortResult};
 
-/// The ordered audit trail of every version of `model` (a central group), dev and central. Only a
-/// ledger call can fail: a `PortError` is this operation's error.
-pub async fn history(promotions: &dyn PromotionLedger, trail: &dyn AuditTrail, model: &GroupName) -> PortResult<Vec<AuditEntry>> {
-    let mut entries = Vec::new();
-    for record in promotions.promotions().await?.into_iter().filter(|r| r.central_group.as_ref() == Some(model)) {
-        entries.extend(trail.history(&record.source).await?);
-        if let Some(central) = &record.central_package {
-            entries.extend(trail.history(central).await?);
-        }
-    }
+/// The audit trail of every version of `model` (a central group), dev and central: its chain, in
+/// time order. Entries of one millisecond (the time's stored precision) keep their chain order.
+/// Only the read can fail: a `PortError` is this operation's error.
+pub async fn history(trail: &dyn AuditTrail, model: &GroupName) -> PortResult<Vec<AuditEntry>> {
+    let chain = trail.chain(model).await?;
+    let mut entries = chain.links.iter().map(|link| link.entry().map_err(PortError::from)).collect::<PortResult<Vec<_>>>()?;
     entries.sort_by_key(|e| e.at);
     Ok(entries)
 }

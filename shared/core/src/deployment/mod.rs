@@ -4,6 +4,7 @@
 //! one job entry (`job`). Each operation has its own error type.
 
 pub mod approval;
+pub mod audit;
 pub mod card;
 pub mod deploy;
 pub mod endpoint;

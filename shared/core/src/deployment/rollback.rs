@@ -114,7 +114,7 @@ async fn rollback_target(
     endpoint: &str,
     current: &ModelPackageArn,
 ) -> Result<ModelPackageArn, RollbackError> {
-    let trail = history(ports.promotions.as_ref(), ports.audit.as_ref(), model).await?;
+    let trail = history(ports.audit.as_ref(), model).await?;
     let mut considered = HashSet::new();
     let mut passed_over = Vec::new();
     for version in versions_in_service(&trail, stage, endpoint).into_iter().rev() {

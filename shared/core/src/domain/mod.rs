@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod card;
+pub mod chain;
 pub mod copy;
 pub mod deploy;
 pub mod event;

@@ -1,4 +1,6 @@
-//! The ledger table in its four roles, with the rules DynamoDB's conditions state.
+//! The ledger table in its four roles, and the audit table with one hash chain per model, with
+//! the rules DynamoDB's conditions state; each write is atomic under the locks (taken in the
+//! order records, audit, chains).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -6,7 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
-use crate::domain::ids::{ModelPackageArn, Stage};
+use crate::domain::chain::{chain_model, Head, Link, Recorded, StoredChain};
+use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, Stage};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 use crate::promotion::policy::{claim_granted, decision_supersedes};
@@ -14,10 +17,14 @@ use crate::promotion::policy::{claim_granted, decision_supersedes};
 /// A start claim's lease and, once started, its execution.
 pub type StartEntry = (chrono::DateTime<chrono::Utc>, Option<String>);
 
-#[derive(Default)]
 pub struct FakeLedger {
     pub records: Mutex<HashMap<String, PromotionRecord>>,
+    /// Every entry appended, by its identity (package, event id, action): what a redelivery finds.
     pub audit: Mutex<BTreeMap<String, AuditEntry>>,
+    /// The audit table: each model's chain, as a test may tamper with it.
+    pub chains: Mutex<FakeChains>,
+    /// Tells a central version (its group is its model) from a dev version.
+    pub central_account: AccountId,
     pub deployments: Mutex<HashMap<String, DeploymentRecord>>,
     pub starts: Mutex<HashMap<String, StartEntry>>,
     /// How many times a claim's lease was renewed.
@@ -25,6 +32,40 @@ pub struct FakeLedger {
     /// The source version of each central version promoted, as the finished record names it.
     pub promoted_from: Mutex<HashMap<String, ModelPackageArn>>,
     pub tests: Mutex<HashMap<String, TestRecord>>,
+}
+
+impl Default for FakeLedger {
+    /// The central account of the fakes' worlds.
+    fn default() -> Self {
+        Self {
+            records: Mutex::default(),
+            audit: Mutex::default(),
+            chains: Mutex::default(),
+            central_account: "222222222222".parse().expect("an account id"),
+            deployments: Mutex::default(),
+            starts: Mutex::default(),
+            renewals: Mutex::default(),
+            promoted_from: Mutex::default(),
+            tests: Mutex::default(),
+        }
+    }
+}
+
+/// Each model's entries by position, and its head.
+#[derive(Debug, Default)]
+pub struct FakeChains {
+    pub links: BTreeMap<String, BTreeMap<u64, Link>>,
+    pub heads: BTreeMap<String, Head>,
+}
+
+impl FakeChains {
+    /// Chains the entry to its model's head.
+    fn extend(&mut self, model: &GroupName, entry: &AuditEntry) {
+        let head = self.heads.get(model.as_str()).cloned().unwrap_or_else(Head::genesis);
+        let (link, next) = head.next(model, Recorded::of(entry));
+        self.links.entry(model.to_string()).or_default().insert(link.position, link);
+        self.heads.insert(model.to_string(), next);
+    }
 }
 
 pub(crate) fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> String {
@@ -99,6 +140,7 @@ impl PromotionLedger for FakeLedger {
             return Err(PortError::new("TransactWriteItems", FailureKind::Retryable, "claim lost"));
         }
         records.insert(record.source.to_string(), record.clone());
+        self.chains.lock().unwrap().extend(&chain_model(&entry.source, &self.central_account), entry);
         audit.insert(key, entry.clone());
         if let Some(central) = &record.central_package {
             self.promoted_from.lock().unwrap().insert(central.to_string(), record.source.clone());
@@ -146,14 +188,37 @@ impl PromotionLedger for FakeLedger {
 #[async_trait]
 impl AuditTrail for FakeLedger {
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        self.audit.lock().unwrap().entry(audit_key(entry)).or_insert_with(|| entry.clone());
+        let mut audit = self.audit.lock().unwrap();
+        if let std::collections::btree_map::Entry::Vacant(vacant) = audit.entry(audit_key(entry)) {
+            self.chains.lock().unwrap().extend(&chain_model(&entry.source, &self.central_account), entry);
+            vacant.insert(entry.clone());
+        }
         Ok(())
     }
 
+    /// Read from the chain, as the audit table's adapter reads it.
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
-        let mut entries: Vec<AuditEntry> = self.audit.lock().unwrap().values().filter(|e| &e.source == package).cloned().collect();
+        let model = chain_model(package, &self.central_account);
+        let chains = self.chains.lock().unwrap();
+        let links = chains.links.get(model.as_str()).into_iter().flat_map(|links| links.values());
+        let mut entries =
+            links.filter(|link| link.recorded.package == package.as_str()).map(|link| link.entry().map_err(PortError::from)).collect::<PortResult<Vec<_>>>()?;
         entries.sort_by_key(|e| e.at);
         Ok(entries)
+    }
+
+    async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
+        let chains = self.chains.lock().unwrap();
+        let models: std::collections::BTreeSet<&String> = chains.heads.keys().chain(chains.links.keys()).collect();
+        Ok(models.into_iter().filter_map(|model| model.parse().ok()).collect())
+    }
+
+    async fn chain(&self, model: &GroupName) -> PortResult<StoredChain> {
+        let chains = self.chains.lock().unwrap();
+        Ok(StoredChain {
+            links: chains.links.get(model.as_str()).map(|links| links.values().cloned().collect()).unwrap_or_default(),
+            head: chains.heads.get(model.as_str()).cloned(),
+        })
     }
 }
 
@@ -194,4 +259,101 @@ impl StartClaims for FakeLedger {
 /// An audit entry's identity: its package, event and action, as the DynamoDB sort key has it.
 fn audit_key(entry: &AuditEntry) -> String {
     format!("{}#{}#{}", entry.source, entry.event_id, entry.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::audit::AuditAction;
+    use crate::domain::chain::verify;
+    use crate::domain::ledger::PromotionState;
+
+    const DEV: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn/3";
+    const CENTRAL: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/1";
+
+    fn model() -> GroupName {
+        "churn-111111111111".parse().unwrap()
+    }
+
+    fn entry(package: &str, event: &str, action: AuditAction) -> AuditEntry {
+        AuditEntry::now(&package.parse().unwrap(), event, action, json!({ "event": event }))
+    }
+
+    async fn verified(ledger: &FakeLedger) -> u64 {
+        let chain = ledger.chain(&model()).await.unwrap();
+        verify(&model(), &chain.links, chain.head.as_ref()).expect("the chain verifies").entries
+    }
+
+    #[tokio::test]
+    async fn the_dev_and_central_entries_of_a_model_are_one_chain_and_a_redelivery_is_chained_once() {
+        let ledger = FakeLedger::default();
+        ledger.append(&entry(DEV, "e-1", AuditAction::RejectedInDev)).await.unwrap();
+        ledger.append(&entry(CENTRAL, "job-1", AuditAction::DeployStarted)).await.unwrap();
+        ledger.append(&entry(CENTRAL, "job-1", AuditAction::DeployStarted)).await.unwrap();
+        ledger.append(&entry(CENTRAL, "job-1", AuditAction::Deployed)).await.unwrap();
+
+        assert_eq!(verified(&ledger).await, 3);
+        let chain = ledger.chain(&model()).await.unwrap();
+        let recorded: Vec<(u64, &str, &str)> = chain.links.iter().map(|l| (l.seq, l.recorded.package.as_str(), l.recorded.action.as_str())).collect();
+        assert_eq!(recorded, [(1, DEV, "RejectedInDev"), (2, CENTRAL, "deploy-started"), (3, CENTRAL, "deployed")]);
+        assert_eq!(ledger.chained_models().await.unwrap(), [model()]);
+        let history = ledger.history(&CENTRAL.parse().unwrap()).await.unwrap();
+        assert_eq!(history.iter().map(|e| e.action.to_string()).collect::<Vec<_>>(), ["deploy-started", "deployed"]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_to_one_chain_are_each_chained_exactly_once_without_a_gap() {
+        let ledger = Arc::new(FakeLedger::default());
+        let writes = (0..40).map(|i| {
+            let ledger = ledger.clone();
+            // Every entry twice: a redelivery racing its first delivery.
+            tokio::spawn(async move { ledger.append(&entry(CENTRAL, &format!("job-{}", i % 20), AuditAction::DeployStarted)).await })
+        });
+        for write in futures::future::join_all(writes).await {
+            write.unwrap().unwrap();
+        }
+        assert_eq!(verified(&ledger).await, 20);
+    }
+
+    #[tokio::test]
+    async fn finish_chains_its_entry_with_the_record_or_neither() {
+        let ledger = FakeLedger::default();
+        let source: ModelPackageArn = DEV.parse().unwrap();
+        let claim = crate::domain::ledger::Claim {
+            source: source.clone(),
+            event_id: "e-1".into(),
+            event_time: chrono::Utc::now(),
+            owner: "me".into(),
+            lease_until: chrono::Utc::now() + chrono::Duration::minutes(5),
+            now: chrono::Utc::now(),
+        };
+        ledger.claim(&claim).await.unwrap();
+        let mut record = PromotionRecord::new(source.clone(), PromotionState::Promoted, "e-1", claim.event_time);
+        record.owner = Some("me".into());
+        record.central_package = Some(CENTRAL.parse().unwrap());
+        let promoted = entry(DEV, "e-1", AuditAction::Promoted);
+
+        ledger.finish(&record, "someone else", &promoted).await.expect_err("not the owner");
+        assert_eq!(ledger.chain(&model()).await.unwrap(), StoredChain::default(), "nothing chained without the record");
+
+        ledger.finish(&record, "me", &promoted).await.unwrap();
+        assert_eq!(verified(&ledger).await, 1);
+        assert_eq!(ledger.record(&source).unwrap().state, PromotionState::Promoted);
+        assert_eq!(ledger.promotion_of(&CENTRAL.parse().unwrap()).await.unwrap().map(|r| r.source), Some(source));
+    }
+
+    #[tokio::test]
+    async fn history_reads_what_the_chain_stores() {
+        let ledger = FakeLedger::default();
+        ledger.append(&entry(CENTRAL, "job-1", AuditAction::TestsPassed)).await.unwrap();
+        ledger.chains.lock().unwrap().links.get_mut(model().as_str()).unwrap().get_mut(&1).unwrap().recorded.action = "tests-failed".into();
+
+        let history = ledger.history(&CENTRAL.parse().unwrap()).await.unwrap();
+
+        assert_eq!(history[0].action, AuditAction::TestsFailed);
+    }
 }

@@ -18,7 +18,7 @@ pub use cards::FakeCards;
 pub use claim_cases::run_claim_case;
 pub use endpoints::{FakeEndpoint, FakeEndpoints, FakeStageSessions, Fault, Transition};
 pub use events::FakePublisher;
-pub use ledger::FakeLedger;
+pub use ledger::{FakeChains, FakeLedger};
 pub use logs::CapturedLogs;
 pub use notifier::FakeNotifier;
 pub use pipeline::job_parameters;

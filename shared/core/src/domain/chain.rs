@@ -1,0 +1,400 @@
+//! The audit trail as one hash chain per model: each entry carries its sequence number, the hash
+//! of the entry before it in the same model's chain and its own hash, so that rewriting,
+//! removing or moving any entry breaks the chain where it happened.
+//!
+//! A model is its central group: the entries of a dev version and those of the central version
+//! promoted from it fall in one chain ([`chain_model`]).
+//!
+//! The hash is SHA-256 over a canonical form of the entry *as stored*: the version tag, then the
+//! model, seq, previous hash, package, event id, action, time and detail, each as a netstring
+//! (`{byte length}:{bytes},`). The detail is hashed as the JSON text stored, never re-serialized,
+//! so verification does not depend on a JSON library's key order or number formatting, and a
+//! verifier in another language needs nothing but SHA-256.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::audit::AuditEntry;
+use super::ids::{AccountId, GroupName, ModelPackageArn};
+use super::naming::{central_group_name, hex_sha256};
+
+/// Names the canonical form, so that a later form can never be mistaken for this one.
+const FORM: &str = "promote-audit-chain/1";
+
+/// The `previous` of a chain's first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chain an entry of `package` belongs to: a central version's own group, or, for a dev
+/// version, the central group it is (or would be) promoted into.
+pub fn chain_model(package: &ModelPackageArn, central_account: &AccountId) -> GroupName {
+    if package.account() == central_account {
+        package.group().clone()
+    } else {
+        central_group_name(package)
+    }
+}
+
+/// An entry's content as stored: the strings the hash covers, read back verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub package: String,
+    pub event_id: String,
+    pub action: String,
+    /// RFC 3339, milliseconds, UTC (`2026-11-29T22:42:50.760Z`).
+    pub at: String,
+    /// The detail's JSON text.
+    pub detail: String,
+}
+
+impl Recorded {
+    pub fn of(entry: &AuditEntry) -> Self {
+        Self {
+            package: entry.source.to_string(),
+            event_id: entry.event_id.clone(),
+            action: entry.action.to_string(),
+            at: entry.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            detail: entry.detail.to_string(),
+        }
+    }
+
+    /// The entry back, `None` when what is stored no longer reads as one.
+    pub fn entry(&self) -> Option<AuditEntry> {
+        Some(AuditEntry {
+            source: self.package.parse().ok()?,
+            at: DateTime::parse_from_rfc3339(&self.at).ok()?.with_timezone(&Utc),
+            event_id: self.event_id.clone(),
+            action: self.action.as_str().into(),
+            detail: serde_json::from_str(&self.detail).ok()?,
+        })
+    }
+
+    /// What makes an entry the same entry again: a redelivery repeats these.
+    pub fn identity(&self) -> (&str, &str, &str) {
+        (&self.package, &self.event_id, &self.action)
+    }
+}
+
+/// One entry of a chain as stored. `position` is where the store keeps it (the sort key), `seq`
+/// what the entry itself records: the two differ only when an entry was moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub position: u64,
+    pub seq: u64,
+    pub model: String,
+    pub previous: String,
+    pub hash: String,
+    pub recorded: Recorded,
+}
+
+/// The newest entry of a chain: what the next entry links to. Absent before the first entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl Head {
+    /// Where a chain without entries stands.
+    pub fn genesis() -> Self {
+        Self { seq: 0, hash: GENESIS.to_owned() }
+    }
+
+    /// The entry that extends the chain from this head, and the head after it.
+    pub fn next(&self, model: &GroupName, recorded: Recorded) -> (Link, Head) {
+        let seq = self.seq + 1;
+        let hash = link_hash(model.as_str(), seq, &self.hash, &recorded);
+        let link = Link { position: seq, seq, model: model.as_str().to_owned(), previous: self.hash.clone(), hash: hash.clone(), recorded };
+        (link, Head { seq, hash })
+    }
+}
+
+/// A model's chain as the store holds it: its entries in position order, and its head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredChain {
+    pub links: Vec<Link>,
+    pub head: Option<Head>,
+}
+
+/// What is stored no longer reads as an entry: `promote audit verify` says what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit entry at seq {seq} of {model} is unreadable")]
+pub struct UnreadableEntry {
+    pub model: String,
+    pub seq: u64,
+}
+
+impl Link {
+    pub fn entry(&self) -> Result<AuditEntry, UnreadableEntry> {
+        self.recorded.entry().ok_or_else(|| UnreadableEntry { model: self.model.clone(), seq: self.position })
+    }
+}
+
+/// SHA-256, lower-case hex, of the canonical form of an entry.
+pub fn link_hash(model: &str, seq: u64, previous: &str, recorded: &Recorded) -> String {
+    let seq = seq.to_string();
+    let fields = [FORM, model, &seq, previous, &recorded.package, &recorded.event_id, &recorded.action, &recorded.at, &recorded.detail];
+    let form: String = fields.iter().map(|field| format!("{}:{field},", field.len())).collect();
+    hex_sha256(form.as_bytes())
+}
+
+/// What is wrong at the first broken link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Break {
+    /// The entry's content no longer hashes to the hash stored with it.
+    Rewritten,
+    /// Entries `seq..=through` are missing: removed from the chain.
+    Removed { through: u64 },
+    /// The entry stored at this seq records another seq: entries were moved.
+    Reordered { recorded_seq: u64 },
+    /// The entry does not link to the entry before it: that one was replaced (and rehashed), or
+    /// this one was moved here from elsewhere in the chain.
+    Unlinked,
+    /// The entry names another model's chain.
+    Misplaced { recorded_model: String },
+    /// The entry repeats an earlier entry's package, event and action: chained twice.
+    Duplicate { first: u64 },
+    /// The chain's head is missing though entries are stored.
+    HeadMissing,
+    /// The head's hash is not the last entry's: the last entry (or the head) was rewritten.
+    HeadMismatch,
+    /// Entries follow the head: appended without advancing it.
+    BeyondHead { head: u64 },
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rewritten => f.write_str("rewritten: its content no longer matches its hash"),
+            Self::Removed { through } => write!(f, "removed: the entries up to seq {through} are missing"),
+            Self::Reordered { recorded_seq } => write!(f, "reordered: the entry stored here records seq {recorded_seq}"),
+            Self::Unlinked => f.write_str("unlinked: its previous hash is not the hash of the entry before it (that one was replaced, or this one moved)"),
+            Self::Misplaced { recorded_model } => write!(f, "misplaced: the entry belongs to the chain of {recorded_model}"),
+            Self::Duplicate { first } => write!(f, "chained twice: it repeats the entry at seq {first}"),
+            Self::HeadMissing => f.write_str("the chain's head is missing"),
+            Self::HeadMismatch => f.write_str("the head's hash is not this entry's: this entry or the head was rewritten"),
+            Self::BeyondHead { head } => write!(f, "appended past the head (seq {head}) without advancing it"),
+        }
+    }
+}
+
+/// The first broken link of a model's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{model}: seq {seq}: {what}")]
+pub struct BrokenLink {
+    pub model: GroupName,
+    pub seq: u64,
+    pub what: Break,
+}
+
+/// A chain that verified: how many entries, and its head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    pub entries: u64,
+    pub head: Head,
+}
+
+/// Walks `links` (in position order) from the genesis and checks each one against the one
+/// before it, then the last against `head`; names the first broken link.
+pub fn verify(model: &GroupName, links: &[Link], head: Option<&Head>) -> Result<Verified, BrokenLink> {
+    let broken = |seq: u64, what: Break| BrokenLink { model: model.clone(), seq, what };
+    let mut reached = Head::genesis();
+    let mut seen: HashMap<(&str, &str, &str), u64> = HashMap::new();
+    for link in links {
+        let expected = reached.seq + 1;
+        if link.position > expected {
+            return Err(broken(expected, Break::Removed { through: link.position - 1 }));
+        }
+        if link.position < expected {
+            // The store holds two entries at one position: the second was moved there.
+            return Err(broken(link.position, Break::Reordered { recorded_seq: link.seq }));
+        }
+        if link.seq != link.position {
+            return Err(broken(link.position, Break::Reordered { recorded_seq: link.seq }));
+        }
+        if link.model != model.as_str() {
+            return Err(broken(link.seq, Break::Misplaced { recorded_model: link.model.clone() }));
+        }
+        if link.hash != link_hash(&link.model, link.seq, &link.previous, &link.recorded) {
+            return Err(broken(link.seq, Break::Rewritten));
+        }
+        if link.previous != reached.hash {
+            return Err(broken(link.seq, Break::Unlinked));
+        }
+        if let Some(first) = seen.insert(link.recorded.identity(), link.seq) {
+            return Err(broken(link.seq, Break::Duplicate { first }));
+        }
+        reached = Head { seq: link.seq, hash: link.hash.clone() };
+    }
+    match head {
+        None if reached.seq == 0 => Ok(Verified { entries: 0, head: reached }),
+        None => Err(broken(reached.seq, Break::HeadMissing)),
+        Some(head) if head.seq > reached.seq => Err(broken(reached.seq + 1, Break::Removed { through: head.seq })),
+        Some(head) if head.seq < reached.seq => Err(broken(head.seq + 1, Break::BeyondHead { head: head.seq })),
+        Some(head) if head.hash != reached.hash => Err(broken(reached.seq, Break::HeadMismatch)),
+        Some(_) => Ok(Verified { entries: reached.seq, head: reached }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::audit::AuditAction;
+
+    const CENTRAL: &str = "222222222222";
+
+    fn model() -> GroupName {
+        "churn-111111111111".parse().unwrap()
+    }
+
+    fn entry(package: &str, event: &str, action: AuditAction) -> AuditEntry {
+        let at = DateTime::parse_from_rfc3339("2026-11-29T22:42:50.760Z").unwrap().with_timezone(&Utc);
+        AuditEntry { source: package.parse().unwrap(), at, event_id: event.into(), action, detail: json!({ "b": 1, "a": [0.83, "x"] }) }
+    }
+
+    const DEV: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn/3";
+    const CENTRAL_V1: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/1";
+
+    /// A chain of `n` entries, and its head.
+    fn chain(n: u64) -> (Vec<Link>, Head) {
+        let mut head = Head::genesis();
+        let mut links = Vec::new();
+        for i in 1..=n {
+            let package = if i == 1 { DEV } else { CENTRAL_V1 };
+            let (link, next) = head.next(&model(), Recorded::of(&entry(package, &format!("e-{i}"), AuditAction::DeployStarted)));
+            links.push(link);
+            head = next;
+        }
+        (links, head)
+    }
+
+    fn first_break(links: &[Link], head: Option<&Head>) -> (u64, Break) {
+        let broken = verify(&model(), links, head).expect_err("a broken chain");
+        (broken.seq, broken.what)
+    }
+
+    #[test]
+    fn the_dev_and_the_central_version_of_a_model_share_its_chain() {
+        let central: AccountId = CENTRAL.parse().unwrap();
+        assert_eq!(chain_model(&DEV.parse().unwrap(), &central), model());
+        assert_eq!(chain_model(&CENTRAL_V1.parse().unwrap(), &central), model());
+        let other_team: ModelPackageArn = "arn:aws:sagemaker:us-east-1:555555555555:model-package/churn/3".parse().unwrap();
+        assert_ne!(chain_model(&other_team, &central), model());
+    }
+
+    #[test]
+    fn the_hash_is_sha256_of_netstrings_over_what_is_stored() {
+        let recorded = Recorded::of(&entry(DEV, "e-1", AuditAction::Promoted));
+        assert_eq!(recorded.at, "2026-11-29T22:42:50.760Z");
+        assert_eq!(recorded.action, "promoted");
+        let form = format!(
+            "21:promote-audit-chain/1,18:churn-111111111111,1:1,64:{GENESIS},{}:{},3:e-1,8:promoted,24:2026-11-29T22:42:50.760Z,{}:{},",
+            DEV.len(),
+            DEV,
+            recorded.detail.len(),
+            recorded.detail
+        );
+        assert_eq!(link_hash("churn-111111111111", 1, GENESIS, &recorded), crate::domain::naming::hex_sha256(form.as_bytes()));
+        // Netstrings keep fields apart: moving a character across a boundary changes the hash.
+        let mut shifted = recorded.clone();
+        shifted.event_id = "e-1p".into();
+        shifted.action = "romoted".into();
+        assert_ne!(link_hash("churn-111111111111", 1, GENESIS, &recorded), link_hash("churn-111111111111", 1, GENESIS, &shifted));
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_it_was_recorded_to_the_millisecond() {
+        let original = entry(CENTRAL_V1, "job-1", AuditAction::Deployed);
+        assert_eq!(Recorded::of(&original).entry(), Some(original));
+        let garbled = Recorded { package: "not an arn".into(), ..Recorded::of(&entry(DEV, "e", AuditAction::Promoted)) };
+        assert_eq!(garbled.entry(), None);
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_to_its_head() {
+        let (links, head) = chain(5);
+        assert_eq!(verify(&model(), &links, Some(&head)), Ok(Verified { entries: 5, head: head.clone() }));
+        assert_eq!(links[0].previous, GENESIS);
+        assert!(links.windows(2).all(|pair| pair[1].previous == pair[0].hash));
+        assert_eq!(verify(&model(), &[], None), Ok(Verified { entries: 0, head: Head::genesis() }));
+    }
+
+    #[test]
+    fn a_rewritten_entry_is_named() {
+        let (mut links, head) = chain(5);
+        links[2].recorded.detail = json!({ "by": "mallory" }).to_string();
+        assert_eq!(first_break(&links, Some(&head)), (3, Break::Rewritten));
+    }
+
+    #[test]
+    fn a_rewritten_and_rehashed_entry_breaks_the_link_after_it_or_the_head() {
+        let (mut links, head) = chain(5);
+        links[2].recorded.action = "prod-approved".into();
+        links[2].hash = link_hash(&links[2].model, 3, &links[2].previous, &links[2].recorded);
+        assert_eq!(first_break(&links, Some(&head)), (4, Break::Unlinked));
+        let (mut links, head) = chain(5);
+        links[4].recorded.event_id = "forged".into();
+        links[4].hash = link_hash(&links[4].model, 5, &links[4].previous, &links[4].recorded);
+        assert_eq!(first_break(&links, Some(&head)), (5, Break::HeadMismatch));
+    }
+
+    #[test]
+    fn a_removed_entry_is_a_gap_and_a_removed_tail_falls_short_of_the_head() {
+        let (mut links, head) = chain(5);
+        links.remove(1);
+        assert_eq!(first_break(&links, Some(&head)), (2, Break::Removed { through: 2 }));
+        let (mut links, head) = chain(5);
+        links.truncate(3);
+        assert_eq!(first_break(&links, Some(&head)), (4, Break::Removed { through: 5 }));
+        let (links, head) = chain(2);
+        assert_eq!(first_break(&[], Some(&head)), (1, Break::Removed { through: 2 }));
+        assert_eq!(first_break(&links, None), (2, Break::HeadMissing));
+    }
+
+    #[test]
+    fn swapped_entries_are_reordered_and_renumbered_ones_unlinked() {
+        let (mut links, head) = chain(5);
+        // Each entry stored at the other's place, as it was.
+        let (second, third) = (links[1].clone(), links[2].clone());
+        links[1] = Link { position: 2, ..third.clone() };
+        links[2] = Link { position: 3, ..second.clone() };
+        assert_eq!(first_break(&links, Some(&head)), (2, Break::Reordered { recorded_seq: 3 }));
+        // Renumbered and rehashed to fit the new place: the link to the entry before breaks.
+        let mut renumbered = Link { position: 2, seq: 2, ..third };
+        renumbered.hash = link_hash(&renumbered.model, 2, &renumbered.previous, &renumbered.recorded);
+        links[1] = renumbered;
+        assert_eq!(first_break(&links, Some(&head)), (2, Break::Unlinked));
+    }
+
+    #[test]
+    fn an_entry_chained_twice_or_moved_from_another_model_is_named() {
+        let (mut links, _) = chain(2);
+        let repeated = links[0].recorded.clone();
+        let (link, head) = Head { seq: 2, hash: links[1].hash.clone() }.next(&model(), repeated);
+        links.push(link);
+        assert_eq!(first_break(&links, Some(&head)), (3, Break::Duplicate { first: 1 }));
+
+        let other: GroupName = "fraud-111111111111".parse().unwrap();
+        let (foreign, _) = Head::genesis().next(&other, Recorded::of(&entry(DEV, "e-9", AuditAction::Promoted)));
+        assert_eq!(first_break(&[foreign], None), (1, Break::Misplaced { recorded_model: other.to_string() }));
+    }
+
+    #[test]
+    fn entries_past_the_head_are_named() {
+        let (links, _) = chain(3);
+        let stale = Head { seq: 2, hash: links[1].hash.clone() };
+        assert_eq!(first_break(&links, Some(&stale)), (3, Break::BeyondHead { head: 2 }));
+    }
+
+    #[test]
+    fn the_broken_link_says_model_seq_and_what() {
+        let broken = BrokenLink { model: model(), seq: 4, what: Break::Rewritten };
+        assert_eq!(broken.to_string(), "churn-111111111111: seq 4: rewritten: its content no longer matches its hash");
+        assert_eq!(serde_json::to_value(&broken).unwrap(), json!({ "model": "churn-111111111111", "seq": 4, "what": { "kind": "rewritten" } }));
+    }
+}
