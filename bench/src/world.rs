@@ -29,7 +29,8 @@ pub fn counted_ports(sdk: &SdkConfig, config: &PromoteConfig, log: &CallLog) -> 
     let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().interceptor(log.clone()).build());
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(log.clone()).build());
     let events = aws_sdk_eventbridge::Client::from_conf(aws_sdk_eventbridge::config::Builder::from(sdk).interceptor(log.clone()).build());
-    let ledger = Arc::new(dynamodb::DynamoLedger::new(dynamodb, &config.ledger_table));
+    let audit = dynamodb::AuditTable::new(dynamodb.clone(), &config.audit_table, &config.central_account);
+    let ledger = Arc::new(dynamodb::DynamoLedger::new(dynamodb, &config.ledger_table, audit));
     PromotePorts {
         sessions: Arc::new(CountedSources { sessions: sts::RoleSessions::new(sdk.clone()), role: config.source_read_role.clone(), log: log.clone() }),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),

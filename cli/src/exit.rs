@@ -15,7 +15,8 @@ use promotion_core::ports::PortError;
 pub enum Exit {
     Ok = 0,
     /// The service refused or rejected it (a `Rejected.*` error, tests that failed, a failed
-    /// pipeline): running it again changes nothing until the cause is fixed.
+    /// pipeline), or an audit chain is broken: running it again changes nothing until the cause
+    /// is fixed.
     Refused = 1,
     /// The command line is wrong: an unknown option, a malformed model name or ARN, a missing file.
     Usage = 2,
@@ -29,7 +30,8 @@ pub enum Exit {
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done
-  1  refused or rejected by the service (Rejected.* errors, failed tests, a failed pipeline)
+  1  refused or rejected by the service (Rejected.* errors, failed tests, a failed pipeline),
+     or a broken audit chain (promote audit verify)
   2  usage: a wrong option, model name, ARN or file
   3  AWS unreachable or failing transiently (Retryable.* errors): try again
   4  configuration missing or invalid (source .local/env for the local AWS)";

@@ -1,6 +1,7 @@
 //! The `promote` command's library: the local AWS world shared by the demo and the tests,
 //! and the operator commands.
 
+pub mod audit;
 pub mod exit;
 pub mod governance;
 pub mod history;

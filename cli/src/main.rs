@@ -8,8 +8,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::exit::{self, Exit};
 use promote_cli::pipeline::{LocalCodePipeline, LocalPipeline, PipelineDefinition, PipelineWorld, Reached};
 use promote_cli::ui::{self, Output};
-use promote_cli::{governance, history, local, replay, status};
-use promotion_aws::dynamodb::DynamoLedger;
+use promote_cli::{audit, governance, history, local, replay, status};
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_aws::sts::{RoleSessions, SourceRegistries};
 use promotion_aws::wiring::{deploy_ports, load_sdk_config, promote_ports};
@@ -20,7 +19,7 @@ use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::deploy::StageConfig;
 use promotion_core::domain::event::ApprovalStatus;
-use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
+use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, Stage};
 use promotion_core::failure::Failure;
 use serde_json::{json, Value};
 
@@ -76,11 +75,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The append-only audit trail: one hash chain per model.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The local AWS emulator.
     Local {
         #[command(subcommand)]
         command: LocalCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk MODEL's audit chain (a central group), or every model's, from its first entry to its
+    /// head; exit 1 naming the model, the seq and what is wrong when an entry was rewritten,
+    /// removed or moved.
+    Verify { model: Option<String> },
 }
 
 #[derive(clap::Args)]
@@ -165,13 +177,25 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::History { model, .. } => {
             let model: GroupName = model.parse()?;
             let DeployContext { ports, local: _served, .. } = deploy_context().await?;
-            let entries = trail::history(ports.promotions.as_ref(), ports.audit.as_ref(), &model).await?;
+            let entries = trail::history(ports.audit.as_ref(), &model).await?;
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&entries)?),
                 _ if entries.is_empty() => ui::say(format!("no history of {model}: `promote status` lists the models")),
                 output => ui::say(history::render(&model, &entries, output == Output::Wide, ui::fit(output)).trim_end()),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify { model } } => {
+            let model: Option<GroupName> = model.map(|m| m.parse()).transpose()?;
+            let DeployContext { ports, .. } = deploy_context().await?;
+            let waiting = ui::waiting("walking the audit chains");
+            let (reports, exit) = audit::verify(ports.audit.as_ref(), model.as_ref()).await?;
+            drop(waiting);
+            match ui::output() {
+                Output::Json => ui::say(serde_json::to_string_pretty(&reports)?),
+                output => ui::say(audit::render(&reports, output == Output::Wide, ui::fit(output)).trim_end()),
+            }
+            Ok(exit.into())
         }
         Command::Local { command: LocalCommand::Pipeline { package, approve, reject, comment } } => {
             local_pipeline(&package, (approve || reject).then_some((approve, comment))).await
@@ -205,9 +229,10 @@ async fn run(command: Command) -> Result<ExitCode> {
 /// `promote status`: the live view per model, or the ledger's versions.
 async fn status_command(versions: bool) -> Result<ExitCode> {
     let stage_config = StageConfig::parse(&exit::env_var("STAGE_CONFIG")?)?;
-    let ledger_table = exit::env_var("LEDGER_TABLE")?;
+    let (ledger_table, audit_table) = (exit::env_var("LEDGER_TABLE")?, exit::env_var("AUDIT_TABLE")?);
+    let central_account: AccountId = exit::env_var("CENTRAL_ACCOUNT_ID")?.parse()?;
     let sdk = load_sdk_config().await;
-    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), &ledger_table);
+    let ledger = promotion_aws::wiring::ledger(&sdk, &ledger_table, &audit_table, &central_account);
     let central = SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&sdk));
     let waiting = ui::waiting("reading the registries and the endpoints");
     if versions {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use promotion_core::deployment::DeployPorts;
 use promotion_core::domain::audit::AuditEntry;
+use promotion_core::domain::chain::StoredChain;
 use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
@@ -281,6 +282,12 @@ impl AuditTrail for ChaosLedger<dyn AuditTrail> {
     }
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
         self.chaos.call("Ledger.history", self.inner.history(package)).await
+    }
+    async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
+        self.chaos.call("Ledger.chained_models", self.inner.chained_models()).await
+    }
+    async fn chain(&self, model: &GroupName) -> PortResult<StoredChain> {
+        self.chaos.call("Ledger.chain", self.inner.chain(model)).await
     }
 }
 

@@ -98,7 +98,8 @@ impl TestWorld {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         let world = local::provision(moto_endpoint(), Names::with_suffix(&suffix), copy).await.expect("provision");
         let ports = promote_ports(&world.central, &world.config);
-        let ledger = std::sync::Arc::new(promotion_aws::dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&world.central), &world.config.ledger_table));
+        let config = &world.config;
+        let ledger = std::sync::Arc::new(promotion_aws::wiring::ledger(&world.central, &config.ledger_table, &config.audit_table, &config.central_account));
         Self { world, ports, ledger }
     }
 

@@ -62,6 +62,7 @@ impl Pipeline {
             ("ARTIFACT_BUCKET", world.world.config.artifact_bucket.clone()),
             ("ARTIFACT_KMS_KEY_ID", world.world.config.kms_key_id.clone()),
             ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
+            ("AUDIT_TABLE", world.world.config.audit_table.clone()),
             ("PIPELINE_NAME", promote_cli::local::service_names().pipeline.clone()),
             ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
         ];

@@ -740,6 +740,7 @@ mod properties {
             ("ARTIFACT_BUCKET", "model-promotion-artifacts-222222222222"),
             ("ARTIFACT_KMS_KEY_ID", "central-key"),
             ("LEDGER_TABLE", "ledger"),
+            ("AUDIT_TABLE", "audit"),
             ("EVENT_BUS_NAME", "model-promotion"),
         ]);
         let config = PromoteConfig::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).unwrap();

@@ -24,6 +24,7 @@ fn deploy_context(world: &TestWorld, local: &LocalCodePipeline) -> (DeployPorts,
         artifact_bucket: settings.artifact_bucket.clone(),
         kms_key_id: settings.kms_key_id.clone(),
         ledger_table: settings.ledger_table.clone(),
+        audit_table: settings.audit_table.clone(),
         pipeline: promote_cli::local::service_names().pipeline.clone(),
         approval_topic_arn: world.world.approval_topic_arn.clone(),
     };

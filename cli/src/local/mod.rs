@@ -43,6 +43,7 @@ pub struct ServiceNames {
     pub promoted_detail_type: String,
     pub ledger_table: String,
     pub ledger_key: LedgerKey,
+    pub audit_table: String,
     pub artifact_bucket_prefix: String,
     pub approval_topic: String,
     pub pipeline: String,
@@ -67,6 +68,7 @@ pub struct Names {
     pub artifact_bucket: String,
     pub dev_bucket: String,
     pub ledger_table: String,
+    pub audit_table: String,
     pub event_bus: String,
     pub events_queue: String,
     pub approval_topic: String,
@@ -85,6 +87,7 @@ impl Names {
             artifact_bucket: format!("{}-{CENTRAL_ACCOUNT}{tail}", service.artifact_bucket_prefix),
             dev_bucket: format!("dev-ml-artifacts-{DEV_ACCOUNT}{tail}"),
             ledger_table: format!("{}{tail}", service.ledger_table),
+            audit_table: format!("{}{tail}", service.audit_table),
             event_bus: format!("{}{tail}", service.event_bus),
             events_queue: format!("{}-events{tail}", service.event_bus),
             approval_topic: format!("{}{tail}", service.approval_topic),
@@ -158,6 +161,7 @@ impl World {
             ("ARTIFACT_BUCKET", self.config.artifact_bucket.clone()),
             ("ARTIFACT_KMS_KEY_ID", self.config.kms_key_id.clone()),
             ("LEDGER_TABLE", self.config.ledger_table.clone()),
+            ("AUDIT_TABLE", self.config.audit_table.clone()),
             ("EVENT_BUS_NAME", self.config.event_bus.clone()),
             ("EVENTS_QUEUE_URL", self.events_queue_url.clone()),
             ("DEV_MODEL_PACKAGE_ARN", self.dev_package.to_string()),
@@ -177,7 +181,8 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     let dev = account_config(endpoint, DEV_ACCOUNT).await?;
     let kms_key_id = central_key(&central).await?;
     create_bucket(&central, &names.artifact_bucket).await?;
-    create_ledger(&central, &names.ledger_table).await?;
+    create_table(&central, &names.ledger_table).await?;
+    create_table(&central, &names.audit_table).await?;
     let events_queue_url = central_bus(&central, &names).await?;
     let (approval_topic_arn, approvals_inbox_url) = approval_topic(&central, &names).await?;
     create_bucket(&dev, &names.dev_bucket).await?;
@@ -190,6 +195,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         artifact_bucket: names.artifact_bucket.clone(),
         kms_key_id,
         ledger_table: names.ledger_table.clone(),
+        audit_table: names.audit_table.clone(),
         event_bus: names.event_bus.clone(),
         copy,
     };
@@ -217,7 +223,8 @@ pub async fn create_bucket(account: &SdkConfig, bucket: &str) -> Result<()> {
     Ok(())
 }
 
-async fn create_ledger(central: &SdkConfig, table: &str) -> Result<()> {
+/// The ledger or the audit table: both keyed `pk`, `sk` (strings).
+async fn create_table(central: &SdkConfig, table: &str) -> Result<()> {
     let attribute = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
     let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     aws_sdk_dynamodb::Client::new(central)
@@ -230,7 +237,7 @@ async fn create_ledger(central: &SdkConfig, table: &str) -> Result<()> {
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
-        .context("create ledger table")?;
+        .with_context(|| format!("create table {table}"))?;
     Ok(())
 }
 

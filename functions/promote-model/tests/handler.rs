@@ -85,6 +85,7 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         ("ARTIFACT_BUCKET", CENTRAL_BUCKET.to_owned()),
         ("ARTIFACT_KMS_KEY_ID", "central-key".to_owned()),
         ("LEDGER_TABLE", "ledger".to_owned()),
+        ("AUDIT_TABLE", "audit".to_owned()),
         ("EVENT_BUS_NAME", "model-promotion".to_owned()),
         ("MULTIPART_THRESHOLD_BYTES", copy.multipart_threshold.to_string()),
         ("COPY_PART_SIZE_BYTES", copy.part_size.to_string()),

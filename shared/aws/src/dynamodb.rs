@@ -1,22 +1,24 @@
 //! DynamoDB: the promotion ledger. One item per source version (`sk = PROMOTION`) holds the
-//! claim and the outcome; audit entries sit beside it under the same partition.
+//! claim and the outcome. Audit entries are in a table of their own, only ever put: `audit`.
+
+mod audit;
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
 use promotion_core::domain::audit::AuditEntry;
-use promotion_core::domain::ids::{ModelPackageArn, Stage};
+use promotion_core::domain::chain::StoredChain;
+use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim, TestRecord};
 use promotion_core::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 
 use crate::errors::classify;
+pub use audit::AuditTable;
+use audit::{ChainError, Chained};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -30,11 +32,13 @@ pub const SORT_KEY: &str = "sk";
 pub struct DynamoLedger {
     client: Client,
     table: String,
+    /// Where the ledger's audit entries go, the finished promotion's among them.
+    audit: AuditTable,
 }
 
 impl DynamoLedger {
-    pub fn new(client: Client, table: &str) -> Self {
-        Self { client, table: table.to_owned() }
+    pub fn new(client: Client, table: &str, audit: AuditTable) -> Self {
+        Self { client, table: table.to_owned(), audit }
     }
 
     async fn read(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
@@ -155,49 +159,29 @@ impl PromotionLedger for DynamoLedger {
         Ok(())
     }
 
+    /// The record, the pointer from the central version and the chained audit entry in one
+    /// transaction: all or nothing, however often another writer advances the chain first.
     async fn finish(&self, record: &PromotionRecord, owner: &str, entry: &AuditEntry) -> PortResult<()> {
         let held = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item_from_record(record)))
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .build()
-            .map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
-        let audit = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(audit_item(entry)))
-            .condition_expression("attribute_not_exists(sk)")
-            .build()
-            .map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
-        let mut transaction = self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(held).build());
+            .expression_attribute_values(":owner", s(owner));
+        let mut beside = vec![transact_put(held)?];
         if let Some(central) = &record.central_package {
             let mut pointer = key(central, PROMOTED_FROM_SK);
             pointer.insert("source_arn".into(), s(record.source.as_str()));
-            let pointer = Put::builder().table_name(&self.table).set_item(Some(pointer)).build();
-            transaction = transaction.transact_items(
-                TransactWriteItem::builder().put(pointer.map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?).build(),
-            );
+            beside.push(transact_put(Put::builder().table_name(&self.table).set_item(Some(pointer)))?);
         }
-        let written = transaction
-            .transact_items(TransactWriteItem::builder().put(audit).build())
-            // The SDK's retry of a call whose answer was lost repeats this token: DynamoDB then
-            // answers the first outcome instead of failing the owner's condition it wrote away.
-            .client_request_token(finish_token(owner))
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(()),
-            // Only the record's own condition failing means the claim is gone; a cancellation
-            // for throttling or a conflicting transaction is worth a retry.
-            Err(error) if claim_condition_failed(&error) => Err(lost_claim(&record.source)),
-            Err(error) => {
-                let mut failure = classify("TransactWriteItems", &error);
-                if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) {
-                    failure.kind = FailureKind::Retryable;
-                }
-                Err(failure)
-            }
+        // The SDK's retry of a call whose answer was lost repeats the attempt's token: DynamoDB
+        // then answers the first outcome instead of failing the owner's condition it wrote away.
+        match self.audit.chain_with(entry, &beside, Some(owner)).await {
+            Ok(Chained::Now) => Ok(()),
+            Ok(Chained::Already) => Err(PortError::new("TransactWriteItems", FailureKind::Retryable, "the promotion's audit entry is chained already")),
+            // Only the record's own condition failing means the claim is gone.
+            Err(ChainError::Beside) => Err(lost_claim(&record.source)),
+            Err(ChainError::Port(error)) => Err(error),
         }
     }
 
@@ -312,40 +296,23 @@ impl TestRecords for DynamoLedger {
     }
 }
 
+/// The ledger's audit role is the audit table's.
 #[async_trait]
 impl AuditTrail for DynamoLedger {
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(audit_item(entry)))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await
-            .map_err(|e| classify("PutItem", &e));
-        match written {
-            Err(error) if !is_condition_failure(&error) => Err(error),
-            _ => Ok(()),
-        }
+        self.audit.append(entry).await
     }
 
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
-        let pages: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :audit)")
-            .expression_attribute_values(":pk", s(&partition(package)))
-            .expression_attribute_values(":audit", s("AUDIT#"))
-            .into_paginator()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| classify("Query", &e))?;
-        let mut entries = pages.iter().flat_map(|page| page.items()).map(|item| audit_from_item(package, item)).collect::<PortResult<Vec<_>>>()?;
-        entries.sort_by_key(|e| e.at);
-        Ok(entries)
+        self.audit.history(package).await
+    }
+
+    async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
+        self.audit.chained_models().await
+    }
+
+    async fn chain(&self, model: &GroupName) -> PortResult<StoredChain> {
+        self.audit.chain(model).await
     }
 }
 
@@ -425,41 +392,9 @@ impl StartClaims for DynamoLedger {
     }
 }
 
-fn audit_from_item(package: &ModelPackageArn, item: &Item) -> PortResult<AuditEntry> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-    let at = DateTime::parse_from_rfc3339(&text("at"))
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| PortError::new("Ledger", FailureKind::Terminal, "audit entry without a time"))?;
-    Ok(AuditEntry {
-        source: package.clone(),
-        at,
-        event_id: text("event_id"),
-        action: text("action").into(),
-        detail: serde_json::from_str(&text("detail")).unwrap_or(serde_json::Value::Null),
-    })
-}
-
-/// DynamoDB takes at most 36 characters: the owner, a UUID, is unique to the claim.
-fn finish_token(owner: &str) -> String {
-    owner.chars().take(36).collect()
-}
-
-fn claim_condition_failed(error: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
-    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error() else {
-        return false;
-    };
-    cancelled.cancellation_reasons().first().and_then(|reason| reason.code()) == Some("ConditionalCheckFailed")
-}
-
-/// An entry is one action of one event (a job, for the pipeline's actions): a redelivery writes
-/// the same key whatever its time, and the first write stays.
-fn audit_item(entry: &AuditEntry) -> Item {
-    let mut item = key(&entry.source, &format!("AUDIT#{}#{}", entry.event_id, entry.action));
-    item.insert("action".into(), s(&entry.action.to_string()));
-    item.insert("event_id".into(), s(&entry.event_id));
-    item.insert("at".into(), s(&iso(entry.at)));
-    item.insert("detail".into(), s(&entry.detail.to_string()));
-    item
+fn transact_put(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> PortResult<TransactWriteItem> {
+    let put = put.build().map_err(|e| PortError::new("TransactWriteItems", FailureKind::Terminal, e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 fn lost_claim(source: &ModelPackageArn) -> PortError {
@@ -554,40 +489,38 @@ mod tests {
         move |config| config.retry_config(RetryConfig::standard().with_max_attempts(attempts).with_initial_backoff(Duration::from_millis(1)))
     }
 
-    fn cancelled(reason: &'static str) -> impl Fn() -> TransactWriteItemsError {
-        move || {
-            TransactWriteItemsError::TransactionCanceledException(
-                aws_sdk_dynamodb::types::error::TransactionCanceledException::builder()
-                    .cancellation_reasons(aws_sdk_dynamodb::types::CancellationReason::builder().code(reason).build())
-                    .cancellation_reasons(aws_sdk_dynamodb::types::CancellationReason::builder().code("None").build())
-                    .meta(ErrorMetadata::builder().code("TransactionCanceledException").build())
-                    .build(),
-            )
-        }
+    fn ledger(client: Client) -> DynamoLedger {
+        DynamoLedger::new(client.clone(), "ledger", AuditTable::new(client, "audit", &"222222222222".parse().unwrap()))
     }
 
     fn finished() -> (PromotionRecord, AuditEntry) {
         let claim = claim();
         let mut record = PromotionRecord::new(claim.source.clone(), PromotionState::Promoted, &claim.event_id, claim.event_time);
         record.claims = 1;
+        record.central_package = Some("arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/1".parse().unwrap());
         let entry = AuditEntry::now(&claim.source, &claim.event_id, promotion_core::domain::audit::AuditAction::Promoted, serde_json::json!({}));
         (record, entry)
     }
 
+    fn no_head() -> aws_sdk_dynamodb::operation::get_item::GetItemOutput {
+        aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build()
+    }
+
     #[tokio::test]
-    async fn the_final_write_is_one_transaction_with_a_token_dynamodb_accepts() {
+    async fn the_final_write_is_one_transaction_of_record_pointer_and_chained_entry_with_a_token_dynamodb_accepts() {
         let owner = "0f8fad5b-d9cb-469f-a165-70867728950e".to_owned();
-        let expected = owner.clone();
+        let head = mock!(Client::get_item).match_requests(|request| request.table_name() == Some("audit")).then_output(no_head);
         let rule = mock!(Client::transact_write_items)
             .match_requests(move |request| {
-                request.client_request_token().is_some_and(|token| token.len() <= 36 && token == expected) && request.transact_items().len() == 2
+                let tables: Vec<_> = request.transact_items().iter().filter_map(|item| item.put()).map(|put| put.table_name()).collect();
+                request.client_request_token().is_some_and(|token| token.len() == 36) && tables == ["ledger", "ledger", "audit", "audit", "audit"]
             })
             .then_output(|| aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput::builder().build());
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule]);
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&head, &rule]);
         let (record, entry) = finished();
 
-        DynamoLedger::new(client, "ledger").finish(&record, &owner, &entry).await.expect("one transaction, a valid token");
-        assert_eq!(rule.num_calls(), 1);
+        ledger(client).finish(&record, &owner, &entry).await.expect("one transaction, a valid token");
+        assert_eq!((head.num_calls(), rule.num_calls()), (1, 1));
     }
 
     #[tokio::test]
@@ -596,9 +529,10 @@ mod tests {
         for (reason, expected) in
             [("ConditionalCheckFailed", "ClaimLost"), ("TransactionConflict", "TransactWriteItems"), ("ThrottlingError", "TransactWriteItems")]
         {
-            let rule = mock!(Client::transact_write_items).then_error(cancelled(reason));
-            let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule], retrying(1));
-            let error = DynamoLedger::new(client, "ledger").finish(&record, "me", &entry).await.expect_err(reason);
+            let head = mock!(Client::get_item).then_output(no_head);
+            let rule = mock!(Client::transact_write_items).then_error(audit::tests::cancelled([reason, "None", "None", "None", "None"]));
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&head, &rule], retrying(1));
+            let error = ledger(client).finish(&record, "me", &entry).await.expect_err(reason);
             assert_eq!((error.operation, error.kind), (expected, FailureKind::Retryable), "{reason}: {error}");
         }
     }
@@ -610,7 +544,7 @@ mod tests {
         let rule = mock!(Client::update_item).sequence().error(throttled).times(2).output(move || output.clone()).build();
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule], retrying(3));
 
-        let result = DynamoLedger::new(client, "ledger").claim(&claim).await.expect("claimed after retries");
+        let result = ledger(client).claim(&claim).await.expect("claimed after retries");
 
         assert!(matches!(result, ClaimResult::Granted(record) if record.owner.as_deref() == Some("me")));
         assert_eq!(rule.num_calls(), 3);
@@ -621,7 +555,7 @@ mod tests {
         let rule = mock!(Client::update_item).sequence().error(throttled).times(3).build();
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&rule], retrying(3));
 
-        let error = DynamoLedger::new(client, "ledger").claim(&claim()).await.unwrap_err();
+        let error = ledger(client).claim(&claim()).await.unwrap_err();
 
         assert_eq!(error.kind, FailureKind::Retryable);
         assert_eq!(rule.num_calls(), 3);
@@ -645,7 +579,7 @@ mod tests {
             mock!(Client::get_item).then_output(move || aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().set_item(Some(item.clone())).build());
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&lost, &read], retrying(3));
 
-        let result = DynamoLedger::new(client, "ledger").claim(&claim).await.unwrap();
+        let result = ledger(client).claim(&claim).await.unwrap();
 
         assert_eq!(lost.num_calls(), 1);
         assert!(matches!(result, ClaimResult::Held(record) if record == holder));

@@ -8,6 +8,7 @@ use aws_smithy_http_client::tls::Provider;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use promotion_core::config::{ConfigError, PromoteConfig};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
+use promotion_core::domain::ids::AccountId;
 use promotion_core::ports::PromotePorts;
 
 use crate::{codepipeline, dynamodb, eventbridge, s3, sagemaker, sns, sts};
@@ -25,6 +26,12 @@ pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
+/// The ledger table, with the audit table where its audit entries go.
+pub fn ledger(sdk: &SdkConfig, ledger_table: &str, audit_table: &str, central_account: &AccountId) -> dynamodb::DynamoLedger {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    dynamodb::DynamoLedger::new(client.clone(), ledger_table, dynamodb::AuditTable::new(client, audit_table, central_account))
+}
+
 /// promote-model's wiring: configuration from the environment, clients, ports.
 pub async fn promote_from_env() -> Result<(PromotePorts, PromoteConfig), ConfigError> {
     let config = PromoteConfig::from_env()?;
@@ -34,7 +41,7 @@ pub async fn promote_from_env() -> Result<(PromotePorts, PromoteConfig), ConfigE
 
 pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
     let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
-    let ledger = Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table));
+    let ledger = Arc::new(ledger(sdk, &config.ledger_table, &config.audit_table, &config.central_account));
     PromotePorts {
         sessions: Arc::new(sts::SourceRegistries::new(sdk.clone(), &config.source_read_role)),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
@@ -56,8 +63,8 @@ pub async fn deploy_from_env() -> Result<(DeployPorts, DeployConfig), ConfigErro
 pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
     let sagemaker = aws_sdk_sagemaker::Client::new(sdk);
     let pipeline = Arc::new(codepipeline::CodePipeline::new(aws_sdk_codepipeline::Client::new(sdk)));
-    // One table in its four roles.
-    let ledger = Arc::new(dynamodb::DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &config.ledger_table));
+    // One ledger in its five roles.
+    let ledger = Arc::new(ledger(sdk, &config.ledger_table, &config.audit_table, &config.central_account));
     DeployPorts {
         stages: Arc::new(sts::RoleSessions::new(sdk.clone())),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),

@@ -24,6 +24,8 @@ pub struct PromoteConfig {
     pub artifact_bucket: String,
     pub kms_key_id: String,
     pub ledger_table: String,
+    /// The append-only audit table: every model's hash chain.
+    pub audit_table: String,
     pub event_bus: String,
     pub copy: CopySettings,
 }
@@ -62,6 +64,7 @@ impl PromoteConfig {
             artifact_bucket: required("ARTIFACT_BUCKET")?,
             kms_key_id: required("ARTIFACT_KMS_KEY_ID")?,
             ledger_table: required("LEDGER_TABLE")?,
+            audit_table: required("AUDIT_TABLE")?,
             event_bus: required("EVENT_BUS_NAME")?,
             copy,
         })
@@ -76,6 +79,8 @@ pub struct DeployConfig {
     pub artifact_bucket: String,
     pub kms_key_id: String,
     pub ledger_table: String,
+    /// The append-only audit table: every model's hash chain.
+    pub audit_table: String,
     pub pipeline: String,
     pub approval_topic_arn: String,
 }
@@ -97,6 +102,7 @@ impl DeployConfig {
             artifact_bucket: required("ARTIFACT_BUCKET")?,
             kms_key_id: required("ARTIFACT_KMS_KEY_ID")?,
             ledger_table: required("LEDGER_TABLE")?,
+            audit_table: required("AUDIT_TABLE")?,
             pipeline: required("PIPELINE_NAME")?,
             approval_topic_arn: required("APPROVAL_TOPIC_ARN")?,
         })

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,18 @@ pub fn chain_model(package: &ModelPackageArn, central_account: &AccountId) -> Gr
     } else {
         central_group_name(package)
     }
+}
+
+/// How many times an append reads the head and tries to chain its entry to it: each lost race
+/// (another writer advanced the head first) costs one. Past the bound, the append fails
+/// retryable and the delivery is retried.
+pub const CHAIN_ATTEMPTS: u32 = 10;
+
+/// The wait before the `retry`-th retry of an append that lost the race: full jitter (`jitter`
+/// in [0, 1)) over 10 ms doubling per retry, at most 640 ms, so that racing writers spread out.
+pub fn race_backoff(retry: u32, jitter: f64) -> Duration {
+    let ceiling = 10u64 << retry.clamp(1, 7).saturating_sub(1);
+    Duration::from_secs_f64(ceiling as f64 * jitter.clamp(0.0, 1.0) / 1000.0)
 }
 
 /// An entry's content as stored: the strings the hash covers, read back verbatim.
@@ -389,6 +402,15 @@ mod tests {
         let (links, _) = chain(3);
         let stale = Head { seq: 2, hash: links[1].hash.clone() };
         assert_eq!(first_break(&links, Some(&stale)), (3, Break::BeyondHead { head: 2 }));
+    }
+
+    #[test]
+    fn racing_writers_back_off_with_jitter_within_a_bound() {
+        assert_eq!(race_backoff(1, 0.0), Duration::ZERO);
+        assert_eq!(race_backoff(1, 1.0), Duration::from_millis(10));
+        assert_eq!(race_backoff(3, 0.5), Duration::from_millis(20));
+        assert_eq!(race_backoff(CHAIN_ATTEMPTS, 1.0), Duration::from_millis(640));
+        assert!((1..CHAIN_ATTEMPTS).map(|retry| race_backoff(retry, 1.0)).sum::<Duration>() < Duration::from_secs(3));
     }
 
     #[test]

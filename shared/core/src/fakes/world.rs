@@ -82,6 +82,7 @@ impl DeployWorld {
             ("ARTIFACT_BUCKET", "model-promotion-artifacts-222222222222".to_owned()),
             ("ARTIFACT_KMS_KEY_ID", "key".to_owned()),
             ("LEDGER_TABLE", "ledger".to_owned()),
+            ("AUDIT_TABLE", "audit".to_owned()),
             ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
             ("APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:222222222222:model-promotion-approvals".to_owned()),
         ]);
