@@ -10,6 +10,10 @@ template and an over-broad grant. It fails (exit 1) on any Allow statement that
     literal string;
   * has `Resource: "*"` (or an ARN whose resource part is `*`) for an action that can be
     narrowed, i.e. one missing from STAR_ONLY_ACTIONS below; a key policy's `*` is its key;
+  * lets anyone rewrite or remove an item of an append-only table (a DynamoDB table whose
+    Metadata says `AppendOnly: true`): an Allow of any action on it but putting and reading
+    items, or a table policy that does not deny UpdateItem, DeleteItem and the batch and
+    PartiQL calls that rewrite or remove to every principal;
   * trusts another account other than through an exact role ARN: in a trust policy the
     principal itself must be that role; in a resource policy an account root principal must
     carry an `aws:PrincipalArn` condition naming exact roles, `*` must be narrowed to the
@@ -48,6 +52,27 @@ STAR_ONLY_ACTIONS = {
     # X-Ray segments and telemetry have no resource (for functions with tracing enabled).
     "xray:puttracesegments",
     "xray:puttelemetryrecords",
+}
+
+# What may be done to an append-only table: add items and read them. PutItem would overwrite an
+# item if it were not conditional, and IAM cannot require the condition: the hash chain the
+# audit table holds is what shows such an overwrite (`promote audit verify`).
+APPEND_ONLY_ALLOWED = {
+    "dynamodb:putitem",
+    "dynamodb:getitem",
+    "dynamodb:batchgetitem",
+    "dynamodb:query",
+    "dynamodb:scan",
+    "dynamodb:conditioncheckitem",
+    "dynamodb:describetable",
+}
+# What an append-only table's own policy denies to every principal, admins included.
+APPEND_ONLY_DENIED = {
+    "dynamodb:updateitem",
+    "dynamodb:deleteitem",
+    "dynamodb:batchwriteitem",
+    "dynamodb:partiqlupdate",
+    "dynamodb:partiqldelete",
 }
 
 # A literal or Fn::Sub string that is exactly one IAM role ARN, no wildcard.
@@ -107,6 +132,8 @@ def documents(template: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
                 yield name, RESOURCE, {"Statement": props["Statement"]}
         elif kind == "AWS::Events::EventBus" and "Policy" in props:
             yield name, RESOURCE, props["Policy"]
+        elif kind == "AWS::DynamoDB::Table" and "ResourcePolicy" in props:
+            yield f"{name} ResourcePolicy", RESOURCE, props["ResourcePolicy"].get("PolicyDocument")
         elif kind == "AWS::SageMaker::ModelPackageGroup" and "ModelPackageGroupPolicy" in props:
             yield name, RESOURCE, props["ModelPackageGroupPolicy"]
         elif kind == "AWS::StepFunctions::StateMachine":
@@ -323,6 +350,60 @@ def check_permissions(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+def append_only_tables(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, res in cfn.resources(template, "AWS::DynamoDB::Table"):
+        if (res.get("Metadata") or {}).get("AppendOnly") is True:
+            yield name, res
+
+
+def names_table(resource: Any, logical: str, name_parameter: str | None) -> bool:
+    """Whether a statement's Resource may be the table: its ARN by GetAtt or Sub, by its name's
+    parameter, or a wildcard over tables."""
+    if isinstance(resource, dict) and set(resource) == {"Fn::GetAtt"}:
+        target = resource["Fn::GetAtt"]
+        target = target.split(".") if isinstance(target, str) else target
+        return target[0] == logical
+    text = cfn.sub_text(resource)
+    if text is None:
+        return False
+    named = [f"${{{logical}.Arn}}", f"${{{logical}}}"] + ([f"${{{name_parameter}}}"] if name_parameter else [])
+    table_part = text.split(":table/", 1)[1] if ":table/" in text else None
+    return text == "*" or any(n in text for n in named) or (table_part is not None and "*" in table_part)
+
+
+def denied_to_everyone(document: Any) -> set[str]:
+    denied: set[str] = set()
+    for statement in statements(document):
+        if statement.get("Effect") == "Deny" and principals(statement) == [("AWS", "*")] and not statement.get("Condition"):
+            denied |= {a.lower() for a in cfn.as_list(statement.get("Action", [])) if isinstance(a, str)}
+    return denied
+
+
+def check_append_only(template: dict[str, Any]) -> list[str]:
+    problems = []
+    for logical, table in append_only_tables(template):
+        props = table.get("Properties") or {}
+        name = props.get("TableName")
+        name_parameter = name["Ref"] if isinstance(name, dict) and set(name) == {"Ref"} else None
+        missing = APPEND_ONLY_DENIED - denied_to_everyone((props.get("ResourcePolicy") or {}).get("PolicyDocument"))
+        if missing:
+            problems.append(f"{logical}: append-only table whose policy does not deny {', '.join(sorted(missing))} to every principal")
+        for where, kind, document in documents(template):
+            if kind not in (IDENTITY, RESOURCE) or document is None:
+                continue
+            for statement in statements(document):
+                if statement.get("Effect") != "Allow":
+                    continue
+                if not any(names_table(r, logical, name_parameter) for r in cfn.as_list(statement.get("Resource", []))):
+                    continue
+                actions = [a for a in cfn.as_list(statement.get("Action", [])) if isinstance(a, str)]
+                rewriting = sorted(a for a in actions if a == "*" or (a.lower().startswith("dynamodb:") and a.lower() not in APPEND_ONLY_ALLOWED))
+                if rewriting:
+                    sid = f" [{statement['Sid']}]" if statement.get("Sid") else ""
+                    problems.append(f"{where}{sid}: {', '.join(rewriting)} on the append-only table {logical}: its items may only be put and read")
+    return problems
+
+
 def check_template(path: Path) -> tuple[int, list[Finding]]:
     template = cfn.load(path)
     findings: list[Finding] = []
@@ -346,7 +427,7 @@ def check_template(path: Path) -> tuple[int, list[Finding]]:
             count += 1
             for problem in check_statement(template, where, kind, statement):
                 findings.append(Finding(path.name, *problem.split(": ", 1)))
-    for problem in check_permissions(template):
+    for problem in check_permissions(template) + check_append_only(template):
         findings.append(Finding(path.name, *problem.split(": ", 1)))
     return count, findings
 

@@ -20,6 +20,7 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
 
     report.same("central EventBusName", c.get("EventBusName"), names["event_bus"])
     report.same("central LedgerTableName", c.get("LedgerTableName"), names["ledger_table"])
+    report.same("central AuditTableName", c.get("AuditTableName"), names["audit_table"])
     report.same("central ArtifactBucketPrefix", c.get("ArtifactBucketPrefix"), names["artifact_bucket_prefix"])
     report.same("central ApprovalTopicName", c.get("ApprovalTopicName"), names["approval_topic"])
     report.same("central PipelineName", c.get("PipelineName"), names["pipeline"])
@@ -56,10 +57,11 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
         for function, expected in function_roles.items():
             if logical == pascal(function) + "Role":
                 report.same(f"central {logical} name", role_name, expected)
-    # The ledger's key.
-    table = dict(cfn.resources(central, "AWS::DynamoDB::Table")).get("LedgerTable", {}).get("Properties", {})
-    key = {k["KeyType"]: k["AttributeName"] for k in table.get("KeySchema", [])}
-    report.same("ledger key", {"hash": key.get("HASH"), "range": key.get("RANGE")}, names["ledger_key"])
+    # The ledger's key, and the audit table's (the emulator makes both alike).
+    for logical in ("LedgerTable", "AuditTable"):
+        table = dict(cfn.resources(central, "AWS::DynamoDB::Table")).get(logical, {}).get("Properties", {})
+        key = {k["KeyType"]: k["AttributeName"] for k in table.get("KeySchema", [])}
+        report.same(f"{logical} key", {"hash": key.get("HASH"), "range": key.get("RANGE")}, names["ledger_key"])
     # The bus admits the dev forwarding role by name.
     bus_policy = dict(cfn.resources(central, "AWS::Events::EventBusPolicy")).get("EventBusOrganizationPolicy", {})
     principal = (((bus_policy.get("Properties") or {}).get("Statement") or {}).get("Condition") or {}).get("ArnLike", {})

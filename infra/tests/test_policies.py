@@ -349,3 +349,100 @@ def test_policy_check_reads_the_policies_a_state_machine_builds(findings: Findin
                     End: true
     """)
     assert any("M state Put" in f and "whole account" in f for f in found), found
+
+
+# ------------------------------------------------------------------ append-only tables
+
+APPEND_ONLY_DENY = """
+            ResourcePolicy:
+              PolicyDocument:
+                Version: "2012-10-17"
+                Statement:
+                  - Effect: Deny
+                    Principal: "*"
+                    Action:
+                      - dynamodb:UpdateItem
+                      - dynamodb:DeleteItem
+                      - dynamodb:BatchWriteItem
+                      - dynamodb:PartiQLUpdate
+                      - dynamodb:PartiQLDelete
+                    Resource: !Sub arn:aws:dynamodb:${AWS::Region}:${AWS::AccountId}:table/audit"""
+
+
+def audit_table(statement: str, deny: str = APPEND_ONLY_DENY) -> str:
+    """A role with `statement` beside an AppendOnly table named by a parameter."""
+    return role(statement).replace(
+        "        Resources:\n",
+        f"""        Resources:
+          Audit:
+            Type: AWS::DynamoDB::Table
+            Metadata:
+              AppendOnly: true
+            Properties:
+              TableName: !Ref AuditName
+              BillingMode: PAY_PER_REQUEST
+              AttributeDefinitions: [{{AttributeName: pk, AttributeType: S}}]
+              KeySchema: [{{AttributeName: pk, KeyType: HASH}}]{textwrap.indent(textwrap.dedent(deny), " " * 14) if deny else ""}
+""",
+    ).replace("        Parameters:\n", "        Parameters:\n          AuditName:\n            Type: String\n            Default: audit\n")
+
+
+def test_policy_check_lets_an_append_only_table_be_put_to_and_read(findings: Findings) -> None:
+    assert findings(audit_table("""
+        - Effect: Allow
+          Action: [dynamodb:PutItem, dynamodb:GetItem, dynamodb:Query, dynamodb:Scan]
+          Resource: !GetAtt Audit.Arn
+    """)) == []
+
+
+@pytest.mark.parametrize(
+    "action, resource",
+    [
+        ("dynamodb:UpdateItem", "!GetAtt Audit.Arn"),
+        ("dynamodb:DeleteItem", "!Sub ${Audit.Arn}"),
+        ("dynamodb:BatchWriteItem", "!Sub arn:aws:dynamodb:us-east-1:222222222222:table/${AuditName}"),
+        ("dynamodb:PartiQLUpdate", "arn:aws:dynamodb:us-east-1:222222222222:table/*"),
+    ],
+)
+def test_policy_check_refuses_rewriting_or_removing_an_append_only_tables_items(findings: Findings, action: str, resource: str) -> None:
+    found = findings(audit_table(f"""
+        - Effect: Allow
+          Action: [dynamodb:PutItem, {action}]
+          Resource: {resource}
+    """))
+    assert any(f"{action} on the append-only table Audit" in f for f in found), found
+    assert not any("dynamodb:PutItem on the append-only" in f for f in found), found
+
+
+def test_policy_check_wants_an_append_only_table_to_deny_rewrites_to_everyone(findings: Findings) -> None:
+    found = findings(audit_table("""
+        - Effect: Allow
+          Action: dynamodb:GetItem
+          Resource: !GetAtt Audit.Arn
+    """, deny=""))
+    assert any("Audit: append-only table whose policy does not deny dynamodb:batchwriteitem, dynamodb:deleteitem" in f for f in found), found
+
+
+def test_the_function_roles_may_only_read_the_audit_head_and_put_to_the_audit_table() -> None:
+    """What the central template grants on its audit table, role by role: a chained append reads
+    the head and puts head, entry and identity (TransactWriteItems asks PutItem of each); the
+    people's read policies read it; nobody may update or delete."""
+    import check_sam_transform
+
+    template, error = check_sam_transform.transform(INFRA / "central-account.yaml")
+    assert template is not None, error
+    assert [name for name, _ in check_policies.append_only_tables(template)] == ["AuditTable"]
+    granted: dict[str, set[str]] = {}
+    for where, kind, document in check_policies.documents(template):
+        for statement in check_policies.statements(document) if document else []:
+            resources = cfn.as_list(statement.get("Resource", []))
+            if statement.get("Effect") == "Allow" and any(check_policies.names_table(r, "AuditTable", "AuditTableName") for r in resources):
+                actions = {a.lower() for a in cfn.as_list(statement["Action"]) if a.lower().startswith("dynamodb:")}
+                if actions:
+                    granted.setdefault(where.split(" ")[0], set()).update(actions)
+    functions = {f"{name}Role" for name in ("PromoteModel", "StartDeployment", "DeployModel", "TestModel", "RecordOutcome")}
+    assert {role: actions for role, actions in granted.items() if role in functions} == {
+        role: {"dynamodb:getitem", "dynamodb:putitem"} for role in functions
+    }
+    assert granted["MlEngineerPolicy"] == granted["ProdApproverPolicy"] == {"dynamodb:getitem", "dynamodb:query", "dynamodb:scan"}
+    assert set(granted) == functions | {"MlEngineerPolicy", "ProdApproverPolicy"}, granted

@@ -68,7 +68,16 @@ impl TestWorld {
     }
 
     pub async fn ledger_items(&self) -> Vec<BTreeMap<String, String>> {
-        let out = aws_sdk_dynamodb::Client::new(self.central()).scan().table_name(&self.world.names.ledger_table).send().await.expect("scan");
+        self.table_items(&self.world.names.ledger_table).await
+    }
+
+    /// The audit table's items: each entry, its identity, and each model's chain head.
+    pub async fn audit_items(&self) -> Vec<BTreeMap<String, String>> {
+        self.table_items(&self.world.names.audit_table).await
+    }
+
+    async fn table_items(&self, table: &str) -> Vec<BTreeMap<String, String>> {
+        let out = aws_sdk_dynamodb::Client::new(self.central()).scan().table_name(table).send().await.expect("scan");
         out.items().iter().map(|item| item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect()).collect()
     }
 
@@ -126,7 +135,8 @@ impl TestWorld {
         names
     }
 
-    /// What a rejected event must leave untouched: buckets, central objects, groups, cards and ledger.
+    /// What a rejected event must leave untouched: buckets, central objects, groups, cards, ledger
+    /// and audit trail.
     pub async fn snapshot(&self) -> Snapshot {
         let buckets = self.s3().list_buckets().send().await.expect("buckets");
         Snapshot {
@@ -135,6 +145,7 @@ impl TestWorld {
             groups: self.all_groups().await,
             cards: self.all_cards().await,
             ledger: self.ledger_items().await,
+            audit: self.audit_items().await,
         }
     }
 }
@@ -146,4 +157,5 @@ pub struct Snapshot {
     pub groups: Vec<String>,
     pub cards: Vec<String>,
     pub ledger: Vec<BTreeMap<String, String>>,
+    pub audit: Vec<BTreeMap<String, String>>,
 }

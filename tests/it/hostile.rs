@@ -361,7 +361,8 @@ async fn hostile_events_get_a_typed_error_and_leave_the_state_unchanged() {
     let group = promoted.central_group.to_string();
     let before = account_state(&world, &group).await;
     assert_eq!(before.group_versions, 1);
-    assert_eq!(before.snapshot.ledger.len(), 3, "one record, its pointer from the central version and one audit entry: {:?}", before.snapshot.ledger);
+    assert_eq!(before.snapshot.ledger.len(), 2, "one record and its pointer from the central version: {:?}", before.snapshot.ledger);
+    assert_eq!(before.snapshot.audit.len(), 3, "one audit entry, its identity and its chain's head: {:?}", before.snapshot.audit);
 
     eprintln!("set-up took {:?}", setup.elapsed());
     let checks = Instant::now();

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | head | `HEAD#{model}` | `HEAD` | `seq`, `hash` of the chain's newest entry |
 //! | entry | `CHAIN#{model}` | `SEQ#{seq, 20 digits}` | `seq`, `model`, `previous`, `hash` and what it records |
-//! | identity | `ENTRY#{package}` | `{event id}#{action}` | `model`, `seq`: where the entry was chained |
+//! | identity | `IDENTITY#{model}` | `{package}#{event id}#{action}` | `package`, `event_id`, `action`, `seq`: where the entry was chained |
 //!
 //! Every write is a conditional Put, never an update or a delete: the head's on the head read
 //! just before (seq and hash), the entry's and the identity's on their absence, the three in one
@@ -21,7 +21,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use rand::Rng;
 
 use promotion_core::domain::audit::AuditEntry;
-use promotion_core::domain::chain::{chain_model, race_backoff, Head, Link, Recorded, StoredChain, CHAIN_ATTEMPTS};
+use promotion_core::domain::chain::{chain_model, race_backoff, Head, Identity, Link, Recorded, StoredChain, CHAIN_ATTEMPTS};
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn};
 use promotion_core::ports::{AuditTrail, FailureKind, PortError, PortResult};
 
@@ -31,6 +31,7 @@ use crate::errors::classify;
 const HEAD_PREFIX: &str = "HEAD#";
 const CHAIN_PREFIX: &str = "CHAIN#";
 const SEQ_PREFIX: &str = "SEQ#";
+const IDENTITY_PREFIX: &str = "IDENTITY#";
 
 pub struct AuditTable {
     client: Client,
@@ -172,29 +173,45 @@ impl AuditTable {
     }
 
     fn identity_put(&self, link: &Link) -> PortResult<TransactWriteItem> {
-        let recorded = &link.recorded;
-        let mut item = key(format!("ENTRY#{}", recorded.package), &format!("{}#{}", recorded.event_id, recorded.action));
-        item.insert("model".into(), s(&link.model));
-        item.insert("seq".into(), AttributeValue::N(link.seq.to_string()));
+        let identity = Identity::of(link);
+        let sort = format!("{}#{}#{}", identity.package, identity.event_id, identity.action);
+        let mut item = key(format!("{IDENTITY_PREFIX}{}", link.model), &sort);
+        item.insert("seq".into(), AttributeValue::N(identity.seq.to_string()));
+        for (name, value) in [("package", &identity.package), ("event_id", &identity.event_id), ("action", &identity.action)] {
+            item.insert(name.into(), s(value));
+        }
         transact_put(Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)"))
     }
 
     async fn links(&self, model: &GroupName) -> PortResult<Vec<Link>> {
+        let mut links: Vec<Link> = self.partition(&format!("{CHAIN_PREFIX}{model}")).await?.iter().map(link_from_item).collect();
+        links.sort_by_key(|link| link.position);
+        Ok(links)
+    }
+
+    async fn identities(&self, model: &GroupName) -> PortResult<Vec<Identity>> {
+        let items = self.partition(&format!("{IDENTITY_PREFIX}{model}")).await?;
+        Ok(items
+            .iter()
+            .map(|item| Identity { package: text(item, "package"), event_id: text(item, "event_id"), action: text(item, "action"), seq: number(item, "seq") })
+            .collect())
+    }
+
+    /// Every item of one partition, read consistently.
+    async fn partition(&self, pk: &str) -> PortResult<Vec<Item>> {
         let pages: Vec<_> = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&format!("{CHAIN_PREFIX}{model}")))
+            .expression_attribute_values(":pk", s(pk))
             .consistent_read(true)
             .into_paginator()
             .send()
             .collect::<Result<_, _>>()
             .await
             .map_err(|e| classify("Query", &e))?;
-        let mut links: Vec<Link> = pages.iter().flat_map(|page| page.items()).map(link_from_item).collect();
-        links.sort_by_key(|link| link.position);
-        Ok(links)
+        Ok(pages.into_iter().flat_map(|page| page.items.unwrap_or_default()).collect())
     }
 }
 
@@ -216,15 +233,17 @@ impl AuditTrail for AuditTable {
         Ok(entries)
     }
 
-    /// Every model with a head or an entry (one without a head has lost it: verification says so).
+    /// Every model with a head, an entry or an identity (one missing any has lost it: verification
+    /// says so).
     async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
         let pages: Vec<_> = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("begins_with(pk, :head) OR begins_with(pk, :chain)")
+            .filter_expression("begins_with(pk, :head) OR begins_with(pk, :chain) OR begins_with(pk, :identity)")
             .expression_attribute_values(":head", s(HEAD_PREFIX))
             .expression_attribute_values(":chain", s(CHAIN_PREFIX))
+            .expression_attribute_values(":identity", s(IDENTITY_PREFIX))
             .projection_expression("pk")
             .into_paginator()
             .send()
@@ -232,14 +251,14 @@ impl AuditTrail for AuditTable {
             .await
             .map_err(|e| classify("Scan", &e))?;
         let partitions = pages.iter().flat_map(|page| page.items()).map(|item| text(item, PARTITION_KEY));
-        let models: BTreeSet<String> =
-            partitions.filter_map(|pk| pk.strip_prefix(HEAD_PREFIX).or_else(|| pk.strip_prefix(CHAIN_PREFIX)).map(str::to_owned)).collect();
+        let prefixes = [HEAD_PREFIX, CHAIN_PREFIX, IDENTITY_PREFIX];
+        let models: BTreeSet<String> = partitions.filter_map(|pk| prefixes.iter().find_map(|prefix| pk.strip_prefix(prefix)).map(str::to_owned)).collect();
         Ok(models.into_iter().filter_map(|model| model.parse().ok()).collect())
     }
 
     async fn chain(&self, model: &GroupName) -> PortResult<StoredChain> {
-        let links = self.links(model).await?;
-        Ok(StoredChain { links, head: self.head(model).await? })
+        let (links, head, identities) = tokio::try_join!(self.links(model), self.head(model), self.identities(model))?;
+        Ok(StoredChain { links, head, identities })
     }
 }
 
@@ -374,10 +393,10 @@ pub(super) mod tests {
                     && entry.item()["sk"] == s("SEQ#00000000000000000005")
                     && entry.item()["previous"] == s("ab")
                     && entry.condition_expression() == Some("attribute_not_exists(pk)")
-                    && identity.item()["pk"] == s("ENTRY#arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/1")
-                    && identity.item()["sk"] == s("job-1#deploy-started")
+                    && identity.item()["pk"] == s("IDENTITY#churn-111111111111")
+                    && identity.item()["sk"] == s("arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/1#job-1#deploy-started")
+                    && identity.item()["seq"] == AttributeValue::N("5".into())
                     && identity.condition_expression() == Some("attribute_not_exists(pk)")
-                    && request.client_request_token().is_none()
             })
             .then_output(written);
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&head, &write]);

@@ -44,7 +44,7 @@ pub async fn verify_chains(trail: &dyn AuditTrail, model: Option<&GroupName>) ->
     let mut reports = Vec::with_capacity(models.len());
     for model in models {
         let chain = trail.chain(&model).await?;
-        let verdict = match verify(&model, &chain.links, chain.head.as_ref()) {
+        let verdict = match verify(&model, &chain) {
             Ok(verified) => Verdict::Verified { entries: verified.entries, head: verified.head },
             Err(broken) => {
                 tracing::warn!(model = %model, seq = broken.seq, what = %broken.what, "audit chain broken");
@@ -109,5 +109,26 @@ mod tests {
         ledger.chains.lock().unwrap().links.get_mut("churn-111111111111").unwrap().remove(&3);
         let reports = verify_chains(&ledger, Some(&churn())).await.unwrap();
         assert_eq!(reports, [ChainReport { model: churn(), verdict: Verdict::Broken { seq: 3, what: Break::Removed { through: 3 } } }]);
+    }
+
+    #[tokio::test]
+    async fn a_chain_cut_back_with_its_head_moved_back_is_betrayed_by_its_identities() {
+        let ledger = trail().await;
+        {
+            let mut chains = ledger.chains.lock().unwrap();
+            let links = chains.links.get_mut("churn-111111111111").unwrap();
+            links.split_off(&3);
+            let kept = links[&2].clone();
+            chains.heads.insert("churn-111111111111".into(), promotion_core_head(&kept));
+        }
+
+        let reports = verify_chains(&ledger, Some(&churn())).await.unwrap();
+
+        let lost = Break::Lost { package: CENTRAL.into(), event_id: "job-3".into(), action: "deploy-started".into() };
+        assert_eq!(reports[0].verdict, Verdict::Broken { seq: 3, what: lost });
+    }
+
+    fn promotion_core_head(link: &crate::domain::chain::Link) -> Head {
+        Head { seq: link.seq, hash: link.hash.clone() }
     }
 }

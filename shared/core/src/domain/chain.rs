@@ -102,6 +102,29 @@ pub struct Link {
     pub recorded: Recorded,
 }
 
+/// The record, written with each entry in the same transaction under a key of its own, that the
+/// entry of a package, event and action was chained at `seq`: what a redelivery is recognised
+/// by, and a second witness of the chain. An entry removed or replaced, even with the head moved
+/// back to hide it, leaves its identity behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub package: String,
+    pub event_id: String,
+    pub action: String,
+    pub seq: u64,
+}
+
+impl Identity {
+    pub fn of(link: &Link) -> Self {
+        let recorded = &link.recorded;
+        Self { package: recorded.package.clone(), event_id: recorded.event_id.clone(), action: recorded.action.clone(), seq: link.seq }
+    }
+
+    fn names(&self) -> (&str, &str, &str) {
+        (&self.package, &self.event_id, &self.action)
+    }
+}
+
 /// The newest entry of a chain: what the next entry links to. Absent before the first entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
@@ -124,11 +147,13 @@ impl Head {
     }
 }
 
-/// A model's chain as the store holds it: its entries in position order, and its head.
+/// A model's chain as the store holds it: its entries in position order, its head, and the
+/// identities recorded with its entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredChain {
     pub links: Vec<Link>,
     pub head: Option<Head>,
+    pub identities: Vec<Identity>,
 }
 
 /// What is stored no longer reads as an entry: `promote audit verify` says what happened to it.
@@ -176,6 +201,10 @@ pub enum Break {
     HeadMismatch,
     /// Entries follow the head: appended without advancing it.
     BeyondHead { head: u64 },
+    /// The entry recorded as chained here is not: it was removed or replaced.
+    Lost { package: String, event_id: String, action: String },
+    /// No identity was recorded with the entry: it was not appended by the service.
+    Unrecorded,
 }
 
 impl fmt::Display for Break {
@@ -190,6 +219,10 @@ impl fmt::Display for Break {
             Self::HeadMissing => f.write_str("the chain's head is missing"),
             Self::HeadMismatch => f.write_str("the head's hash is not this entry's: this entry or the head was rewritten"),
             Self::BeyondHead { head } => write!(f, "appended past the head (seq {head}) without advancing it"),
+            Self::Lost { package, event_id, action } => {
+                write!(f, "lost: the {action} entry of {package} (event {event_id}) was chained here and is gone or replaced")
+            }
+            Self::Unrecorded => f.write_str("unrecorded: no identity was written with this entry, so the service did not append it"),
         }
     }
 }
@@ -210,9 +243,16 @@ pub struct Verified {
     pub head: Head,
 }
 
-/// Walks `links` (in position order) from the genesis and checks each one against the one
-/// before it, then the last against `head`; names the first broken link.
-pub fn verify(model: &GroupName, links: &[Link], head: Option<&Head>) -> Result<Verified, BrokenLink> {
+/// Checks a model's chain: walks its entries (in position order) from the genesis, each against
+/// the one before it, then the last against the head; then each recorded identity against the
+/// entry at its seq, and each entry against its identity. Names the first broken link.
+pub fn verify(model: &GroupName, chain: &StoredChain) -> Result<Verified, BrokenLink> {
+    let verified = walk(model, &chain.links, chain.head.as_ref())?;
+    witnesses(&chain.links, &chain.identities).map_err(|(seq, what)| BrokenLink { model: model.clone(), seq, what })?;
+    Ok(verified)
+}
+
+fn walk(model: &GroupName, links: &[Link], head: Option<&Head>) -> Result<Verified, BrokenLink> {
     let broken = |seq: u64, what: Break| BrokenLink { model: model.clone(), seq, what };
     let mut reached = Head::genesis();
     let mut seen: HashMap<(&str, &str, &str), u64> = HashMap::new();
@@ -252,6 +292,21 @@ pub fn verify(model: &GroupName, links: &[Link], head: Option<&Head>) -> Result<
     }
 }
 
+/// Each identity names the entry at its seq, and each entry has its identity: the lowest seq
+/// where one of them does not.
+fn witnesses(links: &[Link], identities: &[Identity]) -> Result<(), (u64, Break)> {
+    let chained: HashMap<u64, (&str, &str, &str)> = links.iter().map(|link| (link.seq, link.recorded.identity())).collect();
+    let recorded: HashMap<(&str, &str, &str), u64> = identities.iter().map(|identity| (identity.names(), identity.seq)).collect();
+    let lost = identities.iter().filter(|identity| chained.get(&identity.seq) != Some(&identity.names())).map(|identity| {
+        (identity.seq, Break::Lost { package: identity.package.clone(), event_id: identity.event_id.clone(), action: identity.action.clone() })
+    });
+    let unrecorded = links.iter().filter(|link| recorded.get(&link.recorded.identity()) != Some(&link.seq)).map(|link| (link.seq, Break::Unrecorded));
+    match lost.chain(unrecorded).min_by_key(|(seq, _)| *seq) {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -286,8 +341,19 @@ mod tests {
         (links, head)
     }
 
+    /// The identities recorded with a chain of `n` entries as `chain(n)` makes it.
+    fn identities(n: u64) -> Vec<Identity> {
+        chain(n).0.iter().map(Identity::of).collect()
+    }
+
+    fn stored(links: &[Link], head: Option<&Head>, identities: Vec<Identity>) -> StoredChain {
+        StoredChain { links: links.to_vec(), head: head.cloned(), identities }
+    }
+
+    /// The first broken link the walk finds in `links` and `head`, tampered with (the identities
+    /// agree with every entry stored: only the chain itself is checked).
     fn first_break(links: &[Link], head: Option<&Head>) -> (u64, Break) {
-        let broken = verify(&model(), links, head).expect_err("a broken chain");
+        let broken = verify(&model(), &stored(links, head, links.iter().map(Identity::of).collect())).expect_err("a broken chain");
         (broken.seq, broken.what)
     }
 
@@ -331,10 +397,10 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies_to_its_head() {
         let (links, head) = chain(5);
-        assert_eq!(verify(&model(), &links, Some(&head)), Ok(Verified { entries: 5, head: head.clone() }));
+        assert_eq!(verify(&model(), &stored(&links, Some(&head), identities(5))), Ok(Verified { entries: 5, head: head.clone() }));
         assert_eq!(links[0].previous, GENESIS);
         assert!(links.windows(2).all(|pair| pair[1].previous == pair[0].hash));
-        assert_eq!(verify(&model(), &[], None), Ok(Verified { entries: 0, head: Head::genesis() }));
+        assert_eq!(verify(&model(), &StoredChain::default()), Ok(Verified { entries: 0, head: Head::genesis() }));
     }
 
     #[test]
@@ -395,6 +461,33 @@ mod tests {
         let other: GroupName = "fraud-111111111111".parse().unwrap();
         let (foreign, _) = Head::genesis().next(&other, Recorded::of(&entry(DEV, "e-9", AuditAction::Promoted)));
         assert_eq!(first_break(&[foreign], None), (1, Break::Misplaced { recorded_model: other.to_string() }));
+    }
+
+    #[test]
+    fn a_chain_cut_back_with_its_head_is_betrayed_by_the_identities_left_behind() {
+        let (mut links, _) = chain(5);
+        links.truncate(3);
+        let head = Head { seq: 3, hash: links[2].hash.clone() };
+        let cut = stored(&links, Some(&head), identities(5));
+        let broken = verify(&model(), &cut).expect_err("the identities of 4 and 5 remain");
+        let lost = Break::Lost { package: CENTRAL_V1.into(), event_id: "e-4".into(), action: "deploy-started".into() };
+        assert_eq!((broken.seq, broken.what), (4, lost));
+    }
+
+    #[test]
+    fn an_entry_replaced_by_a_well_chained_one_is_lost_and_one_without_identity_unrecorded() {
+        let (mut links, _) = chain(3);
+        let head = Head { seq: 2, hash: links[1].hash.clone() };
+        let (forged, forged_head) = head.next(&model(), Recorded::of(&entry(CENTRAL_V1, "e-x", AuditAction::ProdApproved)));
+        links[2] = forged;
+        let broken = verify(&model(), &stored(&links, Some(&forged_head), identities(3))).expect_err("the identity of 3 remains");
+        assert_eq!(broken.seq, 3);
+        assert!(matches!(&broken.what, Break::Lost { event_id, .. } if event_id == "e-3"), "{broken}");
+
+        let (links, head) = chain(3);
+        let mut recorded = identities(3);
+        recorded.remove(1);
+        assert_eq!(verify(&model(), &stored(&links, Some(&head), recorded)).map_err(|b| (b.seq, b.what)), Err((2, Break::Unrecorded)));
     }
 
     #[test]

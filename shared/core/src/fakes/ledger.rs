@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
-use crate::domain::chain::{chain_model, Head, Link, Recorded, StoredChain};
+use crate::domain::chain::{chain_model, Head, Identity, Link, Recorded, StoredChain};
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, Stage};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
@@ -51,11 +51,12 @@ impl Default for FakeLedger {
     }
 }
 
-/// Each model's entries by position, and its head.
+/// Each model's entries by position, its head, and the identities recorded with its entries.
 #[derive(Debug, Default)]
 pub struct FakeChains {
     pub links: BTreeMap<String, BTreeMap<u64, Link>>,
     pub heads: BTreeMap<String, Head>,
+    pub identities: BTreeMap<String, Vec<Identity>>,
 }
 
 impl FakeChains {
@@ -63,6 +64,7 @@ impl FakeChains {
     fn extend(&mut self, model: &GroupName, entry: &AuditEntry) {
         let head = self.heads.get(model.as_str()).cloned().unwrap_or_else(Head::genesis);
         let (link, next) = head.next(model, Recorded::of(entry));
+        self.identities.entry(model.to_string()).or_default().push(Identity::of(&link));
         self.links.entry(model.to_string()).or_default().insert(link.position, link);
         self.heads.insert(model.to_string(), next);
     }
@@ -209,7 +211,7 @@ impl AuditTrail for FakeLedger {
 
     async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
         let chains = self.chains.lock().unwrap();
-        let models: std::collections::BTreeSet<&String> = chains.heads.keys().chain(chains.links.keys()).collect();
+        let models: std::collections::BTreeSet<&String> = chains.heads.keys().chain(chains.links.keys()).chain(chains.identities.keys()).collect();
         Ok(models.into_iter().filter_map(|model| model.parse().ok()).collect())
     }
 
@@ -218,6 +220,7 @@ impl AuditTrail for FakeLedger {
         Ok(StoredChain {
             links: chains.links.get(model.as_str()).map(|links| links.values().cloned().collect()).unwrap_or_default(),
             head: chains.heads.get(model.as_str()).cloned(),
+            identities: chains.identities.get(model.as_str()).cloned().unwrap_or_default(),
         })
     }
 }
@@ -284,8 +287,7 @@ mod tests {
     }
 
     async fn verified(ledger: &FakeLedger) -> u64 {
-        let chain = ledger.chain(&model()).await.unwrap();
-        verify(&model(), &chain.links, chain.head.as_ref()).expect("the chain verifies").entries
+        verify(&model(), &ledger.chain(&model()).await.unwrap()).expect("the chain verifies").entries
     }
 
     #[tokio::test]
