@@ -33,30 +33,35 @@ pub fn render(reports: &[ChainReport], wide: bool, width: u16) -> String {
     let rows: Vec<Vec<String>> = reports.iter().map(|report| row(report, wide)).collect();
     let mut out = ui::table(&["MODEL", "CHAIN", "DETAIL"], &rows, width);
     let broken = reports.iter().filter(|r| r.is_broken()).count();
-    out.push_str(&match broken {
-        0 => format!("{} verified\n", chains(reports.len())),
-        _ => format!("{} of {} broken: each line names the first broken link\n", broken, chains(reports.len())),
+    let recorded = reports.iter().filter(|r| !matches!(r.verdict, Verdict::Verified { entries: 0, .. })).count();
+    out.push_str(&match (broken, recorded) {
+        (0, 0) => "nothing recorded".to_owned(),
+        (0, _) => ui::paint(ui::GOOD, format!("{} verified", count(recorded, "chain"))),
+        _ => ui::paint(ui::BAD, format!("{broken} of {} broken: each line names the first broken link", count(recorded, "chain"))),
     });
+    out.push('\n');
     out
 }
 
+/// A table's cells are plain: colour codes would count in its column widths.
 fn row(report: &ChainReport, wide: bool) -> Vec<String> {
     let (verdict, detail) = match &report.verdict {
-        Verdict::Verified { entries: 0, .. } => (ui::paint(ui::WARN, "empty"), "no audit entries".to_owned()),
+        Verdict::Verified { entries: 0, .. } => ("empty", "no audit entries".to_owned()),
         Verdict::Verified { entries, head } => {
             let hash = if wide { head.hash.as_str() } else { &head.hash[..12] };
-            (ui::paint(ui::GOOD, "verified"), format!("{entries} entries, head seq {} sha256 {hash}", head.seq))
+            ("verified", format!("{}, head seq {} sha256 {hash}", count(*entries as usize, "entry"), head.seq))
         }
-        Verdict::Broken { seq, what } => (ui::paint(ui::BAD, "BROKEN"), format!("seq {seq}: {what}")),
+        Verdict::Broken { seq, what } => ("BROKEN", format!("seq {seq}: {what}")),
     };
-    vec![report.model.to_string(), verdict, detail]
+    vec![report.model.to_string(), verdict.to_owned(), detail]
 }
 
-fn chains(count: usize) -> String {
-    if count == 1 {
-        "1 chain".into()
-    } else {
-        format!("{count} chains")
+/// `1 chain`, `2 chains`; `1 entry`, `3 entries`.
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
     }
 }
 
@@ -83,23 +88,26 @@ mod tests {
 
         assert_eq!(exit_code(&reports), Exit::Refused);
         let fraud = text.lines().find(|l| l.starts_with("fraud-111111111111")).unwrap();
-        assert!(fraud.contains("BROKEN") && fraud.contains("seq 4: removed: the entries up to seq 4 are missing"), "{text}");
+        assert!(fraud.contains("BROKEN") && fraud.contains("seq 4: removed: no entry is stored from here through seq 4"), "{text}");
         let churn = text.lines().find(|l| l.starts_with("churn-111111111111")).unwrap();
         assert!(churn.contains("verified") && churn.contains("12 entries, head seq 12 sha256 abababababab") && !churn.contains(&"ab".repeat(32)), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let columns = [lines[0].find("DETAIL"), lines[1].find("12 entries"), lines[2].find("seq 4")];
+        assert!(columns[0].is_some() && columns.iter().all(|c| *c == columns[0]), "the columns line up: {text}");
         assert!(text.ends_with("1 of 2 chains broken: each line names the first broken link\n"), "{text}");
     }
 
     #[test]
     fn intact_chains_exit_0_and_the_wide_form_shows_the_whole_head() {
-        let reports = [report("churn-111111111111", verified(3))];
+        let reports = [report("churn-111111111111", verified(1))];
 
         let text = anstream::adapter::strip_str(&render(&reports, true, u16::MAX)).to_string();
 
         assert_eq!(exit_code(&reports), Exit::Ok);
-        assert!(text.contains(&"ab".repeat(32)) && text.ends_with("1 chain verified\n"), "{text}");
+        assert!(text.contains(&"ab".repeat(32)) && text.contains("1 entry,") && text.ends_with("1 chain verified\n"), "{text}");
         assert_eq!(exit_code(&[]), Exit::Ok);
         assert_eq!(render(&[], false, 80), "no audit chain yet: nothing was recorded\n");
         let empty = anstream::adapter::strip_str(&render(&[report("churn-111111111111", verified(0))], false, 120)).to_string();
-        assert!(empty.contains("empty") && empty.contains("no audit entries"), "{empty}");
+        assert!(empty.contains("empty") && empty.contains("no audit entries") && empty.ends_with("nothing recorded\n"), "{empty}");
     }
 }

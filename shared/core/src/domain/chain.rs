@@ -211,7 +211,7 @@ impl fmt::Display for Break {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Rewritten => f.write_str("rewritten: its content no longer matches its hash"),
-            Self::Removed { through } => write!(f, "removed: the entries up to seq {through} are missing"),
+            Self::Removed { through } => write!(f, "removed: no entry is stored from here through seq {through}"),
             Self::Reordered { recorded_seq } => write!(f, "reordered: the entry stored here records seq {recorded_seq}"),
             Self::Unlinked => f.write_str("unlinked: its previous hash is not the hash of the entry before it (that one was replaced, or this one moved)"),
             Self::Misplaced { recorded_model } => write!(f, "misplaced: the entry belongs to the chain of {recorded_model}"),
