@@ -252,8 +252,12 @@ pub struct AwsImageRegistries(BTreeSet<AccountId>);
 impl AwsImageRegistries {
     /// Comma-separated account ids.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let accounts: BTreeSet<AccountId> =
-            raw.split(',').map(str::trim).filter(|a| !a.is_empty()).map(|a| a.parse().map_err(|e: super::ids::IdError| e.to_string())).collect::<Result<_, _>>()?;
+        let accounts: BTreeSet<AccountId> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse().map_err(|e: super::ids::IdError| e.to_string()))
+            .collect::<Result<_, _>>()?;
         Ok(Self(accounts))
     }
 

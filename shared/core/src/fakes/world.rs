@@ -155,7 +155,8 @@ impl PromoteWorld {
         let central = Arc::new(FakeRegistry::in_account("222222222222"));
         let ledger = Arc::new(FakeLedger::default());
         let dev_account: crate::domain::ids::AccountId = "111111111111".parse().expect("id");
-        let sessions = FakeSessions { registries: HashMap::from([(dev_account.clone(), dev.clone())]), images: HashMap::from([(dev_account, dev_images.clone())]) };
+        let sessions =
+            FakeSessions { registries: HashMap::from([(dev_account.clone(), dev.clone())]), images: HashMap::from([(dev_account, dev_images.clone())]) };
         let ports = crate::ports::PromotePorts {
             sessions: Arc::new(sessions),
             central_registry: central.clone(),

@@ -35,7 +35,9 @@ pub enum PromoteError {
     InvalidImage(ImageError),
     #[error("image `{image}` is in registry {registry}: only the source account's own ECR registry and the allow-listed AWS registries are admitted")]
     ForeignImageRegistry { image: String, registry: String },
-    #[error("image `{image}` is not in the dev repository that ECR replicates to this model's central repository: push it to `{repository}` in account {account}")]
+    #[error(
+        "image `{image}` is not in the dev repository that ECR replicates to this model's central repository: push it to `{repository}` in account {account}"
+    )]
     ImageOutsideModelRepository { image: String, repository: RepositoryName, account: AccountId },
     #[error("image `{image}` names {now} now, not {approved} as when the version was approved: register and approve a new version")]
     ImageChanged { image: String, approved: ImageDigest, now: ImageDigest },

@@ -93,7 +93,12 @@ fn decide(wanted: &Wanted, observed: Observed) -> Result<ImageRef, PromoteError>
 }
 
 /// The version's containers with their images pinned, or why not.
-pub(super) async fn pin_images(ports: &PromotePorts, aws: &AwsImageRegistries, change: &StateChange, containers: &[Container]) -> Result<Vec<Container>, PromoteError> {
+pub(super) async fn pin_images(
+    ports: &PromotePorts,
+    aws: &AwsImageRegistries,
+    change: &StateChange,
+    containers: &[Container],
+) -> Result<Vec<Container>, PromoteError> {
     let wanted: Vec<Wanted> = containers.iter().map(|c| Wanted::of(c, change, aws)).collect::<Result<_, _>>()?;
     let dev = ports.sessions.images(&change.account).await?;
     let observed = join_all(wanted.iter().map(|w| observe(dev.as_ref(), ports.central_images.as_ref(), w))).await;
