@@ -49,6 +49,8 @@ pub struct ServiceNames {
     pub pipeline: String,
     pub hosting_name_prefix: String,
     pub roles: BTreeMap<String, String>,
+    pub image_repository_prefix: String,
+    pub aws_image_registries: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,5 +384,7 @@ mod tests {
         assert_eq!(promotion_core::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
         assert_eq!(promotion_core::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
         assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));
+        assert_eq!(promotion_core::domain::image::CENTRAL_REPOSITORY_PREFIX, names.image_repository_prefix);
+        assert_eq!(promotion_core::domain::image::DEFAULT_AWS_IMAGE_REGISTRIES, names.aws_image_registries);
     }
 }

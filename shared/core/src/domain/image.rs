@@ -213,15 +213,16 @@ impl fmt::Display for RepositoryName {
 /// The AWS accounts whose ECR registries hold SageMaker's own images. A container image of one
 /// of them is pinned by digest where it is: AWS keeps those images, and every account may pull
 /// them. Taken from the SageMaker Python SDK's `src/sagemaker/image_uri_config/
-/// framework-region-registry.json` (the registries of its `pytorch`, `tensorflow`, `mxnet` and
-/// Hugging Face families, the Deep Learning Containers, and of `xgboost`, `sklearn` and
-/// `sparkml-serving`), commercial and China regions. `AWS_IMAGE_REGISTRIES` replaces the list.
+/// framework-region-registry.json`: the registries of its `pytorch`, `tensorflow`, `mxnet`
+/// (the Deep Learning Containers, Hugging Face's too) and of its `xgboost`, `sklearn` and
+/// `sparkml-serving` families, in the commercial regions (China and GovCloud have accounts of
+/// their own: name them in `AWS_IMAGE_REGISTRIES`, which replaces this list). infra/names.json
+/// holds the same list for the templates' defaults.
 pub const DEFAULT_AWS_IMAGE_REGISTRIES: &[&str] = &[
-    // Deep Learning Containers: most regions, ap-east-1, me-south-1, China.
+    // Deep Learning Containers: most regions, ap-east-1, me-south-1.
     "763104351884",
     "871362719292",
     "217643126080",
-    "727897471807",
     // xgboost, sklearn and sparkml-serving, one account per region.
     "683313688378", // us-east-1
     "257758044811", // us-east-2
@@ -241,8 +242,6 @@ pub const DEFAULT_AWS_IMAGE_REGISTRIES: &[&str] = &[
     "659782779980", // eu-west-3
     "801668240914", // me-south-1
     "737474898029", // sa-east-1
-    "450853457545", // cn-north-1
-    "451049120500", // cn-northwest-1
 ];
 
 /// The allow-list of AWS image registries (see [`DEFAULT_AWS_IMAGE_REGISTRIES`]).
