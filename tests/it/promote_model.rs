@@ -388,8 +388,11 @@ async fn a_dev_image_is_registered_as_the_central_repository_at_the_digest_moto_
 
     let versions = world.central_versions(summary.central_group.as_str()).await;
     let container = &versions[0].inference_specification().unwrap().containers()[0];
-    assert_eq!(container.image(), Some(format!("222222222222.dkr.ecr.us-east-1.amazonaws.com/{repository}@{central_digest}").as_str()));
+    let pinned = format!("222222222222.dkr.ecr.us-east-1.amazonaws.com/{repository}@{central_digest}");
+    assert_eq!(container.image(), Some(pinned.as_str()));
     assert_eq!(container.image_digest(), Some(central_digest.as_str()));
+    let cards = world.card_versions(&summary.model_card).await;
+    assert_eq!(cards[0].1["model_overview"]["inference_environment"]["container_image"], json!([pinned]), "the card shows what runs");
 }
 
 #[tokio::test]
