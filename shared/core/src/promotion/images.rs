@@ -9,6 +9,7 @@ use futures::future::join_all;
 use tracing::info;
 
 use crate::domain::event::StateChange;
+use crate::domain::ids::truncated;
 use crate::domain::image::{central_repository, AwsImageRegistries, ImageDigest, ImageError, ImageRef, RepositoryName};
 use crate::domain::naming::central_group_name;
 use crate::domain::package::Container;
@@ -154,7 +155,8 @@ fn log(change: &StateChange, container: &Container, decision: &Result<ImageRef, 
         Ok(pinned) => ("image pinned", Some(pinned.to_string()), None),
         Err(error) => ("image refused", None, Some(error.error_type())),
     };
-    info!(event_id = %change.event_id, package = %change.package, image = %container.image, pinned, error_type = error, decision, "promotion");
+    let image = truncated(&container.image);
+    info!(event_id = %change.event_id, package = %change.package, %image, pinned, error_type = error, decision, "promotion");
 }
 
 #[cfg(test)]
