@@ -1,5 +1,6 @@
 //! A whole deployment world over the fakes: the central account with one promoted, approved
-//! version, and the test and prod accounts.
+//! version, and the test and prod accounts. And promote-model's: a dev account with an approved
+//! version, and the central account.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
