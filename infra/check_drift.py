@@ -16,7 +16,8 @@ Fails (exit 1) when
     names differ from shared/core/stage-config.local.json, the emulator's (found as
     shared/**/stage-config.local.json);
   * a name default (bus, table, bucket prefix, topic, pipeline, roles, alarms, event source
-    and detail-type) differs from infra/names.json, which the emulator's provisioning reads;
+    and detail-type, the AWS image registries) differs from infra/names.json, which the
+    emulator's provisioning reads;
   * the pipeline's stages after Source, their order, their functions and UserParameters
     differ from infra/pipeline.json, which the local pipeline driver runs;
   * a rule targets something that is not a function (or state machine) of the templates, a

@@ -15,6 +15,9 @@ template and an over-broad grant. It fails (exit 1) on any Allow statement that
     carry an `aws:PrincipalArn` condition naming exact roles, `*` must be narrowed to the
     organization (`aws:PrincipalOrgID`/`aws:PrincipalOrgPaths`) or a source (`aws:SourceArn`/
     `aws:SourceAccount`), and a service principal must name its source (confused deputy).
+    One exception: ECR replication acts as the source account itself, with no role of it to
+    name, so a registry policy may admit accounts for REPLICATION_ACTIONS only, on
+    repositories under a prefix (never `repository/*`).
 
 Deny statements are not checked for breadth: a wide Deny (e.g. `s3:*` without TLS) only
 takes access away.
@@ -49,6 +52,9 @@ STAR_ONLY_ACTIONS = {
     "xray:puttracesegments",
     "xray:puttelemetryrecords",
 }
+
+# What ECR cross-account replication does in the destination registry, as the source account.
+REPLICATION_ACTIONS = {"ecr:createrepository", "ecr:replicateimage"}
 
 # A literal or Fn::Sub string that is exactly one IAM role ARN, no wildcard.
 ROLE_ARN = re.compile(
@@ -109,6 +115,14 @@ def documents(template: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield name, RESOURCE, props["Policy"]
         elif kind == "AWS::SageMaker::ModelPackageGroup" and "ModelPackageGroupPolicy" in props:
             yield name, RESOURCE, props["ModelPackageGroupPolicy"]
+        elif kind == "AWS::ECR::RegistryPolicy":
+            yield name, RESOURCE, props.get("PolicyText")
+        elif kind == "AWS::ECR::Repository" and "RepositoryPolicyText" in props:
+            yield name, RESOURCE, props["RepositoryPolicyText"]
+        elif kind == "AWS::ECR::RepositoryCreationTemplate" and "RepositoryPolicy" in props:
+            # A JSON string, written with Fn::Sub: checked as the sample parameters make it.
+            values = {**cfn.parameter_defaults(template), **SAMPLE_VALUES}
+            yield name, RESOURCE, str(cfn.substitute(props["RepositoryPolicy"], values))
         elif kind == "AWS::StepFunctions::StateMachine":
             for state, document in state_machine_policies(template, props):
                 yield f"{name} state {state}", RESOURCE, document
@@ -291,12 +305,22 @@ def check_statement(template: dict[str, Any], where: str, kind: str, statement: 
             continue
         if is_exact_role(value, template) or is_own_account_root(value):
             continue
+        if kind == RESOURCE and replication_only(statement):
+            continue
         # Another account's root (or bare id): only with the exact roles in aws:PrincipalArn.
         if not exact_principal_arns(conditions):
             problems.append(
                 f"principal {json.dumps(value)} trusts a whole account: name the roles in an aws:PrincipalArn condition"
             )
     return [f"{where}: {p}" for p in problems]
+
+
+def replication_only(statement: dict[str, Any]) -> bool:
+    """Only ECR replication's actions, on repositories under a prefix."""
+    actions = [a.lower() for a in cfn.as_list(statement.get("Action", [])) if isinstance(a, str)]
+    resources = [cfn.sub_text(r) or "" for r in cfn.as_list(statement.get("Resource", []))]
+    narrowed = [re.search(r":repository/[a-z0-9]", r) is not None for r in resources]
+    return bool(actions) and set(actions) <= REPLICATION_ACTIONS and bool(resources) and all(narrowed)
 
 
 def exact_principal_arns(conditions: dict[str, list[Any]]) -> bool:

@@ -185,6 +185,11 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Local { command: LocalCommand::Provision { endpoint } } => {
             let world = local::provision(&endpoint, local::Names::with_suffix(""), CopySettings::default()).await?;
+            for pushed in &world.serving_images {
+                eprintln!("dev ECR: pushed {} ({})", pushed.image, pushed.digest);
+                let central = pushed.replicated.as_deref().unwrap_or("refused by an immutable tag");
+                eprintln!("  ECR replication, played by the local world (moto replicates nothing): central {} at {central}", pushed.repository);
+            }
             print!("{}", world.env_file().await?);
             Ok(ExitCode::SUCCESS)
         }

@@ -1,5 +1,6 @@
 """Name defaults of the three templates vs infra/names.json (which the emulator's provisioning
-reads), the one name source of the forwarding role, and the target roles' hosting scope."""
+reads), the one name source of the forwarding role, the target roles' hosting scope, and the
+one allow-list of AWS image registries."""
 
 from __future__ import annotations
 
@@ -87,6 +88,18 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
     ]
     report.same("target rollback alarms", sorted(alarms), sorted(names["rollback_alarms"]))
     check_hosting_scope(target, names["hosting_name_prefix"], report)
+    check_image_registries(c, d, t, names, report)
+
+
+def check_image_registries(c: dict[str, str], d: dict[str, str], t: dict[str, str], names: dict[str, Any], report: Report) -> None:
+    """One allow-list of AWS image registries: promote-model's (the code's default is held to
+    names.json by the CLI's tests), the dev read role's and the stage execution roles'."""
+    expected = names["aws_image_registries"]
+    report.same("central AwsImageRegistryAccounts", (c.get("AwsImageRegistryAccounts") or "").split(","), expected)
+    for stack, defaults in (("dev", d), ("target", t)):
+        arns = (defaults.get("AwsImageRepositoryArns") or "").split(",")
+        accounts = [arn.split(":")[4] if arn.count(":") >= 5 else arn for arn in arns]
+        report.same(f"{stack} AwsImageRepositoryArns (accounts)", accounts, expected)
 
 
 HOSTING_RESOURCE = re.compile(r":sagemaker:.*:(model|endpoint-config|endpoint)/([^/]*)$")

@@ -14,12 +14,13 @@ use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use promotion_core::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
     AccountSessions, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
-    Endpoints, EventPublisher, FailureKind, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult, PromotePorts,
-    PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
+    Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult,
+    PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
 };
 use serde_json::Value;
 
@@ -71,6 +72,7 @@ impl Chaos {
         PromotePorts {
             sessions: Arc::new(ChaosSessions { inner: inner.sessions.clone(), chaos: self.clone() }),
             central_registry: Arc::new(ChaosRegistry { inner: inner.central_registry.clone(), chaos: self.clone(), account: "central" }),
+            central_images: Arc::new(ChaosImages { inner: inner.central_images.clone(), chaos: self.clone() }),
             artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             events: Arc::new(ChaosEvents { inner: inner.events.clone(), chaos: self.clone() }),
@@ -127,6 +129,27 @@ impl AccountSessions for ChaosSessions {
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>> {
         let inner = self.chaos.call("AssumeRole", self.inner.registry(account)).await?;
         Ok(Arc::new(ChaosRegistry { inner, chaos: self.chaos.clone(), account: "source" }))
+    }
+
+    /// Not a call of its own: the session the registry's `AssumeRole` opened.
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>> {
+        let inner = self.inner.images(account).await?;
+        Ok(Arc::new(ChaosImages { inner, chaos: self.chaos.clone() }))
+    }
+}
+
+pub struct ChaosImages {
+    inner: Arc<dyn ImageRegistry>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl ImageRegistry for ChaosImages {
+    async fn resolve(&self, image: &ImageRef) -> PortResult<Option<ImageDigest>> {
+        self.chaos.call("BatchGetImage", self.inner.resolve(image)).await
+    }
+    async fn find(&self, repository: &RepositoryName, digest: &ImageDigest) -> PortResult<Option<ImageRef>> {
+        self.chaos.call("DescribeImages", self.inner.find(repository, digest)).await
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod events;
+mod images;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 pub use artifacts::model_archive;
 pub use events::{approval_event, set_dev_approval};
+pub use images::{dev_repository, manifest, push_serving_image, PushedImage, SERVING_TAG};
 
 pub const REGION: &str = "us-east-1";
 pub const DEV_ACCOUNT: &str = "111111111111";
@@ -32,7 +34,6 @@ pub const TEST_ACCOUNT: &str = "333333333333";
 pub const PROD_ACCOUNT: &str = "444444444444";
 /// The emulator needs no such role to exist; in AWS each account has its own roles.
 const LOCAL_ADMIN_ROLE: &str = "model-promotion-local-admin";
-const TRAINING_IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
 
 /// The names the templates' parameter defaults use too: `infra/check_drift.py` holds the
 /// templates to this file, and the tests below hold the code's own constants to it.
@@ -48,6 +49,8 @@ pub struct ServiceNames {
     pub pipeline: String,
     pub hosting_name_prefix: String,
     pub roles: BTreeMap<String, String>,
+    pub image_repository_prefix: String,
+    pub aws_image_registries: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +133,8 @@ pub struct World {
     pub config: PromoteConfig,
     pub dev_package: ModelPackageArn,
     pub second_dev_package: ModelPackageArn,
+    /// The dev versions' serving images, pushed to the dev registry and replicated.
+    pub serving_images: Vec<PushedImage>,
     pub events_queue_url: String,
     pub approval_topic_arn: String,
     pub approvals_inbox_url: String,
@@ -181,8 +186,8 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     let events_queue_url = central_bus(&central, &names).await?;
     let (approval_topic_arn, approvals_inbox_url) = approval_topic(&central, &names).await?;
     create_bucket(&dev, &names.dev_bucket).await?;
-    let dev_package = trained_model_version(&dev, &names, &names.dev_group, 3).await?;
-    let second_dev_package = trained_model_version(&dev, &names, &names.second_dev_group, 1).await?;
+    let (dev_package, image) = trained_model_version(&dev, &names, &names.dev_group, 3).await?;
+    let (second_dev_package, second_image) = trained_model_version(&dev, &names, &names.second_dev_group, 1).await?;
     let config = PromoteConfig {
         central_account: CENTRAL_ACCOUNT.parse()?,
         source_accounts: BTreeMap::from([(DEV_ACCOUNT.parse::<AccountId>()?, vec![names.dev_bucket.clone()])]),
@@ -192,6 +197,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         ledger_table: names.ledger_table.clone(),
         event_bus: names.event_bus.clone(),
         copy,
+        aws_image_registries: Default::default(),
     };
     Ok(World {
         endpoint: endpoint.to_owned(),
@@ -201,6 +207,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         config,
         dev_package,
         second_dev_package,
+        serving_images: vec![image, second_image],
         events_queue_url,
         approval_topic_arn,
         approvals_inbox_url,
@@ -295,23 +302,34 @@ pub async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<
 }
 
 /// A trained model version in the dev registry: a real archive of a few MB, its evaluation
-/// report and a drift baseline, registered PendingManualApproval as a training pipeline would.
-async fn trained_model_version(dev: &SdkConfig, names: &Names, group: &str, megabytes: usize) -> Result<ModelPackageArn> {
+/// report and a drift baseline, registered PendingManualApproval as a training pipeline would,
+/// running a serving image of the dev registry.
+async fn trained_model_version(dev: &SdkConfig, names: &Names, group: &str, megabytes: usize) -> Result<(ModelPackageArn, PushedImage)> {
     let prefix = format!("{group}/pipelines-7f3k/output");
     let model = put_object(dev, &names.dev_bucket, &format!("{prefix}/model.tar.gz"), model_archive(megabytes)?).await?;
     let evaluation = put_object(dev, &names.dev_bucket, &format!("{prefix}/evaluation/evaluation.json"), artifacts::evaluation_report()).await?;
     let constraints = put_object(dev, &names.dev_bucket, &format!("{prefix}/baseline/constraints.json"), artifacts::baseline_constraints()).await?;
-    register_version(dev, group, &model, Some((&evaluation, &constraints))).await
+    let image = push_serving_image(dev, group, "1", SERVING_TAG).await?;
+    Ok((register_running(dev, group, &model, Some((&evaluation, &constraints)), &image).await?, image))
 }
 
-/// Registers a dev model version naming `model_data` and, optionally, an evaluation report and constraints.
+/// Registers a dev model version naming `model_data` and, optionally, an evaluation report and
+/// constraints; it runs the group's serving image (pushed unless it is there).
 pub async fn register_version(dev: &SdkConfig, group: &str, model_data: &str, reports: Option<(&str, &str)>) -> Result<ModelPackageArn> {
+    let image = push_serving_image(dev, group, "1", SERVING_TAG).await?;
+    register_running(dev, group, model_data, reports, &image).await
+}
+
+/// Registers a dev model version whose container runs `image`, with the digest SageMaker records
+/// (`ImageDigest`) when it resolves the image at registration; moto resolves nothing, so the
+/// digest moto reported for the push is recorded here.
+pub async fn register_running(dev: &SdkConfig, group: &str, model_data: &str, reports: Option<(&str, &str)>, image: &PushedImage) -> Result<ModelPackageArn> {
     let sagemaker = aws_sdk_sagemaker::Client::new(dev);
     if sagemaker.describe_model_package_group().model_package_group_name(group).send().await.is_err() {
         sagemaker.create_model_package_group().model_package_group_name(group).send().await.context("create dev group")?;
     }
     let source = |uri: &str| MetricsSource::builder().content_type("application/json").s3_uri(uri).build();
-    let container = ModelPackageContainerDefinition::builder().image(TRAINING_IMAGE).model_data_url(model_data).build();
+    let container = ModelPackageContainerDefinition::builder().image(&image.image).image_digest(&image.digest).model_data_url(model_data).build();
     let created = sagemaker
         .create_model_package()
         .model_package_group_name(group)
@@ -366,5 +384,7 @@ mod tests {
         assert_eq!(promotion_core::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
         assert_eq!(promotion_core::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
         assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));
+        assert_eq!(promotion_core::domain::image::CENTRAL_REPOSITORY_PREFIX, names.image_repository_prefix);
+        assert_eq!(promotion_core::domain::image::DEFAULT_AWS_IMAGE_REGISTRIES, names.aws_image_registries);
     }
 }

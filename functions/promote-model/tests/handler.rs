@@ -10,9 +10,12 @@ use promotion_core::config::PromoteConfig;
 use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{ModelPackageArn, S3Uri};
+use promotion_core::domain::image::central_repository;
 use promotion_core::domain::ledger::{PromotionRecord, PromotionState};
 use promotion_core::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
-use promotion_core::fakes::{BeforeCopy, FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore};
+use promotion_core::fakes::{
+    BeforeCopy, FakeCards, FakeImages, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore, PROMOTE_WORLD_DIGEST, PROMOTE_WORLD_IMAGE,
+};
 use promotion_core::ports::{PortResult, PromotePorts};
 use promotion_core::promotion::{Outcome, PromoteError};
 use serde_json::Value;
@@ -53,7 +56,7 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         description: None,
         status: Some(ApprovalStatus::Approved),
         inference: InferenceSpec {
-            containers: vec![Container { image: "xgboost:1.7-1".into(), ..Container::default() }],
+            containers: vec![Container { image: PROMOTE_WORLD_IMAGE.into(), image_digest: Some(PROMOTE_WORLD_DIGEST.into()), ..Container::default() }],
             content_types: vec!["text/csv".into()],
             response_types: vec!["text/csv".into()],
             ..InferenceSpec::default()
@@ -69,10 +72,18 @@ fn world(copy: CopySettings, model_len: usize) -> World {
     store.put_object(&uri(EVALUATION), br#"{"regression_metrics": {"mse": {"value": 4.25}}}"#.to_vec());
     let central = Arc::new(FakeRegistry::in_account("222222222222"));
     let (cards, publisher, ledger) = (Arc::new(FakeCards::default()), Arc::new(FakePublisher::default()), Arc::new(FakeLedger::default()));
-    let sessions = FakeSessions { registries: HashMap::from([("111111111111".parse().unwrap(), dev.clone())]) };
+    // The dev image, pushed in dev and replicated into the model's central repository.
+    let (dev_images, central_images) = (Arc::new(FakeImages::of("111111111111")), Arc::new(FakeImages::of("222222222222")));
+    dev_images.push(PROMOTE_WORLD_IMAGE, PROMOTE_WORLD_DIGEST);
+    central_images.replicated(&central_repository(&"churn-prediction-111111111111".parse().unwrap()), PROMOTE_WORLD_DIGEST);
+    let sessions = FakeSessions {
+        registries: HashMap::from([("111111111111".parse().unwrap(), dev.clone())]),
+        images: HashMap::from([("111111111111".parse().unwrap(), dev_images)]),
+    };
     let ports = PromotePorts {
         sessions: Arc::new(sessions),
         central_registry: central.clone(),
+        central_images,
         artifacts: store.clone(),
         cards: cards.clone(),
         events: publisher.clone(),

@@ -10,8 +10,9 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use promotion_core::domain::deploy::StageSettings;
 use promotion_core::domain::ids::AccountId;
-use promotion_core::ports::{AccountSessions, Endpoints, ModelRegistry, PortResult, StageSessions};
+use promotion_core::ports::{AccountSessions, Endpoints, ImageRegistry, ModelRegistry, PortResult, StageSessions};
 
+use crate::ecr::EcrImages;
 use crate::endpoints::SageMakerEndpoints;
 use crate::sagemaker::SageMakerRegistry;
 
@@ -59,6 +60,11 @@ impl AccountSessions for SourceRegistries {
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>> {
         let config = self.sessions.config_for(account, &self.role).await;
         Ok(Arc::new(SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&config))))
+    }
+
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>> {
+        let config = self.sessions.config_for(account, &self.role).await;
+        Ok(Arc::new(EcrImages::new(aws_sdk_ecr::Client::new(&config))))
     }
 }
 

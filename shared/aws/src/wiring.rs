@@ -10,7 +10,7 @@ use promotion_core::config::{ConfigError, PromoteConfig};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::ports::PromotePorts;
 
-use crate::{codepipeline, dynamodb, eventbridge, s3, sagemaker, sns, sts};
+use crate::{codepipeline, dynamodb, ecr, eventbridge, s3, sagemaker, sns, sts};
 
 /// Loads the SDK configuration from the environment: region, credentials, `AWS_ENDPOINT_URL`
 /// and the retry settings (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`; standard mode backs off with jitter).
@@ -38,6 +38,7 @@ pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
     PromotePorts {
         sessions: Arc::new(sts::SourceRegistries::new(sdk.clone(), &config.source_read_role)),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
+        central_images: Arc::new(ecr::EcrImages::new(aws_sdk_ecr::Client::new(sdk))),
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus)),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::domain::copy::{CopySettings, MIN_PART_SIZE};
 use crate::domain::deploy::StageConfig;
 use crate::domain::ids::{AccountId, IdError};
+use crate::domain::image::AwsImageRegistries;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -26,6 +27,9 @@ pub struct PromoteConfig {
     pub ledger_table: String,
     pub event_bus: String,
     pub copy: CopySettings,
+    /// The AWS registries whose images are pinned where they are (`AWS_IMAGE_REGISTRIES`,
+    /// comma-separated account ids; SageMaker's own registries when unset).
+    pub aws_image_registries: AwsImageRegistries,
 }
 
 pub const DEFAULT_SOURCE_READ_ROLE: &str = "model-promotion-source-read";
@@ -64,6 +68,10 @@ impl PromoteConfig {
             ledger_table: required("LEDGER_TABLE")?,
             event_bus: required("EVENT_BUS_NAME")?,
             copy,
+            aws_image_registries: match lookup("AWS_IMAGE_REGISTRIES").filter(|v| !v.is_empty()) {
+                Some(raw) => AwsImageRegistries::parse(&raw).map_err(|reason| ConfigError::Invalid { name: "AWS_IMAGE_REGISTRIES", reason })?,
+                None => AwsImageRegistries::default(),
+            },
         })
     }
 }

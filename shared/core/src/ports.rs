@@ -12,6 +12,7 @@ use crate::domain::copy::{ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use crate::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 
@@ -61,6 +62,20 @@ pub trait ModelRegistry: Send + Sync {
 pub trait AccountSessions: Send + Sync {
     /// The registry of another account, read through a role assumed in it.
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>>;
+    /// Amazon ECR as the same role of another account sees it: its own registry, and the
+    /// registries it may pull from (AWS's).
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>>;
+}
+
+/// Amazon ECR, as one account sees it.
+#[async_trait]
+pub trait ImageRegistry: Send + Sync {
+    /// The digest `image` names now in its registry (in its region): its tag's, or its own once
+    /// the registry holds it. `None` when the registry holds no such image.
+    async fn resolve(&self, image: &ImageRef) -> PortResult<Option<ImageDigest>>;
+    /// The image `digest` in this account's `repository`, named by that digest as its registry
+    /// reports it; `None` while the repository or the image is not there.
+    async fn find(&self, repository: &RepositoryName, digest: &ImageDigest) -> PortResult<Option<ImageRef>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +207,8 @@ impl<T: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims + TestRec
 pub struct PromotePorts {
     pub sessions: Arc<dyn AccountSessions>,
     pub central_registry: Arc<dyn ModelRegistry>,
+    /// The central account's ECR, where the dev images arrive by replication.
+    pub central_images: Arc<dyn ImageRegistry>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub cards: Arc<dyn ModelCards>,
     pub events: Arc<dyn EventPublisher>,

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod event;
 pub mod fingerprint;
 pub mod ids;
+pub mod image;
 pub mod ledger;
 pub mod lineage;
 pub mod naming;
