@@ -87,8 +87,8 @@ const APPROVAL_SUMMARY_MAX: usize = 512;
 
 pub async fn reach_revocation(ports: &DeployPorts, config: &DeployConfig, event: &Value, deadline: DateTime<Utc>) -> Result<Reached, RevocationError> {
     let delivery = ModelRevoked::parse(event)?;
-    if delivery.account != config.central_account {
-        return Err(RevocationError::NotCentral(delivery.account));
+    if let Some(account) = delivery.account.clone().filter(|account| account != &config.central_account) {
+        return Err(RevocationError::NotCentral(account));
     }
     let record = revoked_record(ports, &delivery).await?;
     let package = delivery.revoked.central_package.clone();
