@@ -237,7 +237,7 @@ async fn a_version_in_prod_revoked_in_dev_leaves_prod_on_the_previous_version_an
     for step in [("revocation-approval-rejected", execution.as_str()), ("revocation-rollback-started", "prod"), ("revocation-rolled-back", "prod")] {
         assert!(revoked_trail.contains(&(step.0.to_owned(), format!("{dev_event}:{}", step.1))), "{step:?} not in {revoked_trail:?}");
     }
-    let restored = revocation.trail(first).await.into_iter().find(|e| e.action.to_string() == "restored-on-revocation").expect("restored entry");
+    let restored = revocation.trail(first).await.into_iter().find(|e| e.action == "restored-on-revocation").expect("restored entry");
     assert_eq!((restored.detail["from"].as_str(), restored.detail["to"].as_str()), (Some(second.as_str()), Some(first.as_str())));
 
     // EventBridge delivers it again: nothing is rolled back, rejected or written twice.

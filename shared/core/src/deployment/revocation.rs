@@ -10,6 +10,7 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +26,7 @@ use crate::domain::ledger::{DeploymentRecord, DeploymentState, PromotionRecord, 
 use crate::domain::pipeline::{PipelineStage, APPROVAL_ACTION};
 use crate::domain::revocation::{ModelRevoked, RevokedDelivery};
 use crate::failure::Failure;
-use crate::ports::{Endpoints, ExecutionView, PendingApproval, PortError, Settled};
+use crate::ports::{EndpointState, Endpoints, ExecutionView, PendingApproval, PortError, Settled};
 
 use super::endpoint::EndpointError;
 use super::rollback::{put_in_service, ModelPast, RollbackError};
@@ -163,7 +164,7 @@ impl Reach<'_> {
                 ids.push(waiting.clone());
             }
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         ids.retain(|id| seen.insert(id.clone()));
         Ok(ids)
     }
@@ -184,7 +185,6 @@ impl Reach<'_> {
         };
         let status = view.map(|v| format!("{:?}", v.status));
         self.audit(&self.package, execution_id, action.clone(), json!({ "execution_id": execution_id, "status": status, "reason": self.reason })).await?;
-        self.log(&action.to_string(), execution_id);
         Ok(said.to_owned())
     }
 
@@ -201,7 +201,7 @@ impl Reach<'_> {
 
     async fn endpoint(&self, past: &ModelPast, stage: Stage, settings: &StageSettings, endpoint: &str) -> Result<String, RevocationError> {
         let endpoints = self.ports.stages.endpoints(settings).await?;
-        let live = endpoints.describe_endpoint(endpoint).await?;
+        let mut live = endpoints.describe_endpoint(endpoint).await?;
         let record = self.ports.deployments.deployment(stage, endpoint).await?;
         let key = format!("{}:{stage}", self.key);
         let earlier: Vec<&AuditEntry> = self.trail.iter().filter(|e| e.event_id == key).collect();
@@ -211,14 +211,25 @@ impl Reach<'_> {
             .iter()
             .any(|e| matches!(e.action, AuditAction::RevocationRolledBack | AuditAction::RevocationEndpointDeleted | AuditAction::RevocationStillServing));
         let lookback = past.previous_good(self.ports.central_registry.as_ref(), stage, endpoint, &self.package).await?;
-        let facts =
-            EndpointFacts { stage, live: live.as_ref(), record: record.as_ref(), begun: begun.as_ref(), finished, previous_good: lookback.target.as_ref() };
+        let step = |live: Option<&EndpointState>| {
+            let facts = EndpointFacts { stage, live, record: record.as_ref(), begun: begun.as_ref(), finished, previous_good: lookback.target.as_ref() };
+            plan::endpoint_step(&self.package, &facts)
+        };
+        let mut next = step(live.as_ref());
+        if matches!(next, EndpointStep::Busy(_)) {
+            // A deployment of the revoked version is landing (its execution stopped above): it is
+            // let land, within this invocation, and taken back.
+            endpoints.wait_until_in_service(endpoint, self.wait_bound()).await?;
+            live = endpoints.describe_endpoint(endpoint).await?;
+            next = step(live.as_ref());
+        }
         let here = Here { endpoints: endpoints.as_ref(), stage, endpoint, record: record.as_ref(), settings };
-        match plan::endpoint_step(&self.package, &facts) {
+        let changing = live.as_ref().is_some_and(|s| s.status.is_transitional());
+        match next {
             EndpointStep::Leave(left) => Ok(format!("left: {left}")),
             EndpointStep::Busy(status) => Err(busy(endpoint, &status)),
-            EndpointStep::RollBack { to } => self.roll_back(&here, &to, live.as_ref().is_some_and(|s| s.status.is_transitional())).await,
-            EndpointStep::Delete => self.delete(&here, live.as_ref().is_some_and(|s| s.status.is_transitional())).await,
+            EndpointStep::RollBack { to } => self.roll_back(&here, &to, changing).await,
+            EndpointStep::Delete => self.delete(&here, changing).await,
             EndpointStep::RecordDeletion => self.deleted(&here, "the endpoint was gone already").await,
             EndpointStep::KeepServingAndAlert => self.alert(&here, &lookback.passed_over).await,
         }
@@ -251,7 +262,6 @@ impl Reach<'_> {
         self.ports.deployments.record_deployment(&record(DeploymentState::InService)).await?;
         self.audit(&self.package, &stage.to_string(), AuditAction::RevocationRolledBack, detail.clone()).await?;
         self.audit(to, &stage.to_string(), AuditAction::RestoredOnRevocation, detail).await?;
-        self.log("rolled-back", endpoint);
         Ok(format!("rolled back to {to} ({config})"))
     }
 
@@ -276,7 +286,6 @@ impl Reach<'_> {
         }
         let detail = json!({ "stage": here.stage, "endpoint": here.endpoint, "note": how });
         self.audit(&self.package, &here.stage.to_string(), AuditAction::RevocationEndpointDeleted, detail).await?;
-        self.log("endpoint-deleted", here.endpoint);
         Ok(how.to_owned())
     }
 
@@ -300,7 +309,6 @@ impl Reach<'_> {
         self.ports.approvers.notify(&subject, &message).await?;
         let detail = json!({ "stage": here.stage, "endpoint": here.endpoint, "note": "kept serving: no earlier version may be returned to", "passed_over": passed_over });
         self.audit(&self.package, &here.stage.to_string(), AuditAction::RevocationStillServing, detail).await?;
-        self.log("still-serving-alerted", here.endpoint);
         Ok("kept serving (no earlier version may be returned to); a high-severity notification went out".to_owned())
     }
 
@@ -314,18 +322,19 @@ impl Reach<'_> {
         left.saturating_sub(AFTER_THE_WAITS).max(Duration::from_secs(1))
     }
 
+    /// One line per execution and endpoint: what was decided and done with it.
     fn note(&mut self, what: String, result: Result<String, RevocationError>) {
         match result {
-            Ok(said) => self.done.push(format!("{what}: {said}")),
+            Ok(said) => {
+                info!(event_id = %self.key, package = %self.package, about = %what, decision = %said, "revocation");
+                self.done.push(format!("{what}: {said}"));
+            }
             Err(error) => {
+                warn!(event_id = %self.key, package = %self.package, about = %what, error_type = %error.error_type(), error = %error, decision = "not-done", "revocation");
                 self.retryable |= error.is_retryable();
                 self.undone.push(format!("{what} ({}: {error})", error.error_type()));
             }
         }
-    }
-
-    fn log(&self, decision: &str, about: &str) {
-        info!(event_id = %self.key, package = %self.package, about, decision, "revocation");
     }
 
     fn finish(self) -> Result<Reached, RevocationError> {

@@ -221,3 +221,22 @@ async fn a_model_revoked_event_for_a_version_the_ledger_holds_promoted_touches_n
     elsewhere["account"] = "999999999999".into();
     assert_eq!(reach(&world, &elsewhere).await.unwrap_err().error_type(), "Rejected.NotCentralAccount");
 }
+
+#[tokio::test]
+async fn a_deployment_of_the_version_still_landing_on_prod_is_let_land_then_taken_back() {
+    let world = DeployWorld::new(3);
+    let second = add_version(&world, 2);
+    deployed(&world, &[&world.package], Stage::Prod).await;
+    let job = crate::deployment::testing::job_event("v2-prod", Stage::Prod, &second, None);
+    let began = crate::deployment::deploy::handle_deploy_job(&world.ports, &world.config, &job, crate::deployment::testing::deadline()).await.unwrap();
+    assert!(matches!(began, JobOutcome::Continuing { .. }), "{began:?}");
+    assert_eq!(endpoint(&world, Stage::Prod), Some((EndpointStatus::Updating, config_of(1, "prod"))));
+    let event = revoked_in_dev(&world, &second);
+
+    reach(&world, &event).await.unwrap();
+
+    assert_eq!(endpoint(&world, Stage::Prod), Some((EndpointStatus::InService, config_of(1, "prod"))));
+    let updates: Vec<String> = world.prod.calls.lock().unwrap().iter().filter(|c| c.starts_with("UpdateEndpoint")).cloned().collect();
+    assert_eq!(updates.last().unwrap(), &format!("UpdateEndpoint {PROD_ENDPOINT} {} direct", config_of(1, "prod")), "{updates:?}");
+    assert_eq!(trail_of(&world, &second), ["revocation-rollback-started", "revocation-rolled-back"]);
+}
