@@ -96,8 +96,8 @@ pub async fn reach_revocation(ports: &DeployPorts, config: &DeployConfig, event:
     let reason = format!("revoked in dev: {}", record.reason.as_deref().unwrap_or("the source version was rejected"));
     let trail = ports.audit.history(&package).await?;
     let mut reach = Reach { ports, config, package, key: record.event_id, reason, trail, deadline, done: Vec::new(), undone: Vec::new(), retryable: false };
-    reach.executions().await?;
-    reach.endpoints().await?;
+    reach.executions().await;
+    reach.endpoints().await;
     reach.finish()
 }
 
@@ -139,17 +139,29 @@ struct Reach<'a> {
 }
 
 impl Reach<'_> {
-    async fn executions(&mut self) -> Result<(), RevocationError> {
-        let pipeline = &self.config.pipeline;
-        let waiting = self.ports.runs.pending_approval(pipeline, PipelineStage::ApproveProd.as_str(), APPROVAL_ACTION).await?;
-        for execution_id in self.known_executions(waiting.as_ref()).await? {
-            let view = self.ports.runs.execution(pipeline, &execution_id).await?;
-            let token = waiting.as_ref().filter(|w| w.execution_id.as_deref() == Some(execution_id.as_str())).map(|w| w.token.as_str());
-            let step = plan::execution_step(&self.package, &ExecutionFacts { view: view.as_ref(), waiting_approval: token });
-            let result = self.execution_step(&execution_id, &step, view.as_ref()).await;
+    /// Each execution on its own: one that cannot be looked at or acted on is named in the
+    /// error, and the others, and the endpoints, are still seen to.
+    async fn executions(&mut self) {
+        let waiting = self.ports.runs.pending_approval(&self.config.pipeline, PipelineStage::ApproveProd.as_str(), APPROVAL_ACTION).await;
+        let listed = match waiting {
+            Ok(waiting) => self.known_executions(waiting.as_ref()).await.map(|ids| (waiting, ids)),
+            Err(error) => Err(error.into()),
+        };
+        let (waiting, ids) = match listed {
+            Ok(listed) => listed,
+            Err(error) => return self.note("the version's executions".to_owned(), Err(error)),
+        };
+        for execution_id in ids {
+            let result = self.execution(&execution_id, waiting.as_ref()).await;
             self.note(format!("execution {execution_id}"), result);
         }
-        Ok(())
+    }
+
+    async fn execution(&self, execution_id: &str, waiting: Option<&PendingApproval>) -> Result<String, RevocationError> {
+        let view = self.ports.runs.execution(&self.config.pipeline, execution_id).await?;
+        let token = waiting.filter(|w| w.execution_id.as_deref() == Some(execution_id)).map(|w| w.token.as_str());
+        let step = plan::execution_step(&self.package, &ExecutionFacts { view: view.as_ref(), waiting_approval: token });
+        self.execution_step(execution_id, &step, view.as_ref()).await
     }
 
     /// The executions the ledger holds for the version (start-deployment's items, and the
@@ -184,19 +196,21 @@ impl Reach<'_> {
             }
         };
         let status = view.map(|v| format!("{:?}", v.status));
-        self.audit(&self.package, execution_id, action.clone(), json!({ "execution_id": execution_id, "status": status, "reason": self.reason })).await?;
+        self.audit(&self.package, execution_id, action, json!({ "execution_id": execution_id, "status": status, "reason": self.reason })).await?;
         Ok(said.to_owned())
     }
 
-    async fn endpoints(&mut self) -> Result<(), RevocationError> {
-        let past = ModelPast::load(self.ports, self.package.group()).await?;
+    async fn endpoints(&mut self) {
+        let past = match ModelPast::load(self.ports, self.package.group()).await {
+            Ok(past) => past,
+            Err(error) => return self.note("the stage endpoints".to_owned(), Err(error.into())),
+        };
         for stage in [Stage::Test, Stage::Prod] {
             let settings = self.config.stages.stage(stage);
             let endpoint = settings.endpoint_name(self.package.group(), stage);
             let result = self.endpoint(&past, stage, settings, &endpoint).await;
             self.note(format!("{stage} endpoint {endpoint}"), result);
         }
-        Ok(())
     }
 
     async fn endpoint(&self, past: &ModelPast, stage: Stage, settings: &StageSettings, endpoint: &str) -> Result<String, RevocationError> {

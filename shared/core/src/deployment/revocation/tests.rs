@@ -1,5 +1,7 @@
 //! A revocation's reach over the fakes: the pipeline, the test and prod endpoints, the audit trail.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::deployment::testing::{add_version, deploy, revoked_in_dev};
 use crate::deployment::JobOutcome;
@@ -239,4 +241,56 @@ async fn a_deployment_of_the_version_still_landing_on_prod_is_let_land_then_take
     let updates: Vec<String> = world.prod.calls.lock().unwrap().iter().filter(|c| c.starts_with("UpdateEndpoint")).cloned().collect();
     assert_eq!(updates.last().unwrap(), &format!("UpdateEndpoint {PROD_ENDPOINT} {} direct", config_of(1, "prod")), "{updates:?}");
     assert_eq!(trail_of(&world, &second), ["revocation-rollback-started", "revocation-rolled-back"]);
+}
+
+/// CodePipeline throttling every call.
+struct Throttled;
+
+#[async_trait::async_trait]
+impl PipelineRuns for Throttled {
+    async fn execution(&self, _: &str, _: &str) -> crate::ports::PortResult<Option<ExecutionView>> {
+        Err(throttled("GetPipelineExecution"))
+    }
+    async fn action_runs(&self, _: &str, _: &str) -> crate::ports::PortResult<Vec<crate::ports::ActionRun>> {
+        Err(throttled("ListActionExecutions"))
+    }
+    async fn stop(&self, _: &str, _: &str, _: &str) -> crate::ports::PortResult<()> {
+        Err(throttled("StopPipelineExecution"))
+    }
+    async fn start(&self, _: &str, _: &ModelPackageArn, _: &str) -> crate::ports::PortResult<String> {
+        Err(throttled("StartPipelineExecution"))
+    }
+    async fn pending_approval(&self, _: &str, _: &str, _: &str) -> crate::ports::PortResult<Option<PendingApproval>> {
+        Err(throttled("GetPipelineState"))
+    }
+    async fn answer_approval(&self, _: &str, _: &str, _: &str, _: &str, _: bool, _: &str) -> crate::ports::PortResult<()> {
+        Err(throttled("PutApprovalResult"))
+    }
+    async fn approval_result(&self, _: &str, _: &str, _: &str) -> crate::ports::PortResult<Option<crate::ports::ApprovalResult>> {
+        Err(throttled("ListActionExecutions"))
+    }
+}
+
+fn throttled(operation: &'static str) -> PortError {
+    PortError::new(operation, FailureKind::Retryable, "ThrottlingException")
+}
+
+#[tokio::test]
+async fn codepipeline_out_of_reach_holds_back_no_rollback_and_the_redelivery_does_the_rest() {
+    let world = DeployWorld::new(1);
+    let second = add_version(&world, 2);
+    deployed(&world, &[&world.package, &second], Stage::Prod).await;
+    let running = started(&world, &second, "approval-2").await;
+    let event = revoked_in_dev(&world, &second);
+    let unreachable = DeployPorts { runs: Arc::new(Throttled), ..world.ports.clone() };
+
+    let first = reach_revocation(&unreachable, &world.config, &event, Utc::now() + chrono::Duration::minutes(15)).await.unwrap_err();
+
+    assert_eq!(first.error_type(), "Retryable.RevocationUnfinished", "{first}");
+    assert!(first.to_string().contains("the version's executions (Retryable.GetPipelineState"), "{first}");
+    assert_eq!(endpoint(&world, Stage::Prod), Some((EndpointStatus::InService, config_of(1, "prod"))), "rolled back all the same");
+    reach(&world, &event).await.unwrap();
+    assert_eq!(world.runs.stopped.lock().unwrap().keys().collect::<Vec<_>>(), [&running]);
+    let updates = world.prod.calls.lock().unwrap().iter().filter(|c| c.starts_with("UpdateEndpoint")).count();
+    assert_eq!(updates, 2, "version 2's deployment, then the one rollback");
 }
