@@ -26,7 +26,7 @@ use crate::domain::ledger::{DeploymentRecord, DeploymentState, PromotionRecord, 
 use crate::domain::pipeline::{PipelineStage, APPROVAL_ACTION};
 use crate::domain::revocation::{ModelRevoked, RevokedDelivery};
 use crate::failure::Failure;
-use crate::ports::{EndpointState, Endpoints, ExecutionView, PendingApproval, PortError, Settled};
+use crate::ports::{ActionRunStatus, EndpointState, Endpoints, ExecutionView, PendingApproval, PortError, Settled};
 
 use super::endpoint::EndpointError;
 use super::rollback::{put_in_service, ModelPast, RollbackError};
@@ -183,21 +183,32 @@ impl Reach<'_> {
 
     async fn execution_step(&self, execution_id: &str, step: &ExecutionStep, view: Option<&ExecutionView>) -> Result<String, RevocationError> {
         let pipeline = &self.config.pipeline;
-        let (action, said) = match step {
+        let status = view.map(|v| format!("{:?}", v.status));
+        let (action, said, detail) = match step {
             ExecutionStep::Leave(left) => return Ok(format!("left: {left}")),
             ExecutionStep::RejectApproval { token } => {
                 let summary = within(&self.reason, APPROVAL_SUMMARY_MAX);
                 self.ports.runs.answer_approval(pipeline, PipelineStage::ApproveProd.as_str(), APPROVAL_ACTION, token, false, &summary).await?;
-                (AuditAction::RevocationApprovalRejected, "its prod approval rejected")
+                let detail = json!({ "execution_id": execution_id, "status": status, "reason": self.reason });
+                (AuditAction::RevocationApprovalRejected, "its prod approval rejected".to_owned(), detail)
             }
             ExecutionStep::Stop => {
+                // What the stop abandons, as CodePipeline reports it: a deployment cut short is
+                // the endpoints' step's to take back.
+                let runs = self.ports.runs.action_runs(pipeline, execution_id).await?;
+                let abandoned: Vec<String> =
+                    runs.iter().filter(|run| run.status == ActionRunStatus::InProgress).map(|run| format!("{}.{}", run.stage, run.action)).collect();
                 self.ports.runs.stop(pipeline, execution_id, &within(&self.reason, STOP_REASON_MAX)).await?;
-                (AuditAction::RevocationExecutionStopped, "stopped")
+                let detail = json!({ "execution_id": execution_id, "status": status, "abandoned": abandoned, "reason": self.reason });
+                (
+                    AuditAction::RevocationExecutionStopped,
+                    format!("stopped, abandoning {}", if abandoned.is_empty() { "no running action".to_owned() } else { abandoned.join(", ") }),
+                    detail,
+                )
             }
         };
-        let status = view.map(|v| format!("{:?}", v.status));
-        self.audit(&self.package, execution_id, action, json!({ "execution_id": execution_id, "status": status, "reason": self.reason })).await?;
-        Ok(said.to_owned())
+        self.audit(&self.package, execution_id, action, detail).await?;
+        Ok(said)
     }
 
     async fn endpoints(&mut self) {

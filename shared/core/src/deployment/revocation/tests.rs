@@ -7,7 +7,9 @@ use crate::deployment::testing::{add_version, deploy, revoked_in_dev};
 use crate::deployment::JobOutcome;
 use crate::domain::event::ApprovalStatus;
 use crate::fakes::{DeployWorld, Fault};
-use crate::ports::{AuditTrail, DeploymentRecords, EndpointStatus, ExecutionStatus, FailureKind, ModelRegistry, PendingApproval, PipelineRuns, StartClaims};
+use crate::ports::{
+    ActionRunStatus, AuditTrail, DeploymentRecords, EndpointStatus, ExecutionStatus, FailureKind, ModelRegistry, PendingApproval, PipelineRuns, StartClaims,
+};
 
 const TEST_ENDPOINT: &str = "promoted-churn-prediction-111111111111-test";
 const PROD_ENDPOINT: &str = "promoted-churn-prediction-111111111111-prod";
@@ -79,6 +81,8 @@ async fn a_running_execution_is_stopped_and_one_that_ended_is_left() {
     let running = started(&world, &world.package, "approval-1").await;
     let finished = started(&world, &world.package, "approval-2").await;
     world.runs.ended.lock().unwrap().insert(finished.clone(), ExecutionStatus::Succeeded);
+    world.runs.report(&running, "DeployTest", "DeployTest", ActionRunStatus::Succeeded, None);
+    world.runs.report(&running, "TestModel", "TestModel", ActionRunStatus::InProgress, None);
     let event = revoked_in_dev(&world, &world.package);
 
     let reached = reach(&world, &event).await.unwrap();
@@ -89,6 +93,7 @@ async fn a_running_execution_is_stopped_and_one_that_ended_is_left() {
     assert!(world.runs.answers.lock().unwrap().is_empty());
     let entry = world.ledger.audit.lock().unwrap().values().find(|e| e.action == AuditAction::RevocationExecutionStopped).cloned().unwrap();
     assert_eq!((entry.event_id, entry.detail["execution_id"].as_str()), (format!("dev-rejection-1:{running}"), Some(running.as_str())));
+    assert_eq!(entry.detail["abandoned"], json!(["TestModel.TestModel"]), "what the stop cut short");
     assert!(reached.steps.contains(&format!("execution {finished}: left: Succeeded already")), "{:?}", reached.steps);
 }
 
