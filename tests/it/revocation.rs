@@ -27,6 +27,7 @@ use promotion_core::ports::{
     EndpointConfigSpec, EndpointState, Endpoints, ExecutionStatus, InvokeResult, ModelRegistry, ModelSpec, PendingApproval, PortResult, Settled, StageSessions,
 };
 use promotion_core::promotion::Outcome;
+use promotion_tests::chaos::Chaos;
 use promotion_tests::TestWorld;
 use serde_json::{json, Value};
 
@@ -181,10 +182,14 @@ impl Revocation {
         }
     }
 
-    async fn record_outcome(&self, event: &Value) -> Result<Value, lambda_runtime::Diagnostic> {
+    /// A delivery of `event` to record-outcome; returns its answer and the AWS calls it made
+    /// (CodePipeline's, faked, aside).
+    async fn record_outcome(&self, event: &Value) -> (Result<Value, lambda_runtime::Diagnostic>, Vec<&'static str>) {
         let mut context = Context::default();
         context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(15)).timestamp_millis()).unwrap();
-        record_outcome::dispatch(&self.ports, &self.config, LambdaEvent::new(event.clone(), context)).await
+        let counter = Chaos::counting();
+        let answer = record_outcome::dispatch(&counter.deploy_ports(&self.ports), &self.config, LambdaEvent::new(event.clone(), context)).await;
+        (answer, counter.calls())
     }
 
     async fn trail(&self, version: &ModelPackageArn) -> Vec<AuditEntry> {
@@ -215,7 +220,9 @@ async fn a_version_in_prod_revoked_in_dev_leaves_prod_on_the_previous_version_an
     let revoked = &published[0];
     assert_eq!((revoked["detail-type"].as_str(), revoked["detail"]["central_package"].as_str()), (Some("ModelRevoked"), Some(second.as_str())));
 
-    let reached = revocation.record_outcome(revoked).await.unwrap();
+    let (reached, calls) = revocation.record_outcome(revoked).await;
+    let reached = reached.unwrap();
+    eprintln!("a revocation that rolls prod back: {} AWS calls besides CodePipeline's: {calls:?}", calls.len());
     assert!(reached["steps"].as_array().unwrap().iter().any(|s| s.as_str().unwrap() == format!("execution {ended}: left: Succeeded already")), "{reached}");
 
     assert_eq!(revocation.prod_runs().await, ("InService".to_owned(), deployment_name(first, Stage::Prod)), "{reached}");
@@ -242,7 +249,11 @@ async fn a_version_in_prod_revoked_in_dev_leaves_prod_on_the_previous_version_an
 
     // EventBridge delivers it again: nothing is rolled back, rejected or written twice.
     let entries = revocation.world.ledger_items().await.len();
-    revocation.record_outcome(revoked).await.unwrap();
+    let (again, calls) = revocation.record_outcome(revoked).await;
+    again.unwrap();
+    eprintln!("its redelivery: {} AWS calls besides CodePipeline's: {calls:?}", calls.len());
+    let writes = ["Ledger.append", "Ledger.record_deployment", "UpdateEndpoint", "CreateEndpoint", "DeleteEndpoint", "Publish", "UpdateModelPackage"];
+    assert!(!calls.iter().any(|call| writes.contains(call)), "a redelivery writes nothing: {calls:?}");
     assert_eq!(revocation.updates.load(Ordering::SeqCst), 1);
     assert_eq!(revocation.runs.answers.lock().unwrap().len(), 1);
     assert_eq!(revocation.world.ledger_items().await.len(), entries);
