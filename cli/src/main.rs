@@ -21,6 +21,7 @@ use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::deploy::StageConfig;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
+use promotion_core::domain::revocation::ModelRevoked;
 use promotion_core::failure::Failure;
 use serde_json::{json, Value};
 
@@ -367,6 +368,7 @@ async fn invoke(function: &str, path: &Path) -> Result<ExitCode> {
             "start-deployment" => answer(start_deployment::handler(&ports, &config, event).await.map_err(failed)),
             "deploy-model" => answer(deploy_model::handler(&ports, &config, event).await.map_err(failed)),
             "test-model" => answer(test_model::handler(&ports, &config, event).await.map_err(failed)),
+            _ if ModelRevoked::is_one(&event.payload) => answer(record_outcome::revocation(&ports, &config, event).await.map_err(failed)),
             _ => answer(record_outcome::handler(&ports, &config, event).await.map_err(failed)),
         }
     };

@@ -41,6 +41,7 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
     report.same("target SageMakerExecutionRoleName", t.get("SageMakerExecutionRoleName"), roles["sagemaker_execution"])
     report.same("target DeployFunctionRoleName", t.get("DeployFunctionRoleName"), function_roles["deploy-model"])
     report.same("target TestFunctionRoleName", t.get("TestFunctionRoleName"), function_roles["test-model"])
+    report.same("target RevocationFunctionRoleName", t.get("RevocationFunctionRoleName"), function_roles["record-outcome"])
     report.same("target ServiceName", t.get("ServiceName"), c.get("ServiceName"), "central-account.yaml")
     report.expect(
         (t.get("CentralArtifactBucketName") or "") == ""
@@ -80,7 +81,16 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
     ]
     equals = (publish[0].get("Condition") or {}).get("StringEquals", {}) if publish else {}
     report.same("promote-model event source", equals.get("events:source"), names["event_source"])
-    report.same("promote-model event detail-type", equals.get("events:detail-type"), names["promoted_detail_type"])
+    report.same(
+        "promote-model event detail-types",
+        sorted(cfn.as_list(equals.get("events:detail-type"))),
+        sorted([names["promoted_detail_type"], names["revoked_detail_type"]]),
+    )
+    # The revocation rule takes the detail-type promote-model publishes.
+    revocation = dict(cfn.resources(central, "AWS::Events::Rule")).get("RevocationRule", {})
+    pattern = (revocation.get("Properties") or {}).get("EventPattern") or {}
+    report.same("revocation rule detail-type", pattern.get("detail-type"), [names["revoked_detail_type"]])
+    report.same("revocation rule source", pattern.get("source"), [names["event_source"]])
     # Rollback alarms of the prod target stack.
     alarms = [
         cfn.substitute((r.get("Properties") or {}).get("AlarmName"), t_params)

@@ -335,6 +335,12 @@ impl StartClaims for ChaosLedger<dyn StartClaims> {
     async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()> {
         self.chaos.call("Ledger.record_start", self.inner.record_start(event_id, execution_id)).await
     }
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()> {
+        self.chaos.call("Ledger.record_execution", self.inner.record_execution(package, execution_id)).await
+    }
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
+        self.chaos.call("Ledger.executions_of", self.inner.executions_of(package)).await
+    }
 }
 
 pub struct ChaosStages {

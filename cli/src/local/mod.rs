@@ -42,6 +42,7 @@ pub struct ServiceNames {
     pub event_bus: String,
     pub event_source: String,
     pub promoted_detail_type: String,
+    pub revoked_detail_type: String,
     pub ledger_table: String,
     pub ledger_key: LedgerKey,
     pub artifact_bucket_prefix: String,
@@ -381,6 +382,7 @@ mod tests {
         let names = service_names();
         assert_eq!(promotion_aws::eventbridge::EVENT_SOURCE, names.event_source);
         assert_eq!(promotion_core::promotion::PROMOTED_DETAIL_TYPE, names.promoted_detail_type);
+        assert_eq!(promotion_core::domain::revocation::REVOKED_DETAIL_TYPE, names.revoked_detail_type);
         assert_eq!(promotion_core::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
         assert_eq!(promotion_core::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
         assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));

@@ -171,8 +171,27 @@ async fn a_rejection_after_promotion_revokes_and_a_redelivered_approval_is_refus
     assert_eq!(central.status, Some(ApprovalStatus::Rejected));
     assert_eq!(central.customer_metadata["promotion:revoked-by-event"], "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d");
     assert_eq!(world.ledger.record(&SOURCE.parse().unwrap()).unwrap().state, PromotionState::Revoked);
+    let revoked: Vec<serde_json::Value> =
+        world.publisher.events.lock().unwrap().iter().filter(|(kind, _)| kind == "ModelRevoked").map(|(_, d)| d.clone()).collect();
+    assert_eq!(revoked.len(), 1, "what runs the version is told once per delivery");
+    assert_eq!(revoked[0]["central_package"], central.arn.to_string());
+    assert_eq!((revoked[0]["source_package"].as_str(), revoked[0]["event_id"].as_str()), (Some(SOURCE), Some("0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d")));
+    assert!(revoked[0]["reason"].as_str().unwrap().contains("was rejected in dev account 111111111111"), "{}", revoked[0]);
     let replay = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
     assert_eq!(replay.error_type(), "Rejected.VersionRevoked");
+}
+
+#[tokio::test]
+async fn a_redelivered_rejection_publishes_the_revocation_again_for_a_reach_that_may_not_be_through() {
+    let world = default_world();
+    world.invoke(fixture("model-package-approved.json")).await.unwrap();
+    for _ in 0..2 {
+        assert!(matches!(world.invoke(fixture("model-package-rejected.json")).await.unwrap(), Outcome::Revoked { .. }));
+    }
+    let published: Vec<serde_json::Value> =
+        world.publisher.events.lock().unwrap().iter().filter(|(kind, _)| kind == "ModelRevoked").map(|(_, d)| d.clone()).collect();
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[0], published[1], "the same revocation: its reach keys every step on the dev rejection's event");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use promotion_core::deployment::start::StartOutcome;
 use promotion_core::domain::ledger::PromotionState;
 use promotion_core::failure::Failure;
 use promotion_core::fakes::{DeployWorld, DEPLOY_WORLD_SOURCE};
+use promotion_core::ports::StartClaims;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -32,6 +33,7 @@ async fn a_central_approval_starts_one_execution_for_exactly_that_version_howeve
     let executions = world.runs.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[&execution_id].0, world.package, "the pipeline variable is the exact version");
+    assert_eq!(world.ledger.executions_of(&world.package).await.unwrap(), [execution_id], "the ledger lists the version's execution once");
     assert_eq!(world.audit_actions(), ["pipeline-started"]);
 }
 

@@ -23,6 +23,8 @@ type Item = HashMap<String, AttributeValue>;
 const PROMOTION_SK: &str = "PROMOTION";
 /// On a central version's partition: the source version whose promotion made it.
 const PROMOTED_FROM_SK: &str = "PROMOTED_FROM";
+/// On a central version's partition, one item per pipeline execution started for it.
+const EXECUTION_SK_PREFIX: &str = "EXECUTION#";
 /// The table's key attributes; the expressions below name them too.
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
@@ -422,6 +424,31 @@ impl StartClaims for DynamoLedger {
             .await
             .map_err(|e| classify("UpdateItem", &e))?;
         Ok(())
+    }
+
+    /// A plain put: the item is the same whichever delivery writes it.
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()> {
+        let mut item = key(package, &format!("{EXECUTION_SK_PREFIX}{execution_id}"));
+        item.insert("execution_id".into(), s(execution_id));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| classify("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :execution)")
+            .expression_attribute_values(":pk", s(&partition(package)))
+            .expression_attribute_values(":execution", s(EXECUTION_SK_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| classify("Query", &e))?;
+        Ok(pages.iter().flat_map(|page| page.items()).filter_map(|item| item.get("execution_id")?.as_s().ok().cloned()).collect())
     }
 }
 

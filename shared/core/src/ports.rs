@@ -194,6 +194,11 @@ pub trait StartClaims: Send + Sync {
     /// Claims the start of a pipeline execution for `event_id` until `lease_until`.
     async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim>;
     async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()>;
+    /// Remembers that `execution_id` runs for `package` (idempotent): a revocation of the
+    /// version finds its executions here, the ledger's word, not a listing of the pipeline's.
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()>;
+    /// The executions recorded for `package`, in the order of their ids.
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>>;
 }
 
 /// The whole ledger table in its four roles, for a tool that reads across them (the CLI's status).

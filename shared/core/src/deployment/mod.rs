@@ -1,6 +1,7 @@
 //! The staged deployment, one module per operation: start (start-deployment), deploy
-//! (deploy-model), test (test-model), record (record-outcome), and what operators do from the
-//! CLI: approval (answer the prod approval), rollback, history. deploy-model and test-model share
+//! (deploy-model), test (test-model), record (record-outcome), revocation (record-outcome, when
+//! a dev rejection revoked a promoted version), and what operators do from the CLI: approval
+//! (answer the prod approval), rollback, history. deploy-model and test-model share
 //! one job entry (`job`). Each operation has its own error type.
 
 pub mod approval;
@@ -12,6 +13,7 @@ pub mod history;
 pub mod job;
 pub mod policy;
 pub mod record;
+pub mod revocation;
 pub mod rollback;
 pub mod start;
 pub mod test;
@@ -31,6 +33,7 @@ pub use deploy::DeployError;
 pub use endpoint::EndpointError;
 pub use job::{answer_job, ActionError, JobOutcome, Step};
 pub use record::RecordError;
+pub use revocation::RevocationError;
 pub use rollback::RollbackError;
 pub use start::StartError;
 pub use test::TestError;

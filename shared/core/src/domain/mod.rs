@@ -11,3 +11,4 @@ pub mod lineage;
 pub mod naming;
 pub mod package;
 pub mod pipeline;
+pub mod revocation;

@@ -25,6 +25,8 @@ pub struct FakeLedger {
     /// The source version of each central version promoted, as the finished record names it.
     pub promoted_from: Mutex<HashMap<String, ModelPackageArn>>,
     pub tests: Mutex<HashMap<String, TestRecord>>,
+    /// The executions started for each central version.
+    pub executions: Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 pub(crate) fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> String {
@@ -188,6 +190,15 @@ impl StartClaims for FakeLedger {
         let entry = starts.entry(event_id.to_owned()).or_insert((chrono::Utc::now(), None));
         entry.1 = Some(execution_id.to_owned());
         Ok(())
+    }
+
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()> {
+        self.executions.lock().unwrap().entry(package.to_string()).or_default().insert(execution_id.to_owned());
+        Ok(())
+    }
+
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
+        Ok(self.executions.lock().unwrap().get(package.as_str()).map(|ids| ids.iter().cloned().collect()).unwrap_or_default())
     }
 }
 

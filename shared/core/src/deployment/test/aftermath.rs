@@ -5,10 +5,12 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::deployment::rollback::ModelPast;
 use crate::domain::audit::AuditAction;
+use crate::domain::deploy::deployment_name;
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::S3Uri;
-use crate::domain::ledger::DeploymentState;
+use crate::domain::ledger::{DeploymentRecord, DeploymentState};
 use crate::ports::{Endpoints, PortResult};
 
 use super::report::{add_to_card, TestReport};
@@ -82,9 +84,26 @@ impl TestRun<'_> {
         let Some(record) = record.filter(|r| &r.package == self.package()) else {
             return Err(TestError::NoDeploymentRecord { endpoint: self.endpoint.clone(), package: self.package().clone() });
         };
-        let restored = restore(endpoints, &self.endpoint, record.previous_config.as_deref()).await?;
+        let previous_config = self.rollback_config(&record).await?;
+        let restored = restore(endpoints, &self.endpoint, previous_config.as_deref()).await?;
         info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, restored = %restored, decision = "rolled-back", "tests");
         Ok(restored)
+    }
+
+    /// The config this version replaced, unless that version was revoked in dev since: then the
+    /// config of the newest earlier version a rollback may return to, or none (the endpoint goes).
+    async fn rollback_config(&self, record: &DeploymentRecord) -> Result<Option<String>, TestError> {
+        let Some(previous) = &record.previous_package else {
+            return Ok(record.previous_config.clone());
+        };
+        let past = ModelPast::load(self.ports, self.package().group()).await?;
+        if !past.is_revoked(previous) {
+            return Ok(record.previous_config.clone());
+        }
+        let lookback = past.previous_good(self.ports.central_registry.as_ref(), self.stage(), &self.endpoint, self.package()).await?;
+        let target = lookback.target.as_ref().map_or_else(|| "nothing".to_owned(), ToString::to_string);
+        info!(job_id = %self.job.id, package = %self.package(), revoked = %previous, target = %target, decision = "revoked-rollback-target-passed-over", "tests");
+        Ok(lookback.target.map(|version| deployment_name(&version, self.stage())))
     }
 
     async fn record_rollback(&self, restored: &str) -> Result<(), TestError> {
