@@ -15,6 +15,7 @@ use crate::domain::deploy::PipelineJob;
 use crate::domain::fingerprint::{release_fingerprint, ModelDataObject, ReleaseFingerprint};
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::package::{ArtifactSlot, RegisteredPackage};
+use crate::domain::pipeline::PipelineStage;
 use crate::ports::{ActionRun, AuditTrail, PortError};
 pub use rules::Refusal;
 
@@ -61,11 +62,11 @@ pub async fn clear_deployment(ports: &DeployPorts, config: &DeployConfig, job: &
     Ok(Cleared { fingerprint: promoted.clone(), central })
 }
 
-/// The job is CodePipeline's run of the action deploying to its stage, still in progress.
-pub async fn confirm_job(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<Vec<ActionRun>, GateError> {
+/// The job is CodePipeline's run of the action of `stage`, still in progress.
+pub async fn confirm_job(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, stage: PipelineStage) -> Result<Vec<ActionRun>, GateError> {
     let execution_id = rules::claimed_execution(job)?;
     let (execution, runs) = tokio::try_join!(ports.runs.execution(&config.pipeline, execution_id), ports.runs.action_runs(&config.pipeline, execution_id))?;
-    rules::confirm_run(job, rules::deploy_stage(job.parameters.stage), &config.pipeline, execution.as_ref(), &runs)?;
+    rules::confirm_run(job, stage, &config.pipeline, execution.as_ref(), &runs)?;
     Ok(runs)
 }
 
