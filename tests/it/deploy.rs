@@ -64,6 +64,8 @@ impl Pipeline {
             ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
             ("PIPELINE_NAME", promote_cli::local::service_names().pipeline.clone()),
             ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
+            ("EVIDENCE_BUCKET", world.world.names.evidence_bucket.clone()),
+            ("EVIDENCE_RETENTION_DAYS", promote_cli::local::LOCAL_EVIDENCE_RETENTION_DAYS.to_string()),
         ];
         let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
         let (jobs, runs) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()));
