@@ -22,6 +22,7 @@ def check_names(templates: dict[str, dict[str, Any]], names: dict[str, Any], rep
     report.same("central EventBusName", c.get("EventBusName"), names["event_bus"])
     report.same("central LedgerTableName", c.get("LedgerTableName"), names["ledger_table"])
     report.same("central ArtifactBucketPrefix", c.get("ArtifactBucketPrefix"), names["artifact_bucket_prefix"])
+    report.same("central EvidenceBucketPrefix", c.get("EvidenceBucketPrefix"), names["evidence_bucket_prefix"])
     report.same("central ApprovalTopicName", c.get("ApprovalTopicName"), names["approval_topic"])
     report.same("central PipelineName", c.get("PipelineName"), names["pipeline"])
     report.same("central SourceReadRoleName", c.get("SourceReadRoleName"), roles["source_read"])

@@ -20,7 +20,7 @@ use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
     AccountSessions, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
     Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult,
-    PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
+    PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, StoredVersion, TestRecords,
 };
 use serde_json::Value;
 
@@ -226,6 +226,15 @@ impl ArtifactStore for ChaosStore {
     }
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
         self.chaos.call("GetObject", self.inner.read_small(uri, max_bytes)).await
+    }
+    async fn put_once(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str, retain_until: DateTime<Utc>) -> PortResult<StoredVersion> {
+        self.chaos.call("PutObject", self.inner.put_once(uri, body, content_type, retain_until)).await
+    }
+    async fn read_version(&self, uri: &S3Uri, version_id: &str, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.chaos.call("GetObject", self.inner.read_version(uri, version_id, max_bytes)).await
+    }
+    async fn current_version(&self, uri: &S3Uri) -> PortResult<Option<String>> {
+        self.chaos.call("HeadObject", self.inner.current_version(uri)).await
     }
 }
 

@@ -64,6 +64,8 @@ impl Pipeline {
             ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
             ("PIPELINE_NAME", promote_cli::local::service_names().pipeline.clone()),
             ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
+            ("EVIDENCE_BUCKET", world.world.names.evidence_bucket.clone()),
+            ("EVIDENCE_RETENTION_DAYS", promote_cli::local::LOCAL_EVIDENCE_RETENTION_DAYS.to_string()),
         ];
         let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
         let (jobs, runs) = (Arc::new(FakeJobs::default()), Arc::new(FakeRuns::default()));
@@ -199,11 +201,12 @@ async fn an_approved_version_goes_through_test_and_the_governance_approval_to_pr
     let tested = pipeline.test_with_replies(&["0.83", "0.12"]).await;
     let JobOutcome::Succeeded { summary, variables } = &tested else { panic!("{tested:?}") };
     assert!(summary.contains("2/2"), "{summary}");
-    let report_key = format!("reports/{group}/1/test-{}.json", pipeline.test_job);
+    let report_key = format!("reports/{group}/1/test-{}-attempt-1.json", pipeline.test_job);
     assert_eq!(variables["ReportKey"], report_key, "the prod approval links this report");
-    let report: Value =
-        serde_json::from_slice(&pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.artifact_bucket).parse().unwrap()).await).unwrap();
+    let bytes = pipeline.world.object(&format!("s3://{}/{report_key}", pipeline.config.evidence_bucket).parse().unwrap()).await;
+    let report: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(report["passed"], 2);
+    assert_eq!(variables["ReportSha256"], promotion_core::domain::naming::hex_sha256(&bytes), "the approval shows the digest of the stored bytes");
 
     let inbox = pipeline.world.approval_requests().await;
     assert_eq!(inbox.len(), 1, "the governance officers are told once");

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::types::{ChecksumAlgorithm, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule};
 use aws_sdk_sagemaker::types::{
     DriftCheckBaselines, DriftCheckModelQuality, InferenceSpecification, MetricsSource, ModelApprovalStatus, ModelMetrics, ModelPackageContainerDefinition,
     ModelQuality,
@@ -34,6 +34,9 @@ pub const TEST_ACCOUNT: &str = "333333333333";
 pub const PROD_ACCOUNT: &str = "444444444444";
 /// The emulator needs no such role to exist; in AWS each account has its own roles.
 const LOCAL_ADMIN_ROLE: &str = "model-promotion-local-admin";
+/// How long the emulator's reports stay locked: a day, since its worlds are thrown away (the
+/// template's `EvidenceRetentionDays` sets it in AWS).
+pub const LOCAL_EVIDENCE_RETENTION_DAYS: u32 = 1;
 
 /// The names the templates' parameter defaults use too: `infra/check_drift.py` holds the
 /// templates to this file, and the tests below hold the code's own constants to it.
@@ -46,6 +49,7 @@ pub struct ServiceNames {
     pub ledger_table: String,
     pub ledger_key: LedgerKey,
     pub artifact_bucket_prefix: String,
+    pub evidence_bucket_prefix: String,
     pub approval_topic: String,
     pub pipeline: String,
     pub hosting_name_prefix: String,
@@ -69,6 +73,8 @@ pub fn service_names() -> &'static ServiceNames {
 #[derive(Debug, Clone)]
 pub struct Names {
     pub artifact_bucket: String,
+    /// Test reports, under Object Lock.
+    pub evidence_bucket: String,
     pub dev_bucket: String,
     pub ledger_table: String,
     pub event_bus: String,
@@ -87,6 +93,7 @@ impl Names {
         let service = service_names();
         Self {
             artifact_bucket: format!("{}-{CENTRAL_ACCOUNT}{tail}", service.artifact_bucket_prefix),
+            evidence_bucket: format!("{}-{CENTRAL_ACCOUNT}{tail}", service.evidence_bucket_prefix),
             dev_bucket: format!("dev-ml-artifacts-{DEV_ACCOUNT}{tail}"),
             ledger_table: format!("{}{tail}", service.ledger_table),
             event_bus: format!("{}{tail}", service.event_bus),
@@ -170,6 +177,8 @@ impl World {
             ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
             ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(promotion_core::config::LOCAL_STAGE_CONFIG)?.to_string()),
             ("PIPELINE_NAME", service_names().pipeline.clone()),
+            ("EVIDENCE_BUCKET", self.names.evidence_bucket.clone()),
+            ("EVIDENCE_RETENTION_DAYS", LOCAL_EVIDENCE_RETENTION_DAYS.to_string()),
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
             ("APPROVALS_INBOX_URL", self.approvals_inbox_url.clone()),
             ("PROMOTE_LOCAL_PIPELINE", ".local/pipeline-state.json".to_owned()),
@@ -183,6 +192,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     let dev = account_config(endpoint, DEV_ACCOUNT).await?;
     let kms_key_id = central_key(&central).await?;
     create_bucket(&central, &names.artifact_bucket).await?;
+    create_evidence_bucket(&central, &names.evidence_bucket, LOCAL_EVIDENCE_RETENTION_DAYS).await?;
     create_ledger(&central, &names.ledger_table).await?;
     let events_queue_url = central_bus(&central, &names).await?;
     let (approval_topic_arn, approvals_inbox_url) = approval_topic(&central, &names).await?;
@@ -222,6 +232,20 @@ async fn central_key(central: &SdkConfig) -> Result<String> {
 
 pub async fn create_bucket(account: &SdkConfig, bucket: &str) -> Result<()> {
     promotion_aws::s3::client(account).create_bucket().bucket(bucket).send().await.with_context(|| format!("create bucket {bucket}"))?;
+    Ok(())
+}
+
+/// The evidence bucket as the central template makes it: Object Lock enabled at creation (which
+/// turns versioning on), every new version locked in compliance mode for `days` by default.
+pub async fn create_evidence_bucket(central: &SdkConfig, bucket: &str, days: u32) -> Result<()> {
+    let s3 = promotion_aws::s3::client(central);
+    s3.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send().await.with_context(|| format!("create bucket {bucket}"))?;
+    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(i32::try_from(days)?).build();
+    let lock = ObjectLockConfiguration::builder()
+        .object_lock_enabled(ObjectLockEnabled::Enabled)
+        .rule(ObjectLockRule::builder().default_retention(retention).build())
+        .build();
+    s3.put_object_lock_configuration().bucket(bucket).object_lock_configuration(lock).send().await.with_context(|| format!("lock bucket {bucket}"))?;
     Ok(())
 }
 

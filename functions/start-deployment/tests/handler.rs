@@ -13,6 +13,14 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The world with no pipeline execution yet: the central approval is what starts one.
+fn before_any_execution() -> DeployWorld {
+    let world = DeployWorld::new(0);
+    world.runs.executions.lock().unwrap().clear();
+    world.runs.action_runs.lock().unwrap().clear();
+    world
+}
+
 async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promotion_core::deployment::StartError> {
     let mut context = Context::default();
     context.deadline = u64::try_from((chrono::Utc::now() + chrono::Duration::minutes(1)).timestamp_millis()).unwrap();
@@ -21,7 +29,7 @@ async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promo
 
 #[tokio::test]
 async fn a_central_approval_starts_one_execution_for_exactly_that_version_however_often_delivered() {
-    let world = DeployWorld::new(0);
+    let world = before_any_execution();
     let event = fixture("sagemaker-central-approval.json");
 
     let first = invoke(&world, event.clone()).await.unwrap();
@@ -39,7 +47,7 @@ async fn a_central_approval_starts_one_execution_for_exactly_that_version_howeve
 
 #[tokio::test]
 async fn a_version_never_promoted_or_revoked_is_refused() {
-    let world = DeployWorld::new(0);
+    let world = before_any_execution();
     let mut foreign = fixture("sagemaker-central-approval.json");
     let other = "arn:aws:sagemaker:us-east-1:222222222222:model-package/hand-made/1";
     foreign["detail"]["ModelPackageArn"] = other.into();

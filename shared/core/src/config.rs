@@ -86,6 +86,11 @@ pub struct DeployConfig {
     pub ledger_table: String,
     pub pipeline: String,
     pub approval_topic_arn: String,
+    /// The bucket of test reports: versioned, under S3 Object Lock, each report written once.
+    pub evidence_bucket: String,
+    /// How long a report stays locked in compliance mode: no one, root included, may delete or
+    /// overwrite that version before.
+    pub evidence_retention_days: u32,
 }
 
 /// The stage settings of the local accounts (demo and tests); an example for real ones.
@@ -107,8 +112,20 @@ impl DeployConfig {
             ledger_table: required("LEDGER_TABLE")?,
             pipeline: required("PIPELINE_NAME")?,
             approval_topic_arn: required("APPROVAL_TOPIC_ARN")?,
+            evidence_bucket: required("EVIDENCE_BUCKET")?,
+            evidence_retention_days: retention_days(&required("EVIDENCE_RETENTION_DAYS")?)?,
         })
     }
+}
+
+/// A whole number of days, at least one (S3 Object Lock's default retention counts in days).
+fn retention_days(raw: &str) -> Result<u32, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name: "EVIDENCE_RETENTION_DAYS", reason };
+    let days: u32 = raw.parse().map_err(|_| invalid(format!("`{raw}` is not a number of days")))?;
+    if days == 0 {
+        return Err(invalid("a report must stay locked at least one day".into()));
+    }
+    Ok(days)
 }
 
 /// `111111111111=bucket-a,bucket-b;555555555555=bucket-c`
@@ -141,6 +158,14 @@ mod tests {
         assert!(parse_source_accounts("111111111111").is_err());
         assert!(parse_source_accounts("1111=a").is_err());
         assert!(parse_source_accounts("111111111111=").is_err());
+    }
+
+    #[test]
+    fn the_evidence_retention_is_a_positive_number_of_days() {
+        assert_eq!(retention_days("2555"), Ok(2555));
+        for bad in ["0", "-1", "7y", ""] {
+            assert!(matches!(retention_days(bad), Err(ConfigError::Invalid { name: "EVIDENCE_RETENTION_DAYS", .. })), "{bad}");
+        }
     }
 
     #[test]

@@ -105,6 +105,24 @@ pub trait ArtifactStore: Send + Sync {
     async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()>;
     /// Reads a small object whole, refusing one larger than `max_bytes`.
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>>;
+    /// Writes a small object (a piece of evidence) under a key that holds none yet, locked in
+    /// compliance mode until `retain_until`: a `Conflict` when the key holds an object already
+    /// (`If-None-Match: *`), so nothing is ever written over. The request carries the body's
+    /// SHA-256, which S3 checks the bytes against before it stores them.
+    async fn put_once(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str, retain_until: DateTime<Utc>) -> PortResult<StoredVersion>;
+    /// Reads one version of a small object whole, refusing one larger than `max_bytes`.
+    async fn read_version(&self, uri: &S3Uri, version_id: &str, max_bytes: u64) -> PortResult<Vec<u8>>;
+    /// The key's current version, the one a reader who names no version gets; `None` when the
+    /// key holds nothing (never written, or hidden by a delete marker).
+    async fn current_version(&self, uri: &S3Uri) -> PortResult<Option<String>>;
+}
+
+/// The version of an object S3 stored, with the SHA-256 it reports of the stored bytes (base64,
+/// S3's `ChecksumSHA256`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub version_id: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

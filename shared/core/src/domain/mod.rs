@@ -3,6 +3,7 @@ pub mod card;
 pub mod copy;
 pub mod deploy;
 pub mod event;
+pub mod evidence;
 pub mod fingerprint;
 pub mod ids;
 pub mod image;

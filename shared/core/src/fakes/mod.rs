@@ -28,6 +28,6 @@ pub use pipeline::{FakeJobs, FakeRuns, JobAnswer};
 pub use registry::{FakeRegistry, FakeSessions};
 pub use store::{BeforeCopy, FakeStore, HookedStore};
 pub use world::{
-    stage_config_json, world_execution, world_job_parameters, DeployWorld, PromoteWorld, DEPLOY_WORLD_PACKAGE, DEPLOY_WORLD_SOURCE, PROMOTE_WORLD_DIGEST,
-    PROMOTE_WORLD_IMAGE, PROMOTE_WORLD_MODEL, PROMOTE_WORLD_SOURCE, WORLD_IMAGE, WORLD_MODEL_DATA,
+    stage_config_json, world_execution, world_job_parameters, DeployWorld, PromoteWorld, DEPLOY_WORLD_EVIDENCE_BUCKET, DEPLOY_WORLD_PACKAGE,
+    DEPLOY_WORLD_SOURCE, PROMOTE_WORLD_DIGEST, PROMOTE_WORLD_IMAGE, PROMOTE_WORLD_MODEL, PROMOTE_WORLD_SOURCE, WORLD_IMAGE, WORLD_MODEL_DATA,
 };

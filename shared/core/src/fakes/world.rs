@@ -38,6 +38,7 @@ pub struct DeployWorld {
 
 pub const DEPLOY_WORLD_PACKAGE: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/1";
 pub const DEPLOY_WORLD_SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
+pub const DEPLOY_WORLD_EVIDENCE_BUCKET: &str = "model-promotion-evidence-222222222222";
 
 impl DeployWorld {
     /// Endpoints settle after `polls` describes.
@@ -88,6 +89,8 @@ impl DeployWorld {
             ("LEDGER_TABLE", "ledger".to_owned()),
             ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
             ("APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:222222222222:model-promotion-approvals".to_owned()),
+            ("EVIDENCE_BUCKET", DEPLOY_WORLD_EVIDENCE_BUCKET.to_owned()),
+            ("EVIDENCE_RETENTION_DAYS", "2555".to_owned()),
         ]);
         let config = crate::deployment::DeployConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
         let world = Self { central, test, prod, jobs, runs, ledger, store, cards, approvers, ports, config, package: package.clone() };
