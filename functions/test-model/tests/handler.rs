@@ -160,14 +160,14 @@ async fn a_rollback_that_fails_leaves_the_version_rejected_and_names_the_failing
 async fn a_rejection_that_fails_still_rolls_the_endpoint_back() {
     let world = deployed(Some(PREVIOUS)).await;
     world.test.replies.lock().unwrap().push_back(InvokeResult { status: 500, body: b"model error".to_vec() });
-    world.central.packages.lock().unwrap().clear();
+    world.central.deny_approvals.store(true, std::sync::atomic::Ordering::SeqCst);
 
     let outcome = invoke(&world).await;
 
     let JobOutcome::Failed { message, .. } = outcome else { panic!("{outcome:?}") };
     assert!(message.contains("scores a typical customer: status 500"), "{message}");
     assert!(message.contains(&format!("rolled back to {PREVIOUS}")), "{message}");
-    assert!(message.contains(&format!("NOT DONE, to do by hand: mark {} Rejected (DescribeModelPackage failed", world.package)), "{message}");
+    assert!(message.contains(&format!("NOT DONE, to do by hand: mark {} Rejected (UpdateModelPackage failed", world.package)), "{message}");
     assert!(endpoint_calls(&world).contains(&format!("UpdateEndpoint {ENDPOINT} {PREVIOUS} direct")));
     assert_eq!(world.audit_actions(), ["tests-failed", "rolled-back"]);
 }

@@ -40,7 +40,13 @@ pub async fn deploy(world: &DeployWorld, package: &ModelPackageArn, stage: Stage
         let event = job_event(&format!("job-{run}-{step}"), stage, package, continuation.as_deref());
         match super::deploy::handle_deploy_job(&world.ports, &world.config, &event, deadline()).await.expect("the job is answered") {
             JobOutcome::Continuing { continuation: token, .. } => continuation = Some(token),
-            done => return done,
+            done => {
+                // As CodePipeline does once DeployTest succeeded, it runs TestModel next.
+                if stage == Stage::Test && matches!(done, JobOutcome::Succeeded { .. }) {
+                    world.pipeline_at(package, PipelineStage::TestModel);
+                }
+                return done;
+            }
         }
     }
     panic!("the deployment of {package} did not end in 20 jobs")

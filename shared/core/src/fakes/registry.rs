@@ -20,6 +20,8 @@ pub struct FakeRegistry {
     pub packages: Mutex<BTreeMap<String, RegisteredPackage>>,
     pub groups: Mutex<HashSet<GroupName>>,
     pub creates: AtomicUsize,
+    /// Approval changes are denied, as to a role that may not UpdateModelPackage.
+    pub deny_approvals: std::sync::atomic::AtomicBool,
 }
 
 impl FakeRegistry {
@@ -73,6 +75,9 @@ impl ModelRegistry for FakeRegistry {
     }
 
     async fn set_approval(&self, package: &RegisteredPackage, status: ApprovalStatus, _reason: &str, extra: &[(&str, &str)]) -> PortResult<()> {
+        if self.deny_approvals.load(Ordering::SeqCst) {
+            return Err(PortError::new("UpdateModelPackage", FailureKind::Terminal, "AccessDeniedException"));
+        }
         let mut packages = self.packages.lock().unwrap();
         let stored = packages.get_mut(package.arn.as_str()).expect("package exists");
         stored.status = Some(status);

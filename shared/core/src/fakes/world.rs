@@ -124,7 +124,8 @@ impl DeployWorld {
     }
 
     /// CodePipeline runs `package`'s execution at `stage`, the stages before it passed; at
-    /// DeployProd, test-model has recorded a pass of the promoted release in that execution.
+    /// DeployProd, test-model has recorded a pass of the promoted release in that execution
+    /// (unless it recorded its own verdict there already).
     pub fn pipeline_at(&self, package: &ModelPackageArn, stage: PipelineStage) {
         let execution = world_execution(package);
         self.runs.run_at(&execution, package, stage);
@@ -145,7 +146,8 @@ impl DeployWorld {
                     report_sha256: String::new(),
                     at: chrono::Utc::now(),
                 };
-                self.ledger.tests.lock().unwrap().insert(test_key(&execution, package, Stage::Test), record);
+                // test-model's own record, when it ran in this world, stands.
+                self.ledger.tests.lock().unwrap().entry(test_key(&execution, package, Stage::Test)).or_insert(record);
             }
         }
     }

@@ -62,6 +62,22 @@ pub async fn clear_deployment(ports: &DeployPorts, config: &DeployConfig, job: &
     Ok(Cleared { fingerprint: promoted.clone(), central })
 }
 
+/// The release a version's tests may judge: promoted by the service, not revoked, unchanged since.
+pub async fn clear_release(ports: &DeployPorts, config: &DeployConfig, package: &ModelPackageArn) -> Result<ReleaseFingerprint, GateError> {
+    let (promotion, central) = tokio::try_join!(ports.promotions.promotion_of(package), ports.central_registry.describe_package(package))?;
+    let promoted = rules::promoted_release(package, promotion.as_ref())?;
+    rules::same_release(package, promoted, current_release(ports, config, &central).await?)?;
+    Ok(promoted.clone())
+}
+
+/// test-model's gates before it tests: the job is CodePipeline's run of TestModel, and the
+/// release is the one promoted.
+pub async fn clear_test(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<ReleaseFingerprint, GateError> {
+    let (_, fingerprint) =
+        tokio::try_join!(confirm_job(ports, config, job, PipelineStage::TestModel), clear_release(ports, config, &job.parameters.model_package_arn))?;
+    Ok(fingerprint)
+}
+
 /// The job is CodePipeline's run of the action of `stage`, still in progress.
 pub async fn confirm_job(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, stage: PipelineStage) -> Result<Vec<ActionRun>, GateError> {
     let execution_id = rules::claimed_execution(job)?;

@@ -28,6 +28,7 @@ use crate::domain::ledger::TestRecord;
 use crate::failure::Failure;
 use crate::ports::{EndpointStatus, Endpoints, PortError};
 
+use super::gate::{self, GateError, Refusal};
 use super::job::{answer_by, run_job, ActionError, JobOutcome, Step};
 use super::{DeployConfig, DeployPorts};
 
@@ -46,10 +47,8 @@ pub enum TestError {
     ForgedContinuation { package: ModelPackageArn, reason: String },
     #[error("the job names no pipeline execution (UserParameters has no execution_id): a verdict could not be tied to the execution whose prod approval and deployment rely on it; nothing was tested")]
     NoExecution,
-    #[error("{0} was not promoted by the service (the ledger has no promotion of it): nothing was tested")]
-    NotPromoted(ModelPackageArn),
-    #[error("the promotion of {0} recorded no release fingerprint, so what the tests would judge cannot be tied to what prod would run: nothing was tested")]
-    NoFingerprint(ModelPackageArn),
+    #[error("refused, nothing was tested: {0}")]
+    Refused(Refusal),
     #[error("{failed} of {total} test cases failed on {endpoint} ({names}); {aftermath}; report: {report}")]
     TestsFailed { failed: usize, total: usize, names: String, endpoint: String, aftermath: String, report: String },
     #[error("the tests of {package} in this execution failed already (job {job}, report {report}): the first verdict stands")]
@@ -88,8 +87,7 @@ impl Failure for TestError {
             Self::BadContinuation(_) => "BadContinuation",
             Self::ForgedContinuation { .. } => "ForgedContinuation",
             Self::NoExecution => "NoExecution",
-            Self::NotPromoted(_) => "NotPromoted",
-            Self::NoFingerprint(_) => "NoReleaseFingerprint",
+            Self::Refused(refusal) => refusal.name(),
             Self::TestsFailed { .. } | Self::FailedBefore { .. } => "TestsFailed",
             Self::EvidenceNotStored(_) => "EvidenceNotStored",
             Self::EvidenceChanged { .. } => "EvidenceChanged",
@@ -222,6 +220,7 @@ async fn refuse(ports: &DeployPorts, job: &PipelineJob, refusal: TestError, gate
 
 struct TestRun<'a> {
     ports: &'a DeployPorts,
+    config: &'a DeployConfig,
     settings: &'a StageSettings,
     /// Where the reports go: versioned, under Object Lock.
     bucket: &'a str,
@@ -243,7 +242,7 @@ impl<'a> TestRun<'a> {
         let tests_by = answer_by.checked_sub(AFTERMATH_TIME).unwrap_or(now).max(now);
         let endpoint = settings.endpoint_name(job.parameters.model_package_arn.group(), stage);
         let (bucket, retention_days) = (config.evidence_bucket.as_str(), config.evidence_retention_days);
-        Self { ports, settings, bucket, retention_days, job, execution, endpoint, tests_by, answer_by }
+        Self { ports, config, settings, bucket, retention_days, job, execution, endpoint, tests_by, answer_by }
     }
 
     fn package(&self) -> &ModelPackageArn {
@@ -279,18 +278,21 @@ impl<'a> TestRun<'a> {
         Ok(Step::Continue { token: Progress { phase: next, out_of_time }.token(), summary })
     }
 
-    /// The release the tests judge: the fingerprint the service recorded when it promoted the
-    /// version. A version it never promoted, or promoted without one, is not tested.
+    /// The release the tests judge: this job is CodePipeline's run of TestModel, and the version
+    /// is the release the service promoted, unrevoked and unchanged (the deploy gates' checks).
     async fn release(&self) -> Result<ReleaseFingerprint, TestError> {
-        let promotion = within(self.tests_by, "reading the promotion", async { Ok(self.ports.promotions.promotion_of(self.package()).await?) }).await?;
-        let refusal = match promotion {
-            Some(promotion) => match promotion.fingerprint {
-                Some(fingerprint) => return Ok(fingerprint),
-                None => TestError::NoFingerprint(self.package().clone()),
-            },
-            None => TestError::NotPromoted(self.package().clone()),
-        };
-        Err(self.refuse(refusal, "release-fingerprint").await)
+        let cleared = within(self.tests_by, "confirming the job and the release", async {
+            match gate::clear_test(self.ports, self.config, self.job).await {
+                Ok(fingerprint) => Ok(Ok(fingerprint)),
+                Err(GateError::Refused(refusal)) => Ok(Err(refusal)),
+                Err(GateError::Aws(error)) => Err(error.into()),
+            }
+        })
+        .await?;
+        match cleared {
+            Ok(fingerprint) => Ok(fingerprint),
+            Err(refusal) => Err(self.refuse(TestError::Refused(refusal), "test-model").await),
+        }
     }
 
     /// Runs the cases against the release; a pass's report is stored and its verdict recorded,

@@ -238,7 +238,7 @@ async fn a_card_that_describes_another_version_is_not_updated_and_the_pass_is_no
 
 #[tokio::test]
 async fn a_version_the_service_never_promoted_or_promoted_without_a_fingerprint_is_not_tested() {
-    for (unfingerprinted, expected) in [(false, "Rejected.NotPromoted"), (true, "Rejected.NoReleaseFingerprint")] {
+    for (unfingerprinted, expected) in [(false, "Rejected.NeverPromoted"), (true, "Rejected.ReleaseChanged")] {
         let world = deployed().await;
         if unfingerprinted {
             world.ledger.records.lock().unwrap().values_mut().for_each(|r| r.fingerprint = None);
@@ -253,7 +253,38 @@ async fn a_version_the_service_never_promoted_or_promoted_without_a_fingerprint_
         assert_eq!(world.test.calls.lock().unwrap().len(), calls, "the test endpoint was not touched");
         assert_eq!(effects(&world), (1, 0, 0));
         assert!(recorded(&world).is_none());
-        assert_eq!(refusals(&world)[0]["gate"], "release-fingerprint");
+        assert_eq!(refusals(&world)[0]["gate"], "test-model");
+    }
+}
+
+#[tokio::test]
+async fn a_test_job_codepipeline_is_not_running_or_a_changed_release_is_not_tested() {
+    for attack in ["stopped", "revoked", "model-replaced"] {
+        let world = deployed().await;
+        world.pipeline_at(&world.package, crate::domain::pipeline::PipelineStage::TestModel);
+        let expected = match attack {
+            "stopped" => {
+                world.runs.stopped.lock().unwrap().insert(crate::fakes::world_execution(&world.package), "stopped by hand".into());
+                "Rejected.UnconfirmedJob"
+            }
+            "revoked" => {
+                world.ledger.records.lock().unwrap().values_mut().for_each(|r| r.state = crate::domain::ledger::PromotionState::Revoked);
+                "Rejected.NotPromoted"
+            }
+            _ => {
+                world.store.put_object(&crate::fakes::WORLD_MODEL_DATA.parse().unwrap(), b"other weights".to_vec());
+                "Rejected.ReleaseChanged"
+            }
+        };
+        let calls = world.test.calls.lock().unwrap().len();
+
+        let outcome = test_job(&world.ports, &world, "tests-1", None).await;
+
+        assert!(matches!(outcome, JobOutcome::Failed { ref error_type, .. } if error_type == expected), "{attack}: {outcome:?}");
+        assert_eq!(world.test.calls.lock().unwrap().len(), calls, "{attack}: the test endpoint was not touched");
+        assert!(recorded(&world).is_none(), "{attack}: no verdict");
+        assert!(world.approvers.sent.lock().unwrap().is_empty(), "{attack}: no one was told");
+        assert_eq!(refusals(&world)[0]["gate"], "test-model");
     }
 }
 
