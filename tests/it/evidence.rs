@@ -18,7 +18,8 @@ use promotion_core::domain::evidence::sha256_base64;
 use promotion_core::domain::ids::{ModelPackageArn, S3Uri, Stage};
 use promotion_core::domain::ledger::TestRecord;
 use promotion_core::domain::naming::hex_sha256;
-use promotion_core::fakes::{stage_config_json, FakeJobs, FakeRuns};
+use promotion_core::domain::pipeline::PipelineStage;
+use promotion_core::fakes::{job_parameters, FakeJobs, FakeRuns};
 use promotion_core::ports::{ArtifactStore, EndpointConfigSpec, FailureKind, ModelSpec, PendingApproval, PortError, PortResult, TestRecords};
 use promotion_core::promotion::Outcome;
 use promotion_tests::TestWorld;
@@ -44,24 +45,15 @@ impl Tested {
         let world = TestWorld::new().await;
         let approval = world.decide(&world.world.dev_package.clone(), true).await;
         let Ok(Outcome::Promoted(summary)) = world.deliver(&approval).await else { panic!("promotion failed") };
-        let env = [
-            ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
-            ("STAGE_CONFIG", stage_config_json()),
-            ("ARTIFACT_BUCKET", world.world.config.artifact_bucket.clone()),
-            ("ARTIFACT_KMS_KEY_ID", world.world.config.kms_key_id.clone()),
-            ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
-            ("PIPELINE_NAME", promote_cli::local::service_names().pipeline.clone()),
-            ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
-            ("EVIDENCE_BUCKET", world.world.names.evidence_bucket.clone()),
-            ("EVIDENCE_RETENTION_DAYS", promote_cli::local::LOCAL_EVIDENCE_RETENTION_DAYS.to_string()),
-        ];
-        let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
+        let config = world.deploy_config();
         let runs = Arc::new(FakeRuns::default());
         let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
         ports.jobs = Arc::new(FakeJobs::default());
         ports.runs = runs.clone();
         let tested = Self { world, ports, config, runs, central: summary.central_package };
         tested.deployed_on_test().await;
+        // DeployTest succeeded: CodePipeline (the fake one these tests drive) runs TestModel.
+        tested.runs.run_at(EXECUTION, &tested.central, PipelineStage::TestModel);
         tested
     }
 
@@ -77,7 +69,7 @@ impl Tested {
     }
 
     fn job(&self, id: &str) -> Value {
-        let parameters = json!({ "stage": "test", "model_package_arn": self.central, "execution_id": EXECUTION }).to_string();
+        let parameters = job_parameters(Stage::Test, &self.central, EXECUTION);
         json!({ "CodePipeline.job": { "id": id, "accountId": "222222222222", "data": {
             "actionConfiguration": { "configuration": { "FunctionName": "test-model", "UserParameters": parameters } },
         } } })
@@ -110,7 +102,7 @@ impl Tested {
 
     /// The prod approval of `EXECUTION` waits, as CodePipeline would hold it.
     fn waits_for_approval(&self) {
-        self.runs.executions.lock().unwrap().insert(EXECUTION.into(), (self.central.clone(), "token".into()));
+        self.runs.run_at(EXECUTION, &self.central, PipelineStage::ApproveProd);
         *self.runs.pending.lock().unwrap() = Some(PendingApproval { token: "approval-token".into(), execution_id: Some(EXECUTION.into()) });
     }
 }

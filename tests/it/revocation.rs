@@ -22,7 +22,7 @@ use promotion_core::domain::deploy::{deployment_name, BlueGreen, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState};
-use promotion_core::fakes::{stage_config_json, FakeRuns};
+use promotion_core::fakes::FakeRuns;
 use promotion_core::ports::{
     EndpointConfigSpec, EndpointState, Endpoints, ExecutionStatus, InvokeResult, ModelRegistry, ModelSpec, PendingApproval, PortResult, Settled, StageSessions,
 };
@@ -113,16 +113,7 @@ impl Revocation {
             central.push(summary.central_package);
         }
         world.published_events().await; // the two ModelPromoted
-        let env = [
-            ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
-            ("STAGE_CONFIG", stage_config_json()),
-            ("ARTIFACT_BUCKET", world.world.config.artifact_bucket.clone()),
-            ("ARTIFACT_KMS_KEY_ID", world.world.config.kms_key_id.clone()),
-            ("LEDGER_TABLE", world.world.config.ledger_table.clone()),
-            ("PIPELINE_NAME", promote_cli::local::service_names().pipeline.clone()),
-            ("APPROVAL_TOPIC_ARN", world.world.approval_topic_arn.clone()),
-        ];
-        let config = DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())).unwrap();
+        let config = world.deploy_config();
         let (runs, updates) = (Arc::new(FakeRuns::default()), Arc::new(AtomicUsize::new(0)));
         let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
         ports.runs = runs.clone();
