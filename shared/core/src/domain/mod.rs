@@ -1,14 +1,17 @@
 pub mod audit;
 pub mod card;
+pub mod cloudtrail;
 pub mod copy;
 pub mod deploy;
 pub mod event;
 pub mod fingerprint;
+pub mod identity;
 pub mod ids;
 pub mod image;
 pub mod ledger;
 pub mod lineage;
 pub mod naming;
+pub mod operator;
 pub mod package;
 pub mod pipeline;
 pub mod revocation;
