@@ -6,6 +6,7 @@
 // endpoint, the versions, the failing cases): it is not boxed to save a few bytes on the good path.
 #![allow(clippy::result_large_err)]
 
+pub mod approvers;
 pub mod config;
 pub mod deployment;
 pub mod domain;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::ids::{AccountId, ModelPackageArn};
 
 /// The gates whose decisions are a person's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Gate {
     /// The lead data scientist's approval of the source version in the dev registry.
     DevApproval,

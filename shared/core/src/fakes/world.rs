@@ -79,6 +79,7 @@ impl DeployWorld {
             artifacts: store.clone(),
             cards: cards.clone(),
             approvers: approvers.clone(),
+            approver_records: ledger.clone(),
         };
         let env = HashMap::from([
             ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
@@ -239,6 +240,7 @@ impl PromoteWorld {
             events: Arc::new(FakePublisher::default()),
             ledger: ledger.clone(),
             audit: ledger.clone(),
+            approver_records: ledger.clone(),
         };
         let env = HashMap::from([
             ("CENTRAL_ACCOUNT_ID", "222222222222"),
