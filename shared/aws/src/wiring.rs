@@ -43,7 +43,8 @@ pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus)),
         ledger: ledger.clone(),
-        audit: ledger,
+        audit: ledger.clone(),
+        approver_records: ledger,
     }
 }
 
@@ -68,7 +69,8 @@ pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
         audit: ledger.clone(),
         deployments: ledger.clone(),
         starts: ledger.clone(),
-        tests: ledger,
+        tests: ledger.clone(),
+        approver_records: ledger,
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         approvers: Arc::new(sns::Topic::new(aws_sdk_sns::Client::new(sdk), &config.approval_topic_arn)),
