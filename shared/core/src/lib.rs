@@ -13,5 +13,6 @@ pub mod domain;
 pub mod failure;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod operator;
 pub mod ports;
 pub mod promotion;
