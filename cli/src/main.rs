@@ -11,7 +11,6 @@ use promote_cli::ui::{self, Output};
 use promote_cli::{governance, history, local, replay, status};
 use promotion_aws::dynamodb::DynamoLedger;
 use promotion_aws::sagemaker::SageMakerRegistry;
-use promotion_core::ports::ModelRegistry as _;
 use promotion_aws::sts::{RoleSessions, SourceRegistries};
 use promotion_aws::wiring::{load_sdk_config, operator_deploy_ports, operator_promote_ports};
 use promotion_core::config::{PromoteConfig, DEFAULT_SOURCE_READ_ROLE};
@@ -26,6 +25,7 @@ use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
 use promotion_core::domain::operator::Operator;
 use promotion_core::domain::revocation::ModelRevoked;
 use promotion_core::failure::Failure;
+use promotion_core::ports::ModelRegistry as _;
 use serde_json::{json, Value};
 
 /// Operate the model promotion service.
@@ -164,9 +164,10 @@ async fn run(command: Command) -> Result<ExitCode> {
             drop(waiting);
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&restored)?),
-                Output::Wide => {
-                    ui::say(format!("{} {stage} runs {} again (config {}), rolled back by {}", restored.endpoint, restored.package, restored.config, operator.arn))
-                }
+                Output::Wide => ui::say(format!(
+                    "{} {stage} runs {} again (config {}), rolled back by {}",
+                    restored.endpoint, restored.package, restored.config, operator.arn
+                )),
                 Output::Text => ui::say(format!("rolled back: the {stage} endpoint of {model} serves v{} again", restored.package.version())),
             }
             Ok(ExitCode::SUCCESS)

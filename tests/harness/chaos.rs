@@ -19,9 +19,9 @@ use promotion_core::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
-    AccountSessions, ApproverRecords, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
-    Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult,
-    PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
+    AccountSessions, ApproverRecords, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec,
+    EndpointState, Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs,
+    PortError, PortResult, PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
 };
 use serde_json::Value;
 

@@ -113,8 +113,14 @@ pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> 
 
 /// A session in `account`, assumed from `base`.
 pub async fn session_in(base: &SdkConfig, account: &str) -> Result<SdkConfig> {
-    assumed(base, aws_sdk_sts::Client::new(base).assume_role().role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}")).role_session_name("model-promotion-local"))
-        .await
+    assumed(
+        base,
+        aws_sdk_sts::Client::new(base)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}"))
+            .role_session_name("model-promotion-local"),
+    )
+    .await
 }
 
 /// A person of the local world: their role in their account, their name, as STS knows them.

@@ -5,9 +5,9 @@ use chrono::Duration;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use promotion_aws::runtime::{deadline, diagnostic};
 use promotion_core::approvers::{record_central_approver, ApproverError, ApproverOutcome};
-use promotion_core::domain::cloudtrail::ApprovalCall;
 use promotion_core::deployment::start::{handle_central_approval, StartOutcome};
 use promotion_core::deployment::{DeployConfig, DeployPorts, StartError};
+use promotion_core::domain::cloudtrail::ApprovalCall;
 use serde_json::Value;
 
 /// The function's entry: a CloudTrail record of `UpdateModelPackage` goes to the approver's

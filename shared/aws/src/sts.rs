@@ -90,13 +90,7 @@ impl OperatorRole {
             .map_err(CredentialsError::provider_error)?;
         let credentials = assumed.credentials().ok_or_else(|| CredentialsError::not_loaded("AssumeRole returned no credentials"))?;
         let expiry = SystemTime::try_from(*credentials.expiration()).ok();
-        Ok(Credentials::new(
-            credentials.access_key_id(),
-            credentials.secret_access_key(),
-            Some(credentials.session_token().to_owned()),
-            expiry,
-            "OperatorRole",
-        ))
+        Ok(Credentials::new(credentials.access_key_id(), credentials.secret_access_key(), Some(credentials.session_token().to_owned()), expiry, "OperatorRole"))
     }
 }
 

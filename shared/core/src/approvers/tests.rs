@@ -38,7 +38,10 @@ async fn the_dev_approver_is_recorded_against_the_source_version_before_the_prom
     assert_eq!((approver.gate, &approver.package), (Gate::DevApproval, &source()));
     let found = approvers_of(world.ledger.as_ref(), world.ledger.as_ref(), &central_of(&world).await).await.unwrap();
     assert_eq!(found.dev, Some(approver.clone()));
-    assert_eq!(found.dev.unwrap().normalised, Principal::Role { arn: "arn:aws:iam::111111111111:role/DataScientist".into(), source_identity: Some("alice@example.com".into()) });
+    assert_eq!(
+        found.dev.unwrap().normalised,
+        Principal::Role { arn: "arn:aws:iam::111111111111:role/DataScientist".into(), source_identity: Some("alice@example.com".into()) }
+    );
     assert_eq!((found.central, found.prod), (None, None));
 }
 

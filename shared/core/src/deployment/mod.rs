@@ -23,8 +23,8 @@ pub(crate) mod testing;
 use std::sync::Arc;
 
 use crate::ports::{
-    ApproverRecords, ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger, StageSessions, StartClaims,
-    TestRecords,
+    ApproverRecords, ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger,
+    StageSessions, StartClaims, TestRecords,
 };
 
 pub use crate::config::DeployConfig;

@@ -72,8 +72,7 @@ impl ApprovalCall {
         }
         let time = text("/detail/eventTime").map(|t| ("detail.eventTime", t)).or(text("/time").map(|t| ("time", t)));
         let (field, time) = time.ok_or(EventError::Missing("/detail/eventTime"))?;
-        let time =
-            DateTime::parse_from_rfc3339(time).map(|t| t.with_timezone(&Utc)).map_err(|_| EventError::BadTime { field, value: truncated(time) })?;
+        let time = DateTime::parse_from_rfc3339(time).map(|t| t.with_timezone(&Utc)).map_err(|_| EventError::BadTime { field, value: truncated(time) })?;
         let event_id = text("/detail/eventID").or(text("/id")).filter(|id| !id.is_empty() && id.len() <= 128).ok_or(EventError::BadEventId)?;
         Ok(Self {
             event_id: event_id.to_owned(),

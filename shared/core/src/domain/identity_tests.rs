@@ -118,7 +118,11 @@ fn the_same_person_is_never_distinct_whatever_the_role_or_account() {
         (role("MLEngineer", Some("bob")), Principal::User { arn: "arn:aws:iam::111111111111:user/bob".into() }, Distinct::No),
         (role("MLEngineer", None), role("MLEngineer", None), Distinct::No),
         (role("MLEngineer", None), role("mlengineer", None), Distinct::No),
-        (Principal::User { arn: "arn:aws:iam::222222222222:user/bob".into() }, Principal::User { arn: "arn:aws:iam::222222222222:user/bob".into() }, Distinct::No),
+        (
+            Principal::User { arn: "arn:aws:iam::222222222222:user/bob".into() },
+            Principal::User { arn: "arn:aws:iam::222222222222:user/bob".into() },
+            Distinct::No,
+        ),
         (Principal::Root { arn: "arn:aws:iam::222222222222:root".into() }, Principal::Root { arn: "arn:aws:iam::222222222222:root".into() }, Distinct::No),
         (
             Principal::FederatedUser { issuer: Some("arn:aws:iam::222222222222:user/broker".into()), name: "a".into() },

@@ -75,10 +75,7 @@ mod tests {
         let operator = Operator::from_caller_arn("arn:aws:sts::222222222222:assumed-role/AWSReservedSSO_MLOps_0f1e/alice@example.com");
         assert_eq!(operator.session_name, "op-alice@example.com");
         assert_eq!(operator.source_identity, "alice@example.com");
-        assert_eq!(
-            operator.principal,
-            Principal::Role { arn: "arn:aws:iam::222222222222:role/AWSReservedSSO_MLOps_0f1e".into(), source_identity: None }
-        );
+        assert_eq!(operator.principal, Principal::Role { arn: "arn:aws:iam::222222222222:role/AWSReservedSSO_MLOps_0f1e".into(), source_identity: None });
     }
 
     #[test]
