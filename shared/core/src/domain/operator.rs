@@ -51,7 +51,7 @@ fn person_name(arn: &str) -> String {
     match parts.as_slice() {
         ["assumed-role", _role, session] => (*session).to_owned(),
         ["user" | "federated-user", .., name] => (*name).to_owned(),
-        ["root"] => format!("root-{}", arn.splitn(6, ':').nth(4).unwrap_or_default()),
+        ["root"] => format!("root-{}", arn.split(':').nth(4).unwrap_or_default()),
         _ => arn.to_owned(),
     }
 }
