@@ -38,7 +38,8 @@ pub fn counted_ports(sdk: &SdkConfig, config: &PromoteConfig, log: &CallLog) -> 
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(events, &config.event_bus)),
         ledger: ledger.clone(),
-        audit: ledger,
+        audit: ledger.clone(),
+        approver_records: ledger,
     }
 }
 

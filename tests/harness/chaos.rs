@@ -13,14 +13,15 @@ use promotion_core::domain::audit::AuditEntry;
 use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::identity::Approver;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use promotion_core::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
-    AccountSessions, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
-    Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult,
-    PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, StoredVersion, TestRecords,
+    AccountSessions, ApproverRecords, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec,
+    EndpointState, Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs,
+    PortError, PortResult, PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, StoredVersion, TestRecords,
 };
 use serde_json::Value;
 
@@ -78,6 +79,7 @@ impl Chaos {
             events: Arc::new(ChaosEvents { inner: inner.events.clone(), chaos: self.clone() }),
             ledger: Arc::new(ChaosLedger { inner: inner.ledger.clone(), chaos: self.clone() }),
             audit: Arc::new(ChaosLedger { inner: inner.audit.clone(), chaos: self.clone() }),
+            approver_records: Arc::new(ChaosLedger { inner: inner.approver_records.clone(), chaos: self.clone() }),
         }
     }
 
@@ -96,6 +98,7 @@ impl Chaos {
             artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             approvers: Arc::new(ChaosNotifier { inner: inner.approvers.clone(), chaos: self.clone() }),
+            approver_records: Arc::new(ChaosLedger { inner: inner.approver_records.clone(), chaos: self.clone() }),
         }
     }
 
@@ -313,6 +316,16 @@ impl AuditTrail for ChaosLedger<dyn AuditTrail> {
     }
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>> {
         self.chaos.call("Ledger.history", self.inner.history(package)).await
+    }
+}
+
+#[async_trait]
+impl ApproverRecords for ChaosLedger<dyn ApproverRecords> {
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool> {
+        self.chaos.call("Ledger.record_approver", self.inner.record_approver(approver)).await
+    }
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>> {
+        self.chaos.call("Ledger.approvers", self.inner.approvers(package)).await
     }
 }
 

@@ -24,7 +24,7 @@ use promotion_core::domain::ids::{AccountId, ModelPackageArn};
 use serde::Deserialize;
 
 pub use artifacts::model_archive;
-pub use events::{approval_event, set_dev_approval};
+pub use events::{approval_call_event, approval_event, set_dev_approval};
 pub use images::{dev_repository, manifest, push_serving_image, PushedImage, SERVING_TAG};
 
 pub const REGION: &str = "us-east-1";
@@ -120,13 +120,42 @@ pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> 
 
 /// A session in `account`, assumed from `base`.
 pub async fn session_in(base: &SdkConfig, account: &str) -> Result<SdkConfig> {
-    let assumed = aws_sdk_sts::Client::new(base)
+    assumed(
+        base,
+        aws_sdk_sts::Client::new(base)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}"))
+            .role_session_name("model-promotion-local"),
+    )
+    .await
+}
+
+/// A person of the local world: their role in their account, their name, as STS knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Person {
+    pub account: &'static str,
+    pub role: &'static str,
+    /// Their session name and source identity (what an identity provider would set).
+    pub name: &'static str,
+}
+
+/// The lead data scientist who approves in dev.
+pub const DATA_SCIENTIST: Person = Person { account: DEV_ACCOUNT, role: "data-scientist", name: "dana" };
+/// The ML engineer who approves central versions.
+pub const ML_ENGINEER: Person = Person { account: CENTRAL_ACCOUNT, role: "ml-engineer", name: "erik" };
+
+/// `person`'s own session, assumed from `base` with their name as session name and source identity.
+pub async fn session_of(base: &SdkConfig, person: Person) -> Result<SdkConfig> {
+    let request = aws_sdk_sts::Client::new(base)
         .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}"))
-        .role_session_name("model-promotion-local")
-        .send()
-        .await
-        .context("assume role in the emulator")?;
+        .role_arn(format!("arn:aws:iam::{}:role/{}", person.account, person.role))
+        .role_session_name(person.name)
+        .source_identity(person.name);
+    assumed(base, request).await
+}
+
+async fn assumed(base: &SdkConfig, request: aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder) -> Result<SdkConfig> {
+    let assumed = request.send().await.context("assume role in the emulator")?;
     let creds = assumed.credentials().context("no credentials")?;
     let credentials =
         aws_sdk_sts::config::Credentials::new(creds.access_key_id(), creds.secret_access_key(), Some(creds.session_token().to_owned()), None, "emulator");

@@ -89,6 +89,7 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         events: publisher.clone(),
         ledger: ledger.clone(),
         audit: ledger.clone(),
+        approver_records: ledger.clone(),
     };
     let env = HashMap::from([
         ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),

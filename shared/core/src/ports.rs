@@ -11,6 +11,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::copy::{ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
+use crate::domain::identity::Approver;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
 use crate::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
@@ -189,6 +190,16 @@ pub trait TestRecords: Send + Sync {
     async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>>;
 }
 
+/// Who decided at each gate of each version: one record per version and gate, written once.
+#[async_trait]
+pub trait ApproverRecords: Send + Sync {
+    /// Writes the approver of its version and gate unless one is recorded there; `false` when one
+    /// was (the first decision recorded stays, whatever a later event says).
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool>;
+    /// Every approver recorded of `package` (a source or a central version), in the gates' order.
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>>;
+}
+
 /// The audit trail of every package version, only ever appended.
 #[async_trait]
 pub trait AuditTrail: Send + Sync {
@@ -237,6 +248,8 @@ pub struct PromotePorts {
     pub events: Arc<dyn EventPublisher>,
     pub ledger: Arc<dyn PromotionLedger>,
     pub audit: Arc<dyn AuditTrail>,
+    /// Who approved each source version in dev (CloudTrail's `UpdateModelPackage`).
+    pub approver_records: Arc<dyn ApproverRecords>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,8 +23,8 @@ pub(crate) mod testing;
 use std::sync::Arc;
 
 use crate::ports::{
-    ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger, StageSessions, StartClaims,
-    TestRecords,
+    ApproverRecords, ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger,
+    StageSessions, StartClaims, TestRecords,
 };
 
 pub use crate::config::DeployConfig;
@@ -56,4 +56,7 @@ pub struct DeployPorts {
     pub cards: Arc<dyn ModelCards>,
     /// The governance officers' approval topic.
     pub approvers: Arc<dyn Notifier>,
+    /// Who approved each version at each gate: the central approval (CloudTrail) and the prod
+    /// approval (CodePipeline) here, the dev approval under the source version.
+    pub approver_records: Arc<dyn ApproverRecords>,
 }

@@ -6,9 +6,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
+use crate::domain::identity::{Approver, Gate};
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
-use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
+use crate::ports::{ApproverRecords, AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 use crate::promotion::policy::{claim_granted, decision_supersedes};
 
 /// A start claim's lease and, once started, its execution.
@@ -27,6 +28,8 @@ pub struct FakeLedger {
     pub tests: Mutex<HashMap<String, TestRecord>>,
     /// The executions started for each central version.
     pub executions: Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// Who approved each version at each gate, the first record kept.
+    pub approvers: Mutex<BTreeMap<(String, Gate), Approver>>,
 }
 
 pub(crate) fn test_key(execution_id: &str, package: &ModelPackageArn, stage: Stage) -> String {
@@ -142,6 +145,24 @@ impl PromotionLedger for FakeLedger {
     async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
         let source = self.promoted_from.lock().unwrap().get(central.as_str()).cloned();
         Ok(source.and_then(|source| self.record(&source)))
+    }
+}
+
+#[async_trait]
+impl ApproverRecords for FakeLedger {
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool> {
+        let mut approvers = self.approvers.lock().unwrap();
+        let key = (approver.package.to_string(), approver.gate);
+        if approvers.contains_key(&key) {
+            return Ok(false);
+        }
+        approvers.insert(key, approver.clone());
+        Ok(true)
+    }
+
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>> {
+        let approvers = self.approvers.lock().unwrap();
+        Ok(Gate::ALL.iter().filter_map(|gate| approvers.get(&(package.to_string(), *gate)).cloned()).collect())
     }
 }
 

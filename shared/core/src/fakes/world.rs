@@ -80,6 +80,7 @@ impl DeployWorld {
             artifacts: store.clone(),
             cards: cards.clone(),
             approvers: approvers.clone(),
+            approver_records: ledger.clone(),
         };
         let env = HashMap::from([
             ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
@@ -244,6 +245,7 @@ impl PromoteWorld {
             events: Arc::new(FakePublisher::default()),
             ledger: ledger.clone(),
             audit: ledger.clone(),
+            approver_records: ledger.clone(),
         };
         let env = HashMap::from([
             ("CENTRAL_ACCOUNT_ID", "222222222222"),

@@ -290,3 +290,19 @@ async fn nothing_to_roll_back_to_is_said_plainly() {
     let error = roll_back(&world.ports, &world.config, &model(), Stage::Test).await.unwrap_err();
     assert_eq!(error.error_type(), "Rejected.NothingToRollBack", "the only version that ran is the current one");
 }
+
+#[tokio::test]
+async fn an_operators_rollback_names_the_operator_in_both_entries() {
+    let (world, second) = prod_ran_one_then_two().await;
+    let operator = crate::domain::operator::Operator::from_caller_arn("arn:aws:sts::222222222222:assumed-role/Operations/dana@example.com");
+    let ports = crate::operator::deploy_ports_for(&world.ports, &operator);
+
+    roll_back(&ports, &world.config, &model(), Stage::Prod).await.unwrap();
+
+    for version in [&second, &world.package] {
+        let last = world.ledger.history(version).await.unwrap().pop().unwrap();
+        assert!(last.action == "rolled-back-by-operator" || last.action == "restored-by-operator", "{last:?}");
+        assert_eq!(last.detail["operator"]["arn"], "arn:aws:sts::222222222222:assumed-role/Operations/dana@example.com");
+        assert_eq!(last.detail["operator"]["principal"]["arn"], "arn:aws:iam::222222222222:role/Operations");
+    }
+}
