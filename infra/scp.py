@@ -240,7 +240,7 @@ def denied_grants(policy: Policy, grants: dict[str, list[Grant]]) -> Iterator[st
                 resources = [r for r in grant.resources if any(overlaps(d, r) for d in denied_resources)]
                 if actions and resources:
                     yield (
-                        f"{policy.logical} [{statement.get('Sid', '')}] denies {grant.arn} ({grant.role} [{grant.sid}], {account}) "
+                        f"{policy.logical} [{statement.get('Sid', '')}]: denies {grant.arn} ({grant.role} [{grant.sid}], {account}) "
                         f"{', '.join(actions)} on {', '.join(resources)}, which its policy grants"
                     )
 
