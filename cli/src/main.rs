@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use chrono::Utc;
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand};
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::exit::{self, Exit};
 use promote_cli::pipeline::{LocalCodePipeline, LocalPipeline, PipelineDefinition, PipelineWorld, Reached};
+use promote_cli::rollback_role::{rollback_role, RollbackSessions};
 use promote_cli::ui::{self, Output};
 use promote_cli::{governance, history, local, replay, status};
 use promotion_aws::dynamodb::DynamoLedger;
@@ -67,7 +69,11 @@ enum Command {
     Approve(Decision),
     /// Reject the version of MODEL that waits for the prod approval.
     Reject(Decision),
-    /// Redeploy the version a stage ran before its latest deployment.
+    /// Redeploy the version a stage ran before its latest deployment. Reaches the stage account
+    /// through its `model-promotion-operator-rollback` role (OPERATOR_ROLLBACK_ROLE_NAME
+    /// overrides the name), which may only point `promoted-*` endpoints at existing `promoted-*`
+    /// endpoint configs: an endpoint that failed or is gone is not rolled back but redeployed
+    /// through the pipeline.
     Rollback {
         model: String,
         #[arg(long)]
@@ -158,7 +164,9 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Reject(decision) => decide(decision, false).await,
         Command::Rollback { model, stage } => {
             let model: GroupName = model.parse()?;
-            let DeployContext { ports, config, operator, local: _served } = deploy_context().await?;
+            let DeployContext { mut ports, config, operator, local: _served } = deploy_context().await?;
+            let role = rollback_role(|name| std::env::var(name).ok());
+            ports.stages = Arc::new(RollbackSessions::new(load_sdk_config().await, role, operator));
             let waiting = ui::waiting(format!("rolling the {stage} endpoint of {model} back"));
             let restored = rollback::roll_back(&ports, &config, &model, stage).await.map_err(exit::failure)?;
             drop(waiting);

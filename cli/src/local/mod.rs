@@ -56,6 +56,7 @@ pub struct ServiceNames {
     pub roles: BTreeMap<String, String>,
     pub image_repository_prefix: String,
     pub aws_image_registries: Vec<String>,
+    pub model_data_key_pattern: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,9 +438,34 @@ mod tests {
         assert_eq!(promotion_core::promotion::PROMOTED_DETAIL_TYPE, names.promoted_detail_type);
         assert_eq!(promotion_core::domain::revocation::REVOKED_DETAIL_TYPE, names.revoked_detail_type);
         assert_eq!(promotion_core::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
+        assert_eq!(promotion_core::config::DEFAULT_OPERATOR_ROLLBACK_ROLE, names.roles["operator_rollback"]);
         assert_eq!(promotion_core::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
         assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));
         assert_eq!(promotion_core::domain::image::CENTRAL_REPOSITORY_PREFIX, names.image_repository_prefix);
         assert_eq!(promotion_core::domain::image::DEFAULT_AWS_IMAGE_REGISTRIES, names.aws_image_registries);
+    }
+
+    /// The stage execution roles may read the central objects matching names.json's
+    /// model_data_key_pattern (an IAM pattern, `*{part}*`: the keys holding `part`): every
+    /// container's model data, and none of the version's reports and baselines.
+    #[test]
+    fn the_model_data_pattern_admits_the_model_data_and_no_other_artifact() {
+        use promotion_core::domain::ids::S3Uri;
+        use promotion_core::domain::naming::{central_artifact_uri, central_group_name};
+        use promotion_core::domain::package::{ArtifactSlot, Report};
+        let pattern = &service_names().model_data_key_pattern;
+        let part = pattern.strip_prefix('*').and_then(|p| p.strip_suffix('*')).expect("a pattern *{part}*");
+        assert!(!part.contains(['*', '?']), "{pattern}: one literal part");
+        let source: ModelPackageArn = "arn:aws:sagemaker:us-east-1:111111111111:model-package/model/3".parse().unwrap();
+        let original: S3Uri = "s3://dev-ml-artifacts-111111111111/model/output/model.tar.gz".parse().unwrap();
+        let key =
+            |slot| central_artifact_uri("model-promotion-artifacts-222222222222", &central_group_name(&source), &source, slot, &original).key().to_owned();
+
+        for container in [0, 1] {
+            assert!(key(ArtifactSlot::ModelData { container }).contains(part), "{}", key(ArtifactSlot::ModelData { container }));
+        }
+        for slot in [ArtifactSlot::Metrics(Report::ModelQualityStatistics), ArtifactSlot::DriftBaseline(Report::ModelDataQualityConstraints)] {
+            assert!(!key(slot).contains(part), "{}", key(slot));
+        }
     }
 }

@@ -34,6 +34,10 @@ pub struct PromoteConfig {
 
 pub const DEFAULT_SOURCE_READ_ROLE: &str = "model-promotion-source-read";
 
+/// The stage accounts' role `promote rollback` assumes (`OPERATOR_ROLLBACK_ROLE_NAME` overrides
+/// it): it may only point `promoted-*` endpoints at existing `promoted-*` endpoint configs.
+pub const DEFAULT_OPERATOR_ROLLBACK_ROLE: &str = "model-promotion-operator-rollback";
+
 impl PromoteConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
