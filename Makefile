@@ -67,9 +67,11 @@ demo:
 	step() { printf '\n-- %s\n' "$$*"; }; \
 	printf '\n==== 1. churn-prediction: approved in dev, promoted, tested, approved by governance, in prod ====\n'; \
 	step "a lead data scientist approves churn-prediction v1 in the dev account (111111111111)"; \
-	$(PROMOTE) local decide --out $(LOCAL)/approval-event.json; \
+	$(PROMOTE) local decide --out $(LOCAL)/approval-event.json --call-out $(LOCAL)/approval-call.json; \
 	step "EventBridge forwards the approval to promote-model in the central account (222222222222)"; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \
+	step "the same rule forwards CloudTrail's record of the approval: promote-model records who approved"; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-call.json; \
 	step "EventBridge delivers the same event again: nothing is duplicated"; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event.json; \
 	step "the test endpoint will answer the test cases well"; \
@@ -81,8 +83,9 @@ demo:
 	$(PROMOTE) history churn-prediction-111111111111; \
 	printf '\n==== 2. fraud-detection: its tests fail, the test endpoint is rolled back, the version rejected ====\n'; \
 	step "approved in dev and promoted"; \
-	$(PROMOTE) local decide --package $$DEV_SECOND_MODEL_PACKAGE_ARN --out $(LOCAL)/approval-event-2.json; \
+	$(PROMOTE) local decide --package $$DEV_SECOND_MODEL_PACKAGE_ARN --out $(LOCAL)/approval-event-2.json --call-out $(LOCAL)/approval-call-2.json; \
 	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-event-2.json; \
+	$(PROMOTE) invoke promote-model --event $(LOCAL)/approval-call-2.json; \
 	step "the test endpoint will answer with errors"; \
 	$(PROMOTE) local replies --account $$TEST_ACCOUNT_ID "error: model not loaded" "error: model not loaded"; \
 	step "an ML engineer approves the central version; the pipeline deploys to test and tests it"; \

@@ -11,7 +11,7 @@ SAM_VENV ?= .venv-sam
 SAMCONFIG ?= infra/samconfig.toml
 STAGE ?=
 
-INFRA_TEMPLATES := infra/central-account.yaml infra/dev-account.yaml infra/target-account.yaml
+INFRA_TEMPLATES := infra/central-account.yaml infra/dev-account.yaml infra/target-account.yaml infra/guardrails.yaml
 INFRA_FUNCTIONS := promote-model start-deployment deploy-model test-model record-outcome
 INFRA_PY = $(VENV)/bin/python
 # sam build runs cargo lambda (and zig) from the project's venv; no telemetry leaves the machine.

@@ -13,11 +13,13 @@ from typing import Any, Iterator
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
 
-# The templates of the service, one per account role.
+# The templates of the service, one per account role, and the organization's guardrails
+# (service control policies, deployed in the management account).
 TEMPLATES = [
     INFRA / "central-account.yaml",
     INFRA / "dev-account.yaml",
     INFRA / "target-account.yaml",
+    INFRA / "guardrails.yaml",
 ]
 
 

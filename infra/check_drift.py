@@ -16,7 +16,8 @@ Fails (exit 1) when
     names differ from shared/core/stage-config.local.json, the emulator's (found as
     shared/**/stage-config.local.json);
   * a name default (bus, table, bucket prefix, topic, pipeline, roles, alarms, event source
-    and detail-type) differs from infra/names.json, which the emulator's provisioning reads;
+    and detail-type, the AWS image registries) differs from infra/names.json, which the
+    emulator's provisioning reads;
   * the pipeline's stages after Source, their order, their functions and UserParameters
     differ from infra/pipeline.json, which the local pipeline driver runs;
   * a rule targets something that is not a function (or state machine) of the templates, a
@@ -25,7 +26,8 @@ Fails (exit 1) when
   * a function has no EventInvokeConfig with explicit MaximumRetryAttempts and
     MaximumEventAgeInSeconds, a rule-driven function has no on-failure SQS destination, or a
     pipeline action has one (its event is the CodePipeline job, with artifactCredentials that
-    must never be stored);
+    must never be stored), or a pipeline action has no alarm to the alert topic on its
+    asynchronous events dropped (AsyncEventsDropped) or aged (AsyncEventAge);
   * the group-policy rule can fire for a central group that is not named {group}-{dev account}
     of an allow-listed dev account (it replaces the group's whole resource policy), judged on
     the sample events, or its state machine reads another lineage key than promote-model writes;
@@ -39,6 +41,9 @@ Fails (exit 1) when
     evidence, not a folder), its CustomData does not name the version, it leaves an output
     variable of the definition unused or references one no earlier action publishes, or, with
     the longest values the definition allows, a resolved field outgrows its limit;
+  * a role the code runs as (a function's, or one the functions or the CLI assume) is granted
+    an action no adapter of shared/aws/src calls for (infra/drift/grants.py, which lists the
+    actions AWS evaluates for another call, such as kms:Decrypt for an SSE-KMS read);
   * infra/samconfig.toml.example sets a parameter a template does not have, or misses one
     a template requires.
 
@@ -58,7 +63,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn  # noqa: E402
-from drift import artifacts, functions, names, pipeline, rules, samconfig, stage_config  # noqa: E402
+from drift import artifacts, functions, grants, names, pipeline, rules, samconfig, stage_config  # noqa: E402
 from drift.report import Report  # noqa: E402
 
 
@@ -96,6 +101,8 @@ def run(root: Path = cfn.ROOT) -> Report:
     report.section = "artifacts"
     artifacts.check_missing_keys_are_404(central, report)
     artifacts.check_dev_artifact_keys(templates, example, events, report)
+    report.section = "grants"
+    grants.check_grants(templates, report, root)
     report.section = "samconfig"
     samconfig.check_samconfig(templates, example, report)
     report.notes.insert(0, f"functions: {', '.join(sorted(in_templates))}")

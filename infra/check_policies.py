@@ -19,11 +19,27 @@ template and an over-broad grant. It fails (exit 1) on any Allow statement that
     carry an `aws:PrincipalArn` condition naming exact roles, `*` must be narrowed to the
     organization (`aws:PrincipalOrgID`/`aws:PrincipalOrgPaths`) or a source (`aws:SourceArn`/
     `aws:SourceAccount`), and a service principal must name its source (confused deputy).
+    One exception: ECR replication acts as the source account itself, with no role of it to
+    name, so a registry policy may admit accounts for REPLICATION_ACTIONS only, on
+    repositories under a prefix (never `repository/*`);
+  * names an ARN whose account field is a wildcard (`arn:aws:iam::*:role/x`,
+    `arn:aws:ecr:us-east-1:*:repository/x`), as a resource or in an aws:PrincipalArn
+    condition, unless the statement pins the account to exact ones (aws:ResourceAccount or
+    s3:ResourceAccount for a resource, aws:PrincipalAccount for a principal: literal account
+    ids, or a parameter whose AllowedPattern admits nothing else); a resource given by a
+    parameter must have an AllowedPattern that refuses a wildcard account, or such a pin.
 
 Deny statements are not checked for breadth: a wide Deny (e.g. `s3:*` without TLS) only
-takes access away.
+takes access away. Service control policies (AWS::Organizations::Policy, infra/guardrails.yaml)
+are the exception, checked the other way round, because a wide one takes away what the
+service or other teams need: every statement must be a Deny of listed, known actions, on
+resources narrower than `*` (unless the actions take none), that spares principals by an
+ArnNotLike/ArnNotEquals on aws:PrincipalArn naming roles of exact accounts; and, cross-checked
+against the roles of the central and target templates (infra/scp.py), no statement may deny a
+role of the accounts it is attached to anything that role's own policies grant it, and no
+policy may outgrow what Organizations takes (5,120 bytes, with sample parameters).
 
-usage: check_policies.py [TEMPLATE ...]    (default: the three templates of infra/)
+usage: check_policies.py [TEMPLATE ...]    (default: the templates of infra/)
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ from typing import Any, Iterator
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn  # noqa: E402
+import scp  # noqa: E402
 
 # Actions that take no resource ARN at all, so `Resource: "*"` is the only form IAM accepts.
 # Each entry says why it is here; add one only with that reason.
@@ -74,6 +91,8 @@ APPEND_ONLY_DENIED = {
     "dynamodb:partiqlupdate",
     "dynamodb:partiqldelete",
 }
+# What ECR cross-account replication does in the destination registry, as the source account.
+REPLICATION_ACTIONS = {"ecr:createrepository", "ecr:replicateimage"}
 
 # A literal or Fn::Sub string that is exactly one IAM role ARN, no wildcard.
 ROLE_ARN = re.compile(
@@ -83,7 +102,13 @@ ORG_KEYS = {"aws:principalorgid", "aws:principalorgpaths"}
 SOURCE_KEYS = {"aws:sourcearn", "aws:sourceaccount", "aws:sourceowner"}
 
 # Which document of which resource type is which kind of policy.
-IDENTITY, TRUST, RESOURCE, KEY = "identity", "trust", "resource", "key"
+IDENTITY, TRUST, RESOURCE, KEY, SCP = "identity", "trust", "resource", "key", "service control"
+
+# Condition keys that pin the account of a statement's resources, and of its principal.
+RESOURCE_ACCOUNT_KEYS = {"aws:resourceaccount", "s3:resourceaccount"}
+PRINCIPAL_ACCOUNT_KEYS = {"aws:principalaccount"}
+# The operators by which an SCP statement spares principals.
+SPARING_OPERATORS = {"ArnNotLike", "ArnNotEquals"}
 
 
 @dataclass
@@ -136,9 +161,19 @@ def documents(template: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield f"{name} ResourcePolicy", RESOURCE, props["ResourcePolicy"].get("PolicyDocument")
         elif kind == "AWS::SageMaker::ModelPackageGroup" and "ModelPackageGroupPolicy" in props:
             yield name, RESOURCE, props["ModelPackageGroupPolicy"]
+        elif kind == "AWS::ECR::RegistryPolicy":
+            yield name, RESOURCE, props.get("PolicyText")
+        elif kind == "AWS::ECR::Repository" and "RepositoryPolicyText" in props:
+            yield name, RESOURCE, props["RepositoryPolicyText"]
+        elif kind == "AWS::ECR::RepositoryCreationTemplate" and "RepositoryPolicy" in props:
+            # A JSON string, written with Fn::Sub: checked as the sample parameters make it.
+            values = {**cfn.parameter_defaults(template), **SAMPLE_VALUES}
+            yield name, RESOURCE, str(cfn.substitute(props["RepositoryPolicy"], values))
         elif kind == "AWS::StepFunctions::StateMachine":
             for state, document in state_machine_policies(template, props):
                 yield f"{name} state {state}", RESOURCE, document
+        elif kind == "AWS::Organizations::Policy" and props.get("Type") == "SERVICE_CONTROL_POLICY":
+            yield name, SCP, props.get("Content")
         elif kind == "AWS::Serverless::Function":
             for policy in cfn.as_list(props.get("Policies", [])):
                 if isinstance(policy, dict) and "Statement" in policy:
@@ -266,6 +301,8 @@ def check_statement(template: dict[str, Any], where: str, kind: str, statement: 
     sid = statement.get("Sid")
     if sid:
         where = f"{where} [{sid}]"
+    if kind == SCP:
+        return [f"{where}: {p}" for p in check_scp_statement(template, statement)]
     if statement.get("Effect") != "Allow":
         return []
     if "NotAction" in statement:
@@ -300,6 +337,7 @@ def check_statement(template: dict[str, Any], where: str, kind: str, statement: 
                     )
 
     conditions = condition_keys(statement)
+    problems.extend(wildcard_accounts(template, statement, conditions))
     for principal_kind, value in principals(statement):
         if principal_kind == "Service":
             if kind == RESOURCE and not (SOURCE_KEYS & set(conditions)):
@@ -318,12 +356,158 @@ def check_statement(template: dict[str, Any], where: str, kind: str, statement: 
             continue
         if is_exact_role(value, template) or is_own_account_root(value):
             continue
+        if kind == RESOURCE and replication_only(statement):
+            continue
         # Another account's root (or bare id): only with the exact roles in aws:PrincipalArn.
         if not exact_principal_arns(conditions):
             problems.append(
                 f"principal {json.dumps(value)} trusts a whole account: name the roles in an aws:PrincipalArn condition"
             )
     return [f"{where}: {p}" for p in problems]
+
+
+def arn_fields(arn: str) -> list[str] | None:
+    """The six fields of an ARN (`${...}` substitutions, which may hold colons, kept whole)."""
+    guarded = re.sub(r"\$\{[^}]*\}", lambda m: m.group(0).replace(":", "\0"), arn)
+    parts = guarded.split(":", 5)
+    return [part.replace("\0", ":") for part in parts] if len(parts) == 6 and parts[0] == "arn" else None
+
+
+def account_field(arn: str) -> str | None:
+    fields = arn_fields(arn)
+    return fields[4] if fields else None
+
+
+def exact_account_field(template: dict[str, Any], account: str) -> bool:
+    """A literal account id, this account, or a parameter admitting account ids only."""
+    if account == "${AWS::AccountId}":
+        return True
+    match = re.fullmatch(r"\$\{([A-Za-z0-9]+)\}", account)
+    return exact_accounts(template, [{"Ref": match.group(1)} if match else account])
+
+
+def exact_accounts(template: dict[str, Any], values: list[Any]) -> bool:
+    """Literal 12-digit account ids, or parameters whose AllowedPattern admits only those."""
+    if not values:
+        return False
+    for value in values:
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            pattern = ((template.get("Parameters") or {}).get(value["Ref"]) or {}).get("AllowedPattern")
+            rx = re.compile(pattern) if pattern else None
+            if rx is None or not rx.fullmatch("123456789012") or any(rx.fullmatch(b) for b in ("*", "12345678901*", "", "?23456789012")):
+                return False
+        elif not (isinstance(value, str) and re.fullmatch(r"[0-9]{12}", value)):
+            return False
+    return True
+
+
+def pinned(template: dict[str, Any], statement: dict[str, Any], keys: set[str]) -> bool:
+    """The statement's StringEquals pins one of `keys` to exact accounts."""
+    tests = {k.lower(): v for k, v in ((statement.get("Condition") or {}).get("StringEquals") or {}).items()}
+    return any(exact_accounts(template, cfn.as_list(tests[key])) for key in keys if key in tests)
+
+
+def parameter_admits_any_account(template: dict[str, Any], name: str) -> bool:
+    """A parameter used as a resource: can it hold an ARN whose account is a wildcard?"""
+    pattern = ((template.get("Parameters") or {}).get(name) or {}).get("AllowedPattern")
+    if not pattern:
+        return True
+    rx = re.compile(pattern)
+    samples = ["arn:aws:iam::*:role/x", "arn:aws:ecr:us-east-1:*:repository/x", "arn:aws:kms:us-east-1:*:key/x", "arn:aws:s3:us-east-1:*:x"]
+    return any(rx.fullmatch(s) for s in samples)
+
+
+def wildcard_accounts(template: dict[str, Any], statement: dict[str, Any], conditions: dict[str, list[Any]]) -> list[str]:
+    """An Allow that names ARNs of any account (as resources, or as the principals of an
+    aws:PrincipalArn condition) without pinning the account to exact ones."""
+    problems = []
+    if not pinned(template, statement, RESOURCE_ACCOUNT_KEYS):
+        for resource in cfn.as_list(statement.get("Resource", [])):
+            if isinstance(resource, dict) and set(resource) == {"Ref"}:
+                if resource["Ref"] in (template.get("Parameters") or {}) and parameter_admits_any_account(template, resource["Ref"]):
+                    problems.append(
+                        f"Resource !Ref {resource['Ref']} may name any account (no AllowedPattern refusing a * account, "
+                        "nor an aws:ResourceAccount condition)"
+                    )
+                continue
+            text = cfn.sub_text(resource) or ""
+            account = account_field(text)
+            if account is not None and ("*" in account or "?" in account):
+                problems.append(f"Resource {text!r} names any account: name the account, or pin it with aws:ResourceAccount")
+    if not pinned(template, statement, PRINCIPAL_ACCOUNT_KEYS):
+        for value in conditions.get("aws:principalarn", []):
+            text = "" if isinstance(value, tuple) else cfn.sub_text(value) or ""
+            account = account_field(text)
+            if account is not None and ("*" in account or "?" in account):
+                problems.append(f"aws:PrincipalArn {text!r} names any account: name the account, or pin it with aws:PrincipalAccount")
+    return problems
+
+
+def check_scp_statement(template: dict[str, Any], statement: dict[str, Any]) -> list[str]:
+    """A service control policy statement: a Deny of listed, known actions on resources
+    narrower than `*`, sparing exact accounts' roles by their ARN."""
+    problems = []
+    if statement.get("Effect") != "Deny":
+        problems.append("an SCP statement here must Deny: these policies only take side doors away")
+    for negated in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
+        if negated in statement:
+            problems.append(f"{negated} in an SCP statement: list the actions and resources it denies")
+    actions = cfn.as_list(statement.get("Action", []))
+    for action in actions:
+        service, _, name = str(action).partition(":")
+        if not isinstance(action, str) or "*" in action or "?" in action:
+            problems.append(f"action {json.dumps(action)}: list the actions (the cross-check needs them)")
+        elif service.lower() not in ACTIONS or name.lower() not in ACTIONS[service.lower()]:
+            problems.append(f"unknown action {action}")
+    star_only = all(isinstance(a, str) and a.lower() in STAR_ONLY_ACTIONS for a in actions)
+    for resource in cfn.as_list(statement.get("Resource", [])):
+        if resource_is_star(resource) and not star_only:
+            problems.append(f"Resource {cfn.sub_text(resource)!r}: a Deny on every resource takes them from other teams too")
+    spared = [
+        value
+        for operator, tests in (statement.get("Condition") or {}).items()
+        if operator in SPARING_OPERATORS
+        for key, values in (tests or {}).items()
+        if key.lower() == "aws:principalarn"
+        for value in cfn.as_list(values)
+    ]
+    if not spared:
+        problems.append("no principal exception (ArnNotLike aws:PrincipalArn): it would deny the service its own calls")
+    for value in spared:
+        problems.extend(scp_exception_problems(template, value))
+    return problems
+
+
+def scp_exception_problems(template: dict[str, Any], value: Any) -> list[str]:
+    """An exception names roles of exact accounts: a `*` account or a `role/*` spares everyone."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        pattern = ((template.get("Parameters") or {}).get(value["Ref"]) or {}).get("AllowedPattern")
+        rx = re.compile(pattern) if pattern else None
+        broad = ["*", "arn:aws:iam::*:role/x", "arn:aws:iam::123456789012:role/*", "arn:aws:iam::123456789012:user/x", "arn:aws:iam::123456789012:root"]
+        if rx is None or any(rx.fullmatch(b) for b in broad):
+            return [f"exception !Ref {value['Ref']}: its AllowedPattern must admit roles of exact accounts only"]
+        return []
+    if isinstance(value, dict) and set(value) == {"Fn::Split"}:
+        joined = value["Fn::Split"][1]
+        items = joined["Fn::Join"][1] if isinstance(joined, dict) and set(joined) == {"Fn::Join"} else [joined]
+        return [p for item in cfn.as_list(items) for p in scp_exception_problems(template, item)]
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        return [p for item in cfn.as_list(value["Fn::Join"][1]) for p in scp_exception_problems(template, item)]
+    text = cfn.sub_text(value)
+    fields = arn_fields(text) if text is not None else None
+    if fields is None:
+        return [f"exception {json.dumps(value)} cannot be checked: name roles by their ARN"]
+    if not exact_account_field(template, fields[4]) or not fields[5].startswith("role/") or fields[5].startswith("role/*"):
+        return [f"exception {text!r}: name roles of an exact account"]
+    return []
+
+
+def replication_only(statement: dict[str, Any]) -> bool:
+    """Only ECR replication's actions, on repositories under a prefix."""
+    actions = [a.lower() for a in cfn.as_list(statement.get("Action", [])) if isinstance(a, str)]
+    resources = [cfn.sub_text(r) or "" for r in cfn.as_list(statement.get("Resource", []))]
+    narrowed = [re.search(r":repository/[a-z0-9]", r) is not None for r in resources]
+    return bool(actions) and set(actions) <= REPLICATION_ACTIONS and bool(resources) and all(narrowed)
 
 
 def exact_principal_arns(conditions: dict[str, list[Any]]) -> bool:
@@ -429,7 +613,18 @@ def check_template(path: Path) -> tuple[int, list[Finding]]:
                 findings.append(Finding(path.name, *problem.split(": ", 1)))
     for problem in check_permissions(template) + check_append_only(template):
         findings.append(Finding(path.name, *problem.split(": ", 1)))
+    findings.extend(check_guardrails(path, template))
     return count, findings
+
+
+def check_guardrails(path: Path, template: dict[str, Any]) -> list[Finding]:
+    """The SCPs of the template against the roles of the central and target templates beside it
+    (infra/'s when it has none beside it)."""
+    if not any(True for _, kind, _ in documents(template) if kind == SCP):
+        return []
+    folder = path.parent if (path.parent / "central-account.yaml").exists() else cfn.INFRA
+    central, target = cfn.load(folder / "central-account.yaml"), cfn.load(folder / "target-account.yaml")
+    return [Finding(path.name, *problem.split(": ", 1)) for problem in scp.guardrail_findings(template, central, target)]
 
 
 def main(argv: list[str]) -> int:

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::local::register_version;
-use promotion_aws::{dynamodb, eventbridge, s3, sagemaker, sts};
+use promotion_aws::{dynamodb, ecr, eventbridge, s3, sagemaker, sts};
 use promotion_core::config::PromoteConfig;
 use promotion_core::domain::ids::{AccountId, ModelPackageArn};
-use promotion_core::ports::{AccountSessions, ModelRegistry, PortResult, PromotePorts};
+use promotion_core::ports::{AccountSessions, ImageRegistry, ModelRegistry, PortResult, PromotePorts};
 use promotion_core::promotion::{Outcome, PromoteError};
 use promotion_tests::TestWorld;
 use serde_json::Value;
@@ -34,16 +34,22 @@ pub fn counted_ports(sdk: &SdkConfig, config: &PromoteConfig, log: &CallLog) -> 
     PromotePorts {
         sessions: Arc::new(CountedSources { sessions: sts::RoleSessions::new(sdk.clone()), role: config.source_read_role.clone(), log: log.clone() }),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
+        central_images: Arc::new(ecr::EcrImages::new(counted_ecr(sdk, log))),
         artifacts: Arc::new(s3::S3Artifacts::new(s3, &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(events, &config.event_bus)),
         ledger: ledger.clone(),
-        audit: ledger,
+        audit: ledger.clone(),
+        approver_records: ledger,
     }
 }
 
 fn counted_sagemaker(sdk: &SdkConfig, log: &CallLog) -> aws_sdk_sagemaker::Client {
     aws_sdk_sagemaker::Client::from_conf(aws_sdk_sagemaker::config::Builder::from(sdk).interceptor(log.clone()).build())
+}
+
+fn counted_ecr(sdk: &SdkConfig, log: &CallLog) -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::from_conf(aws_sdk_ecr::config::Builder::from(sdk).interceptor(log.clone()).build())
 }
 
 /// `promotion_aws::sts::SourceRegistries` with counted clients.
@@ -58,6 +64,11 @@ impl AccountSessions for CountedSources {
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>> {
         let config = self.sessions.config_for(account, &self.role).await;
         Ok(Arc::new(sagemaker::SageMakerRegistry::new(counted_sagemaker(&config, &self.log))))
+    }
+
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>> {
+        let config = self.sessions.config_for(account, &self.role).await;
+        Ok(Arc::new(ecr::EcrImages::new(counted_ecr(&config, &self.log))))
     }
 }
 

@@ -87,6 +87,10 @@ fn refusal_hint(name: &str) -> String {
         "NothingToRollBack" | "NoApprovedRollbackTarget" => {
             "`promote history MODEL` lists what ran on the stage; deploy an approved version through the pipeline instead".into()
         }
+        "EvidenceChanged" => "do not approve: the test report is not the bytes test-model recorded; `promote history MODEL` shows the recorded report \
+                              (key, version, SHA-256), and the evidence bucket's versions of that key show who wrote over it"
+            .into(),
+        "NoPassedTests" => "no passed test run of this version is recorded for the execution: `promote history MODEL` shows what the tests did".into(),
         "EndpointFailed" | "EndpointVanished" => "`promote status` shows the endpoint as it is now; `promote history MODEL` what led there".into(),
         _ => "`promote history MODEL` shows what the service recorded; fix the cause, then run it again".into(),
     }

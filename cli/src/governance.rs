@@ -59,9 +59,11 @@ mod tests {
 
     use async_trait::async_trait;
     use promotion_core::domain::audit::AuditEntry;
-    use promotion_core::domain::ids::ModelPackageArn;
-    use promotion_core::fakes::{DeployWorld, FakeRuns};
-    use promotion_core::ports::{ActionRun, ApprovalResult, AuditTrail, ExecutionView, PendingApproval, PipelineRuns, PortResult};
+    use promotion_core::domain::fingerprint::ReleaseFingerprint;
+    use promotion_core::domain::ids::{ModelPackageArn, S3Uri, Stage};
+    use promotion_core::domain::ledger::TestRecord;
+    use promotion_core::fakes::{DeployWorld, FakeRuns, DEPLOY_WORLD_EVIDENCE_BUCKET};
+    use promotion_core::ports::{ActionRun, ApprovalResult, ArtifactStore, AuditTrail, ExecutionView, PendingApproval, PipelineRuns, PortResult, TestRecords};
     use serde_json::json;
 
     use super::*;
@@ -116,7 +118,8 @@ mod tests {
         let world = DeployWorld::new(0);
         let execution = world.runs.start("p", &world.package, "t").await.unwrap();
         *world.runs.pending.lock().unwrap() = Some(PendingApproval { token: "tok".into(), execution_id: Some(execution.clone()) });
-        let report = "s3://model-promotion-artifacts-222222222222/reports/churn-prediction-111111111111/1/test-job.json";
+        let report = passed_tests(&world, &execution).await.to_string();
+        let report = report.as_str();
         let tests = AuditEntry {
             source: world.package.clone(),
             at: chrono::Utc::now(),
@@ -137,6 +140,46 @@ mod tests {
         assert!(!read.contains("approved"), "the decision is printed after the answer: {read}");
         assert_eq!(world.runs.answers.lock().unwrap().as_slice(), [("tok".to_owned(), true, "risk review passed".to_owned())]);
         assert!(String::from_utf8_lossy(&screen.lock().unwrap()).ends_with(&format!("approved {} for prod\n", world.package)));
+    }
+
+    /// What test-model leaves of a pass in `execution`: a locked report and the ledger's record of it.
+    async fn passed_tests(world: &DeployWorld, execution: &str) -> S3Uri {
+        let report: S3Uri = format!("s3://{DEPLOY_WORLD_EVIDENCE_BUCKET}/reports/churn-prediction-111111111111/1/test-job-attempt-1.json").parse().unwrap();
+        let bytes = br#"{"passed": 2, "failed": 0}"#.to_vec();
+        let stored = world.store.put_once(&report, bytes.clone(), "application/json", chrono::Utc::now()).await.unwrap();
+        let record = TestRecord {
+            execution_id: execution.into(),
+            package: world.package.clone(),
+            stage: Stage::Test,
+            fingerprint: ReleaseFingerprint::of(b"release"),
+            passed: true,
+            job_id: "job".into(),
+            report: report.clone(),
+            report_version: Some(stored.version_id),
+            report_sha256: promotion_core::domain::naming::hex_sha256(&bytes),
+            at: chrono::Utc::now(),
+        };
+        world.ledger.record_test(&record).await.unwrap();
+        report
+    }
+
+    #[tokio::test]
+    async fn an_approval_whose_report_was_written_over_is_refused_with_exit_code_1_and_nothing_is_sent() {
+        let world = DeployWorld::new(0);
+        let execution = world.runs.start("p", &world.package, "t").await.unwrap();
+        *world.runs.pending.lock().unwrap() = Some(PendingApproval { token: "tok".into(), execution_id: Some(execution.clone()) });
+        let report = passed_tests(&world, &execution).await;
+        world.store.put_object(&report, br#"{"passed": 2, "failed": 0, "written": "over"}"#.to_vec());
+        let mut screen = Vec::new();
+
+        let error = decide_prod(&world.ports, &world.config, world.package.group(), true, "looks fine", &mut screen).await.unwrap_err();
+
+        let failed = crate::exit::explain(&error);
+        assert_eq!(failed.exit, crate::exit::Exit::Refused);
+        assert!(failed.cause.contains("Rejected.EvidenceChanged") && failed.cause.contains("someone wrote over the report"), "{failed:?}");
+        assert!(failed.hint.contains("do not approve"), "{failed:?}");
+        assert!(world.runs.answers.lock().unwrap().is_empty(), "nothing is sent to CodePipeline");
+        assert!(!String::from_utf8(screen).unwrap().contains("approved"));
     }
 
     #[tokio::test]

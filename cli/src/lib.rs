@@ -8,5 +8,6 @@ pub mod history;
 pub mod local;
 pub mod pipeline;
 pub mod replay;
+pub mod rollback_role;
 pub mod status;
 pub mod ui;

@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use chrono::Utc;
@@ -7,20 +8,25 @@ use clap::{Parser, Subcommand};
 use lambda_runtime::{Context, LambdaEvent};
 use promote_cli::exit::{self, Exit};
 use promote_cli::pipeline::{LocalCodePipeline, LocalPipeline, PipelineDefinition, PipelineWorld, Reached};
+use promote_cli::rollback_role::{rollback_role, RollbackSessions};
 use promote_cli::ui::{self, Output};
 use promote_cli::{audit, governance, history, local, replay, status};
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_aws::sts::{RoleSessions, SourceRegistries};
-use promotion_aws::wiring::{deploy_ports, load_sdk_config, promote_ports};
+use promotion_aws::wiring::{load_sdk_config, operator_deploy_ports, operator_promote_ports};
 use promotion_core::config::{PromoteConfig, DEFAULT_SOURCE_READ_ROLE};
 use promotion_core::deployment::start::StartOutcome;
 use promotion_core::deployment::{history as trail, rollback};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
+use promotion_core::domain::cloudtrail::ApprovalCall;
 use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::deploy::StageConfig;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, Stage};
+use promotion_core::domain::operator::Operator;
+use promotion_core::domain::revocation::ModelRevoked;
 use promotion_core::failure::Failure;
+use promotion_core::ports::ModelRegistry as _;
 use serde_json::{json, Value};
 
 /// Operate the model promotion service.
@@ -62,7 +68,11 @@ enum Command {
     Approve(Decision),
     /// Reject the version of MODEL that waits for the prod approval.
     Reject(Decision),
-    /// Redeploy the version a stage ran before its latest deployment.
+    /// Redeploy the version a stage ran before its latest deployment. Reaches the stage account
+    /// through its `model-promotion-operator-rollback` role (OPERATOR_ROLLBACK_ROLE_NAME
+    /// overrides the name), which may only point `promoted-*` endpoints at existing `promoted-*`
+    /// endpoint configs: an endpoint that failed or is gone is not rolled back but redeployed
+    /// through the pipeline.
     Rollback {
         model: String,
         #[arg(long)]
@@ -112,7 +122,8 @@ enum LocalCommand {
         endpoint: String,
     },
     /// Approve (or reject) the dev model version as a lead data scientist would, and write the
-    /// state-change event EventBridge forwards to the central account.
+    /// state-change event EventBridge forwards to the central account (and, with --call-out, the
+    /// CloudTrail record of the call, which names who made it, forwarded by the same rule).
     Decide {
         #[arg(long, env = "DEV_MODEL_PACKAGE_ARN")]
         package: String,
@@ -120,6 +131,8 @@ enum LocalCommand {
         reject: bool,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        call_out: Option<PathBuf>,
     },
     /// Queue the replies the emulated endpoints of ACCOUNT give to the next invocations.
     Replies {
@@ -163,13 +176,18 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Reject(decision) => decide(decision, false).await,
         Command::Rollback { model, stage } => {
             let model: GroupName = model.parse()?;
-            let DeployContext { ports, config, local: _served } = deploy_context().await?;
+            let DeployContext { mut ports, config, operator, local: _served } = deploy_context().await?;
+            let role = rollback_role(|name| std::env::var(name).ok());
+            ports.stages = Arc::new(RollbackSessions::new(load_sdk_config().await, role, operator.clone()));
             let waiting = ui::waiting(format!("rolling the {stage} endpoint of {model} back"));
             let restored = rollback::roll_back(&ports, &config, &model, stage).await.map_err(exit::failure)?;
             drop(waiting);
             match ui::output() {
                 Output::Json => ui::say(serde_json::to_string_pretty(&restored)?),
-                Output::Wide => ui::say(format!("{} {stage} runs {} again (config {})", restored.endpoint, restored.package, restored.config)),
+                Output::Wide => ui::say(format!(
+                    "{} {stage} runs {} again (config {}), rolled back by {}",
+                    restored.endpoint, restored.package, restored.config, operator.arn
+                )),
                 Output::Text => ui::say(format!("rolled back: the {stage} endpoint of {model} serves v{} again", restored.package.version())),
             }
             Ok(ExitCode::SUCCESS)
@@ -209,16 +227,27 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Local { command: LocalCommand::Provision { endpoint } } => {
             let world = local::provision(&endpoint, local::Names::with_suffix(""), CopySettings::default()).await?;
+            for pushed in &world.serving_images {
+                eprintln!("dev ECR: pushed {} ({})", pushed.image, pushed.digest);
+                let central = pushed.replicated.as_deref().unwrap_or("refused by an immutable tag");
+                eprintln!("  ECR replication, played by the local world (moto replicates nothing): central {} at {central}", pushed.repository);
+            }
             print!("{}", world.env_file().await?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Local { command: LocalCommand::Decide { package, reject, out } } => {
+        Command::Local { command: LocalCommand::Decide { package, reject, out, call_out } } => {
             let package: ModelPackageArn = package.parse()?;
             let sdk = load_sdk_config().await;
-            let dev = local::session_in(&sdk, local::DEV_ACCOUNT).await?;
+            let scientist = local::DATA_SCIENTIST;
+            let dev = local::session_of(&sdk, scientist).await?;
+            let status = if reject { "Rejected" } else { "Approved" };
             local::set_dev_approval(&dev, &package, !reject).await?;
-            let event = local::approval_event(&package, if reject { "Rejected" } else { "Approved" });
+            let event = local::approval_event(&package, status);
             std::fs::write(&out, serde_json::to_vec_pretty(&event)?).with_context(|| format!("write {}", out.display()))?;
+            if let Some(call_out) = call_out {
+                let call = local::approval_call_event(&dev, Some(scientist.name), &package, status).await?;
+                std::fs::write(&call_out, serde_json::to_vec_pretty(&call)?).with_context(|| format!("write {}", call_out.display()))?;
+            }
             let version = if ui::output() == Output::Text { format!("dev {}", ui::short(&package)) } else { package.to_string() };
             ui::say(format!("{} {version} in the dev registry; the forwarded event is in {}", if reject { "rejected" } else { "approved" }, out.display()));
             Ok(ExitCode::SUCCESS)
@@ -260,10 +289,13 @@ async fn status_command(versions: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The deploy ports and their configuration, as the functions wire them from the environment.
+/// The deploy ports and their configuration, as the functions wire them from the environment, for
+/// the operator at the terminal.
 struct DeployContext {
     ports: DeployPorts,
     config: DeployConfig,
+    /// Who STS says runs the command: the sessions it assumes and the entries it writes name them.
+    operator: Operator,
     /// With `PROMOTE_LOCAL_PIPELINE` set (by `make local-up`), the local pipeline world in that
     /// file: served while this lives, the ports' CodePipeline client pointed at it.
     local: Option<LocalCodePipeline>,
@@ -272,7 +304,8 @@ struct DeployContext {
 async fn deploy_context() -> Result<DeployContext> {
     let config = DeployConfig::from_env()?;
     let sdk = load_sdk_config().await;
-    let mut ports = deploy_ports(&sdk, &config);
+    let operator = promotion_aws::sts::operator(&sdk).await.context("who is the operator (STS GetCallerIdentity)")?;
+    let mut ports = operator_deploy_ports(&sdk, &config, &operator);
     let local = match std::env::var_os("PROMOTE_LOCAL_PIPELINE").filter(|state| !state.is_empty()) {
         Some(state) => {
             let served = LocalCodePipeline::serve(PipelineWorld::open(PathBuf::from(state), definition()?)).await.context("serve the local pipeline")?;
@@ -281,7 +314,7 @@ async fn deploy_context() -> Result<DeployContext> {
         }
         None => None,
     };
-    Ok(DeployContext { ports, config, local })
+    Ok(DeployContext { ports, config, operator, local })
 }
 
 fn definition() -> Result<PipelineDefinition> {
@@ -293,7 +326,7 @@ async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
         return Err(exit::failed(Exit::Usage, format!("the {} stage waits for no approval", decision.stage), "only prod does: --stage prod"));
     }
     let model: GroupName = decision.model.parse()?;
-    let DeployContext { ports, config, local } = deploy_context().await?;
+    let DeployContext { ports, config, local, .. } = deploy_context().await?;
     let full = ui::output() == Output::Wide;
     let answered = governance::decide_prod_shown(&ports, &config, (&model, approve, &decision.comment), &mut Screen::default(), full).await?;
     if let Some(local) = &local {
@@ -340,10 +373,16 @@ fn ended(execution_id: &str, reached: Reached) -> ExitCode {
 /// What an ML engineer's approval of the central version sets off, with the pipeline run locally.
 async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Result<ExitCode> {
     let package: ModelPackageArn = package.parse()?;
-    let DeployContext { ports, config, local } = deploy_context().await?;
+    let DeployContext { ports, config, local, .. } = deploy_context().await?;
     let local = local.ok_or_else(|| exit::unset("PROMOTE_LOCAL_PIPELINE"))?;
-    let central = ports.central_registry.describe_package(&package).await?;
-    ports.central_registry.set_approval(&central, ApprovalStatus::Approved, "approved by the ML engineer (local demo)", &[]).await?;
+    // The ML engineer approves in their own session; the central account's default bus sends both
+    // of the approval's events to start-deployment, CloudTrail's naming who approved.
+    let engineer = local::session_of(&load_sdk_config().await, local::ML_ENGINEER).await?;
+    let registry = SageMakerRegistry::new(aws_sdk_sagemaker::Client::new(&engineer));
+    let central = registry.describe_package(&package).await?;
+    registry.set_approval(&central, ApprovalStatus::Approved, "approved by the ML engineer (local demo)", &[]).await?;
+    let call = local::approval_call_event(&engineer, Some(local::ML_ENGINEER.name), &package, "Approved").await?;
+    start_deployment::approver(&ports, &config, LambdaEvent::new(call, Context::default())).await.map_err(exit::failure)?;
     let mut context = Context::default();
     context.deadline = u64::try_from((Utc::now() + chrono::Duration::minutes(1)).timestamp_millis())?;
     let event = local::approval_event(&package, "Approved");
@@ -379,14 +418,22 @@ async fn invoke(function: &str, path: &Path) -> Result<ExitCode> {
     let waiting = ui::waiting(format!("{function} handles the event"));
     let answer = if function == "promote-model" {
         let config = PromoteConfig::from_env()?;
-        let ports = promote_ports(&load_sdk_config().await, &config);
-        answer(promote_model::handler(&ports, &config, event).await.map_err(failed))
+        let sdk = load_sdk_config().await;
+        let operator = promotion_aws::sts::operator(&sdk).await.context("who is the operator (STS GetCallerIdentity)")?;
+        let ports = operator_promote_ports(&sdk, &config, &operator);
+        if ApprovalCall::is_one(&event.payload) {
+            answer(promote_model::approver(&ports, &config, event).await.map_err(failed))
+        } else {
+            answer(promote_model::handler(&ports, &config, event).await.map_err(failed))
+        }
     } else {
-        let DeployContext { ports, config, local: _served } = deploy_context().await?;
+        let DeployContext { ports, config, local: _served, .. } = deploy_context().await?;
         match function {
+            "start-deployment" if ApprovalCall::is_one(&event.payload) => answer(start_deployment::approver(&ports, &config, event).await.map_err(failed)),
             "start-deployment" => answer(start_deployment::handler(&ports, &config, event).await.map_err(failed)),
             "deploy-model" => answer(deploy_model::handler(&ports, &config, event).await.map_err(failed)),
             "test-model" => answer(test_model::handler(&ports, &config, event).await.map_err(failed)),
+            _ if ModelRevoked::is_one(&event.payload) => answer(record_outcome::revocation(&ports, &config, event).await.map_err(failed)),
             _ => answer(record_outcome::handler(&ports, &config, event).await.map_err(failed)),
         }
     };

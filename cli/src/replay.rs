@@ -38,6 +38,13 @@ pub fn describe(outcome: &Value) -> String {
         (Some("already_started"), _) => format!("pipeline already started for {} (execution {})", name("package"), text("execution_id")),
         (Some("recorded"), _) => format!("recorded {} for {}", text("action"), name("package")),
         (Some("ignored"), _) => format!("ignored: {}", name("reason")),
+        (Some("approver_recorded"), _) => {
+            let approver = &outcome["approver"];
+            let version = ui::shorten(approver["package"].as_str().unwrap_or_default());
+            let who = approver["principal"].as_str().unwrap_or("no principal");
+            format!("recorded {} of {version} by {who}", approver["gate"].as_str().unwrap_or_default())
+        }
+        (Some("approver_kept"), _) => format!("the {} of {} was recorded already: the first record stays", text("gate"), name("package")),
         (_, Some("succeeded")) => format!("succeeded: {}", name("summary")),
         (_, Some("continuing")) => format!("continuing (CodePipeline invokes again): {}", name("summary")),
         (_, Some("failed")) => format!("job failed ({}): {}", text("error_type"), name("message")),

@@ -16,10 +16,10 @@ VARIABLE_REFERENCE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
 # The longest model package ARN a pipeline execution carries (start-deployment starts it with
 # central ARNs only): arn:aws:sagemaker:{region, 14}:{account}:model-package/{group, 63}/{version}.
 PACKAGE_ARN_MAX = len("arn:aws:sagemaker:") + 14 + len(":123456789012:model-package/") + 63 + len("/4294967295")
-# Resolved lengths: the approval's comments (CustomData) within 500 characters, the bound this
-# template has always kept them to, and its link within 1000, the most an action configuration
-# value may hold (ActionConfigurationValue in the CodePipeline API).
-APPROVAL_FIELD_MAX = {"CustomData": 500, "ExternalEntityLink": 1000}
+# Resolved lengths: the approval's comments (CustomData) and its link each within 1000, the most
+# an action configuration value may hold (ActionConfigurationValue in the CodePipeline API). The
+# comments were kept to 500 until they named the release fingerprint and the report's SHA-256.
+APPROVAL_FIELD_MAX = {"CustomData": 1000, "ExternalEntityLink": 1000}
 # A CloudFormation substitution (`${ArtifactBucket}`, `${AWS::Region}`) counts as the longest
 # bucket name.
 SUBSTITUTION = re.compile(r"\$\{[^}]+\}")

@@ -39,6 +39,7 @@ def check_rules(central: dict[str, Any], invoked: set[str], report: Report) -> N
     for function in sorted(set(functions.values()) - targeted - invoked):
         report.error(f"function {function} is neither a rule target nor a pipeline action")
     check_invoke_configs(central, functions, targeted, invoked, report)
+    check_async_alarms(central, functions, invoked, report)
     report.notes.append("rule targets: " + ", ".join(sorted(targeted)) + "; pipeline actions: " + ", ".join(sorted(invoked)))
 
 
@@ -66,6 +67,34 @@ def check_invoke_configs(
             report.expect(
                 isinstance(on_failure, dict) and on_failure.get("Type") == "SQS" and "Destination" in on_failure,
                 f"function {name} is a rule target: its failed events need an on-failure SQS destination",
+            )
+
+
+# What a pipeline action's asynchronous invocations are watched for, in place of the
+# dead-letter queue it may not have: events Lambda dropped, and events long in its queue.
+ASYNC_METRICS = ("AsyncEventsDropped", "AsyncEventAge")
+
+
+def check_async_alarms(central: dict[str, Any], functions: dict[str, str], invoked: set[str], report: Report) -> None:
+    """Each pipeline action has an alarm on each of ASYNC_METRICS, to the alert topic: with no
+    on-failure destination, a dropped job event would otherwise show only as the action's
+    timeout, an hour later."""
+    watched: set[tuple[str, str]] = set()
+    for _, alarm in cfn.resources(central, "AWS::CloudWatch::Alarm"):
+        props = alarm.get("Properties") or {}
+        if props.get("Namespace") != "AWS/Lambda" or props.get("MetricName") not in ASYNC_METRICS:
+            continue
+        if {"Ref": "AlertTopic"} not in cfn.as_list(props.get("AlarmActions", [])):
+            continue
+        for dimension in props.get("Dimensions") or []:
+            value = dimension.get("Value")
+            if dimension.get("Name") == "FunctionName" and isinstance(value, dict) and value.get("Ref") in functions:
+                watched.add((functions[value["Ref"]], props["MetricName"]))
+    for name in sorted(invoked):
+        for metric in ASYNC_METRICS:
+            report.expect(
+                (name, metric) in watched,
+                f"pipeline action {name} has no alarm on AWS/Lambda {metric} to the alert topic (it has no on-failure destination)",
             )
 
 

@@ -84,7 +84,8 @@ def test_the_prod_approval_link_must_be_https(pipeline_errors: Callable[[Change]
 def test_the_prod_approval_may_read_only_variables_test_model_publishes(pipeline_errors: Callable[[Change], list[str]]) -> None:
     def misspelt(central: dict, definition: dict) -> None:
         config = action(central, "ApproveProd")["Configuration"]
-        config["ExternalEntityLink"]["Fn::Sub"] = config["ExternalEntityLink"]["Fn::Sub"].replace("ReportKey", "ReportKy")
+        link = config["ExternalEntityLink"]["Fn::Sub"]
+        config["ExternalEntityLink"]["Fn::Sub"] = link.replace("ReportKey", "ReportKy").replace("ReportVersion", "ReportVersn")
 
     errors = pipeline_errors(misspelt)
     assert any("#{TestModel.ReportKy} is no variable" in e for e in errors), errors
@@ -111,12 +112,12 @@ def test_the_prod_approval_may_not_read_variables_published_after_it(pipeline_er
     assert any("#{TestModel.ReportKey} is no variable" in e for e in errors), errors
 
 
-def test_the_prod_approval_comments_must_fit_500_characters_at_the_longest_values(pipeline_errors: Callable[[Change], list[str]]) -> None:
+def test_the_prod_approval_comments_must_fit_1000_characters_at_the_longest_values(pipeline_errors: Callable[[Change], list[str]]) -> None:
     def longer(central: dict, definition: dict) -> None:
-        definition["stages"][1]["variables"]["ModelCardUrl"]["max_length"] = 250
+        definition["stages"][1]["variables"]["ModelCardUrl"]["max_length"] = 600
 
     errors = pipeline_errors(longer)
-    assert any("CustomData may resolve to 540 characters, more than 500" in e for e in errors), errors
+    assert any("CustomData may resolve to 1046 characters, more than 1000" in e for e in errors), errors
 
 
 def test_the_prod_approval_link_must_fit_1000_characters_at_the_longest_values(pipeline_errors: Callable[[Change], list[str]]) -> None:

@@ -423,10 +423,11 @@ def test_policy_check_wants_an_append_only_table_to_deny_rewrites_to_everyone(fi
     assert any("Audit: append-only table whose policy does not deny dynamodb:batchwriteitem, dynamodb:deleteitem" in f for f in found), found
 
 
-def test_the_function_roles_may_only_read_the_audit_head_and_put_to_the_audit_table() -> None:
+def test_the_function_roles_may_only_read_and_put_to_the_audit_table() -> None:
     """What the central template grants on its audit table, role by role: a chained append reads
     the head and puts head, entry and identity (TransactWriteItems asks PutItem of each); the
-    people's read policies read it; nobody may update or delete."""
+    functions whose rollbacks look back over a model's past query its chain; the people's read
+    policies read it; nobody may update or delete."""
     import check_sam_transform
 
     template, error = check_sam_transform.transform(INFRA / "central-account.yaml")
@@ -440,9 +441,12 @@ def test_the_function_roles_may_only_read_the_audit_head_and_put_to_the_audit_ta
                 actions = {a.lower() for a in cfn.as_list(statement["Action"]) if a.lower().startswith("dynamodb:")}
                 if actions:
                     granted.setdefault(where.split(" ")[0], set()).update(actions)
-    functions = {f"{name}Role" for name in ("PromoteModel", "StartDeployment", "DeployModel", "TestModel", "RecordOutcome")}
+    appending = {f"{name}Role" for name in ("PromoteModel", "StartDeployment", "DeployModel")}
+    looking_back = {"TestModelRole", "RecordOutcomeRole"}  # a rollback's look back reads the chain
+    functions = appending | looking_back
     assert {role: actions for role, actions in granted.items() if role in functions} == {
-        role: {"dynamodb:getitem", "dynamodb:putitem"} for role in functions
+        **{role: {"dynamodb:getitem", "dynamodb:putitem"} for role in appending},
+        **{role: {"dynamodb:getitem", "dynamodb:putitem", "dynamodb:query"} for role in looking_back},
     }
     assert granted["MlEngineerPolicy"] == granted["ProdApproverPolicy"] == {"dynamodb:getitem", "dynamodb:query", "dynamodb:scan"}
     assert set(granted) == functions | {"MlEngineerPolicy", "ProdApproverPolicy"}, granted

@@ -14,13 +14,15 @@ use promotion_core::domain::chain::StoredChain;
 use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::identity::Approver;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use promotion_core::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
 use promotion_core::ports::{
-    AccountSessions, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec, EndpointState,
-    Endpoints, EventPublisher, FailureKind, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs, PortError, PortResult, PromotePorts,
-    PromotionLedger, Settled, StageSessions, StartClaims, TestRecords,
+    AccountSessions, ApproverRecords, ArtifactStore, AuditTrail, CardSnapshot, CardStatus, CopiedPart, CopyTarget, DeploymentRecords, EndpointConfigSpec,
+    EndpointState, Endpoints, EventPublisher, FailureKind, ImageRegistry, InvokeResult, ModelCards, ModelRegistry, ModelSpec, Notifier, PipelineJobs,
+    PortError, PortResult, PromotePorts, PromotionLedger, Settled, StageSessions, StartClaims, StoredVersion, TestRecords,
 };
 use serde_json::Value;
 
@@ -72,11 +74,13 @@ impl Chaos {
         PromotePorts {
             sessions: Arc::new(ChaosSessions { inner: inner.sessions.clone(), chaos: self.clone() }),
             central_registry: Arc::new(ChaosRegistry { inner: inner.central_registry.clone(), chaos: self.clone(), account: "central" }),
+            central_images: Arc::new(ChaosImages { inner: inner.central_images.clone(), chaos: self.clone() }),
             artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             events: Arc::new(ChaosEvents { inner: inner.events.clone(), chaos: self.clone() }),
             ledger: Arc::new(ChaosLedger { inner: inner.ledger.clone(), chaos: self.clone() }),
             audit: Arc::new(ChaosLedger { inner: inner.audit.clone(), chaos: self.clone() }),
+            approver_records: Arc::new(ChaosLedger { inner: inner.approver_records.clone(), chaos: self.clone() }),
         }
     }
 
@@ -95,6 +99,7 @@ impl Chaos {
             artifacts: Arc::new(ChaosStore { inner: inner.artifacts.clone(), chaos: self.clone() }),
             cards: Arc::new(ChaosCards { inner: inner.cards.clone(), chaos: self.clone() }),
             approvers: Arc::new(ChaosNotifier { inner: inner.approvers.clone(), chaos: self.clone() }),
+            approver_records: Arc::new(ChaosLedger { inner: inner.approver_records.clone(), chaos: self.clone() }),
         }
     }
 
@@ -128,6 +133,27 @@ impl AccountSessions for ChaosSessions {
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>> {
         let inner = self.chaos.call("AssumeRole", self.inner.registry(account)).await?;
         Ok(Arc::new(ChaosRegistry { inner, chaos: self.chaos.clone(), account: "source" }))
+    }
+
+    /// Not a call of its own: the session the registry's `AssumeRole` opened.
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>> {
+        let inner = self.inner.images(account).await?;
+        Ok(Arc::new(ChaosImages { inner, chaos: self.chaos.clone() }))
+    }
+}
+
+pub struct ChaosImages {
+    inner: Arc<dyn ImageRegistry>,
+    chaos: Arc<Chaos>,
+}
+
+#[async_trait]
+impl ImageRegistry for ChaosImages {
+    async fn resolve(&self, image: &ImageRef) -> PortResult<Option<ImageDigest>> {
+        self.chaos.call("BatchGetImage", self.inner.resolve(image)).await
+    }
+    async fn find(&self, repository: &RepositoryName, digest: &ImageDigest) -> PortResult<Option<ImageRef>> {
+        self.chaos.call("DescribeImages", self.inner.find(repository, digest)).await
     }
 }
 
@@ -204,6 +230,15 @@ impl ArtifactStore for ChaosStore {
     }
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
         self.chaos.call("GetObject", self.inner.read_small(uri, max_bytes)).await
+    }
+    async fn put_once(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str, retain_until: DateTime<Utc>) -> PortResult<StoredVersion> {
+        self.chaos.call("PutObject", self.inner.put_once(uri, body, content_type, retain_until)).await
+    }
+    async fn read_version(&self, uri: &S3Uri, version_id: &str, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.chaos.call("GetObject", self.inner.read_version(uri, version_id, max_bytes)).await
+    }
+    async fn current_version(&self, uri: &S3Uri) -> PortResult<Option<String>> {
+        self.chaos.call("HeadObject", self.inner.current_version(uri)).await
     }
 }
 
@@ -292,6 +327,16 @@ impl AuditTrail for ChaosLedger<dyn AuditTrail> {
 }
 
 #[async_trait]
+impl ApproverRecords for ChaosLedger<dyn ApproverRecords> {
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool> {
+        self.chaos.call("Ledger.record_approver", self.inner.record_approver(approver)).await
+    }
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>> {
+        self.chaos.call("Ledger.approvers", self.inner.approvers(package)).await
+    }
+}
+
+#[async_trait]
 impl DeploymentRecords for ChaosLedger<dyn DeploymentRecords> {
     async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
         self.chaos.call("Ledger.deployment", self.inner.deployment(stage, endpoint)).await
@@ -318,6 +363,12 @@ impl StartClaims for ChaosLedger<dyn StartClaims> {
     }
     async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()> {
         self.chaos.call("Ledger.record_start", self.inner.record_start(event_id, execution_id)).await
+    }
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()> {
+        self.chaos.call("Ledger.record_execution", self.inner.record_execution(package, execution_id)).await
+    }
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
+        self.chaos.call("Ledger.executions_of", self.inner.executions_of(package)).await
     }
 }
 

@@ -4,11 +4,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use promotion_core::domain::copy::{ByteRange, ObjectInfo};
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri};
 use promotion_core::domain::package::{NewPackage, RegisteredPackage};
-use promotion_core::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, ModelRegistry, PortError, PortResult};
+use promotion_core::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, ModelRegistry, PortError, PortResult, StoredVersion};
 
 const CORRUPT_SHA256: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
@@ -57,6 +58,15 @@ impl ArtifactStore for CorruptCopies {
     }
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
         self.inner.read_small(uri, max_bytes).await
+    }
+    async fn put_once(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str, retain_until: DateTime<Utc>) -> PortResult<StoredVersion> {
+        self.inner.put_once(uri, body, content_type, retain_until).await
+    }
+    async fn read_version(&self, uri: &S3Uri, version_id: &str, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.inner.read_version(uri, version_id, max_bytes).await
+    }
+    async fn current_version(&self, uri: &S3Uri) -> PortResult<Option<String>> {
+        self.inner.current_version(uri).await
     }
 }
 

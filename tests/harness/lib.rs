@@ -90,6 +90,25 @@ pub struct TestWorld {
 }
 
 impl TestWorld {
+    /// The deployment functions' configuration in this world, as the template sets their
+    /// environment, with the demo's stage settings.
+    pub fn deploy_config(&self) -> promotion_core::deployment::DeployConfig {
+        let env = [
+            ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
+            ("STAGE_CONFIG", promotion_core::config::LOCAL_STAGE_CONFIG.to_owned()),
+            ("ARTIFACT_BUCKET", self.world.config.artifact_bucket.clone()),
+            ("ARTIFACT_KMS_KEY_ID", self.world.config.kms_key_id.clone()),
+            ("LEDGER_TABLE", self.world.config.ledger_table.clone()),
+            ("AUDIT_TABLE", self.world.config.audit_table.clone()),
+            ("PIPELINE_NAME", local::service_names().pipeline.clone()),
+            ("APPROVAL_TOPIC_ARN", self.world.approval_topic_arn.clone()),
+            ("EVIDENCE_BUCKET", self.world.names.evidence_bucket.clone()),
+            ("EVIDENCE_RETENTION_DAYS", local::LOCAL_EVIDENCE_RETENTION_DAYS.to_string()),
+        ];
+        promotion_core::deployment::DeployConfig::from_lookup(|name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
+            .expect("the test world's deployment configuration")
+    }
+
     pub async fn new() -> Self {
         Self::with_copy_settings(CopySettings::default()).await
     }

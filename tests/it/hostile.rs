@@ -683,14 +683,12 @@ mod mutations;
 /// an outcome, never a panic. The handler runs over the in-memory fakes, every port call
 /// counted by the chaos wrappers.
 mod properties {
-    use std::collections::{BTreeMap, HashMap};
     use std::sync::Arc;
 
     use lambda_runtime::{Context, LambdaEvent};
     use promotion_core::config::PromoteConfig;
     use promotion_core::domain::event::{ApprovalStatus, StateChange};
-    use promotion_core::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
-    use promotion_core::fakes::{FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore};
+    use promotion_core::fakes::{FakeLedger, PromoteWorld};
     use promotion_core::ports::PromotePorts;
     use promotion_core::promotion::{Outcome, PromoteError};
     use promotion_tests::chaos::Chaos;
@@ -701,9 +699,6 @@ mod properties {
     use super::mutations::arb_mutated_event;
     use promotion_core::failure::Failure;
 
-    const SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
-    const MODEL: &str = "s3://dev-ml-artifacts-111111111111/churn-prediction/pipelines-7f3k/output/model.tar.gz";
-
     struct World {
         ports: PromotePorts,
         chaos: Arc<Chaos>,
@@ -711,41 +706,11 @@ mod properties {
         config: PromoteConfig,
     }
 
+    /// promote-model's fake world (its dev version runs a replicated dev image), counted.
     fn world() -> World {
-        let dev = Arc::new(FakeRegistry::in_account("111111111111"));
-        dev.add(RegisteredPackage {
-            arn: SOURCE.parse().unwrap(),
-            description: None,
-            status: Some(ApprovalStatus::Approved),
-            inference: InferenceSpec { containers: vec![Container { image: "xgboost:1.7-1".into(), ..Container::default() }], ..InferenceSpec::default() },
-            artifacts: vec![Artifact { slot: ArtifactSlot::ModelData { container: 0 }, uri: MODEL.parse().unwrap(), content_type: None }],
-            customer_metadata: BTreeMap::new(),
-        });
-        let store = Arc::new(FakeStore::default());
-        store.put_object(&MODEL.parse().unwrap(), vec![7; 4096]);
-        let ledger = Arc::new(FakeLedger::default());
-        let fakes = PromotePorts {
-            sessions: Arc::new(FakeSessions { registries: HashMap::from([("111111111111".parse().unwrap(), dev)]) }),
-            central_registry: Arc::new(FakeRegistry::in_account("222222222222")),
-            artifacts: store,
-            cards: Arc::new(FakeCards::default()),
-            events: Arc::new(FakePublisher::default()),
-            ledger: ledger.clone(),
-            audit: ledger.clone(),
-        };
+        let fakes = PromoteWorld::new();
         let chaos = Chaos::counting();
-        let ports = chaos.ports(&fakes);
-        let env = HashMap::from([
-            ("CENTRAL_ACCOUNT_ID", "222222222222"),
-            ("SOURCE_ACCOUNTS", "111111111111=dev-ml-artifacts-111111111111"),
-            ("ARTIFACT_BUCKET", "model-promotion-artifacts-222222222222"),
-            ("ARTIFACT_KMS_KEY_ID", "central-key"),
-            ("LEDGER_TABLE", "ledger"),
-            ("AUDIT_TABLE", "audit"),
-            ("EVENT_BUS_NAME", "model-promotion"),
-        ]);
-        let config = PromoteConfig::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).unwrap();
-        World { ports, chaos, ledger, config }
+        World { ports: chaos.ports(&fakes.ports), chaos, ledger: fakes.ledger.clone(), config: fakes.config.clone() }
     }
 
     /// What a delivery of `event` did: the class of its answer and how many port calls it made.

@@ -365,3 +365,56 @@ async fn a_second_version_of_the_same_model_gets_a_card_of_its_own_and_leaves_th
     let uri: S3Uri = summary.artifacts[0].central.clone();
     assert_eq!(world.object(&uri).await, vec![7; 4096]);
 }
+
+/// The digest a registry of moto reports for `repository:tag`, read back.
+async fn tagged_digest(account: &aws_config::SdkConfig, repository: &str, tag: &str) -> Option<String> {
+    let ecr = aws_sdk_ecr::Client::new(account);
+    let out =
+        ecr.describe_images().repository_name(repository).image_ids(aws_sdk_ecr::types::ImageIdentifier::builder().image_tag(tag).build()).send().await.ok()?;
+    out.image_details().first().and_then(|d| d.image_digest()).map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_dev_image_is_registered_as_the_central_repository_at_the_digest_moto_reports_for_the_replicated_copy() {
+    let _shared = EMULATOR.read().await;
+    let world = TestWorld::new().await;
+    let repository = promote_cli::local::dev_repository(&world.world.names.dev_group).unwrap();
+    let tag = promote_cli::local::SERVING_TAG;
+    let central_digest = tagged_digest(world.central(), repository.as_str(), tag).await.expect("the local world replicated the dev image");
+    assert_eq!(tagged_digest(world.dev(), repository.as_str(), tag).await.as_deref(), Some(central_digest.as_str()), "replication keeps the digest");
+    let event = world.decide(&world.world.dev_package, true).await;
+
+    let summary = promoted(world.deliver(&event).await.expect("promotion"));
+
+    let versions = world.central_versions(summary.central_group.as_str()).await;
+    let container = &versions[0].inference_specification().unwrap().containers()[0];
+    let pinned = format!("222222222222.dkr.ecr.us-east-1.amazonaws.com/{repository}@{central_digest}");
+    assert_eq!(container.image(), Some(pinned.as_str()));
+    assert_eq!(container.image_digest(), Some(central_digest.as_str()));
+    let cards = world.card_versions(&summary.model_card).await;
+    assert_eq!(cards[0].1["model_overview"]["inference_environment"]["container_image"], json!([pinned]), "the card shows what runs");
+}
+
+#[tokio::test]
+async fn a_tag_pushed_again_in_dev_after_the_approval_is_refused_and_nothing_is_promoted() {
+    let _shared = EMULATOR.read().await;
+    let world = TestWorld::new().await;
+    let source = world.world.dev_package.clone();
+    let event = world.decide(&source, true).await;
+    let group = &world.world.names.dev_group;
+    let approved = tagged_digest(world.dev(), promote_cli::local::dev_repository(group).unwrap().as_str(), promote_cli::local::SERVING_TAG).await.unwrap();
+
+    // A rebuilt image pushed under the approved tag: the dev repository's tags are mutable, the
+    // central repository's are not, so the rebuild never replicates.
+    let rebuilt = promote_cli::local::push_serving_image(world.dev(), group, "rebuilt", promote_cli::local::SERVING_TAG).await.unwrap();
+    assert_ne!(rebuilt.digest, approved);
+    assert_eq!(rebuilt.replicated, None, "the central repository keeps its tag");
+
+    let error = world.deliver(&event).await.unwrap_err();
+
+    assert_eq!(error.error_type(), "Rejected.ImageChanged");
+    assert!(error.to_string().contains(&rebuilt.digest) && error.to_string().contains(&approved), "{error}");
+    assert!(world.central_versions(&format!("{group}-111111111111")).await.is_empty(), "nothing is registered");
+    assert!(world.central_keys().await.is_empty(), "nothing is copied");
+    assert_eq!(world.ports.ledger.get(&source).await.unwrap(), None, "nothing is claimed");
+}

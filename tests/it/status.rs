@@ -27,6 +27,8 @@ fn deploy_context(world: &TestWorld, local: &LocalCodePipeline) -> (DeployPorts,
         audit_table: settings.audit_table.clone(),
         pipeline: promote_cli::local::service_names().pipeline.clone(),
         approval_topic_arn: world.world.approval_topic_arn.clone(),
+        evidence_bucket: world.world.names.evidence_bucket.clone(),
+        evidence_retention_days: promote_cli::local::LOCAL_EVIDENCE_RETENTION_DAYS,
     };
     let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
     local.wire(&mut ports, world.central());

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod events;
+mod images;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -11,7 +12,7 @@ use anyhow::{Context as _, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::types::{ChecksumAlgorithm, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule};
 use aws_sdk_sagemaker::types::{
     DriftCheckBaselines, DriftCheckModelQuality, InferenceSpecification, MetricsSource, ModelApprovalStatus, ModelMetrics, ModelPackageContainerDefinition,
     ModelQuality,
@@ -23,7 +24,8 @@ use promotion_core::domain::ids::{AccountId, ModelPackageArn};
 use serde::Deserialize;
 
 pub use artifacts::model_archive;
-pub use events::{approval_event, set_dev_approval};
+pub use events::{approval_call_event, approval_event, set_dev_approval};
+pub use images::{dev_repository, manifest, push_serving_image, PushedImage, SERVING_TAG};
 
 pub const REGION: &str = "us-east-1";
 pub const DEV_ACCOUNT: &str = "111111111111";
@@ -32,7 +34,9 @@ pub const TEST_ACCOUNT: &str = "333333333333";
 pub const PROD_ACCOUNT: &str = "444444444444";
 /// The emulator needs no such role to exist; in AWS each account has its own roles.
 const LOCAL_ADMIN_ROLE: &str = "model-promotion-local-admin";
-const TRAINING_IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
+/// How long the emulator's reports stay locked: a day, since its worlds are thrown away (the
+/// template's `EvidenceRetentionDays` sets it in AWS).
+pub const LOCAL_EVIDENCE_RETENTION_DAYS: u32 = 1;
 
 /// The names the templates' parameter defaults use too: `infra/check_drift.py` holds the
 /// templates to this file, and the tests below hold the code's own constants to it.
@@ -41,14 +45,19 @@ pub struct ServiceNames {
     pub event_bus: String,
     pub event_source: String,
     pub promoted_detail_type: String,
+    pub revoked_detail_type: String,
     pub ledger_table: String,
     pub ledger_key: LedgerKey,
     pub audit_table: String,
     pub artifact_bucket_prefix: String,
+    pub evidence_bucket_prefix: String,
     pub approval_topic: String,
     pub pipeline: String,
     pub hosting_name_prefix: String,
     pub roles: BTreeMap<String, String>,
+    pub image_repository_prefix: String,
+    pub aws_image_registries: Vec<String>,
+    pub model_data_key_pattern: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +75,8 @@ pub fn service_names() -> &'static ServiceNames {
 #[derive(Debug, Clone)]
 pub struct Names {
     pub artifact_bucket: String,
+    /// Test reports, under Object Lock.
+    pub evidence_bucket: String,
     pub dev_bucket: String,
     pub ledger_table: String,
     pub audit_table: String,
@@ -85,6 +96,7 @@ impl Names {
         let service = service_names();
         Self {
             artifact_bucket: format!("{}-{CENTRAL_ACCOUNT}{tail}", service.artifact_bucket_prefix),
+            evidence_bucket: format!("{}-{CENTRAL_ACCOUNT}{tail}", service.evidence_bucket_prefix),
             dev_bucket: format!("dev-ml-artifacts-{DEV_ACCOUNT}{tail}"),
             ledger_table: format!("{}{tail}", service.ledger_table),
             audit_table: format!("{}{tail}", service.audit_table),
@@ -112,13 +124,42 @@ pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> 
 
 /// A session in `account`, assumed from `base`.
 pub async fn session_in(base: &SdkConfig, account: &str) -> Result<SdkConfig> {
-    let assumed = aws_sdk_sts::Client::new(base)
+    assumed(
+        base,
+        aws_sdk_sts::Client::new(base)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}"))
+            .role_session_name("model-promotion-local"),
+    )
+    .await
+}
+
+/// A person of the local world: their role in their account, their name, as STS knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Person {
+    pub account: &'static str,
+    pub role: &'static str,
+    /// Their session name and source identity (what an identity provider would set).
+    pub name: &'static str,
+}
+
+/// The lead data scientist who approves in dev.
+pub const DATA_SCIENTIST: Person = Person { account: DEV_ACCOUNT, role: "data-scientist", name: "dana" };
+/// The ML engineer who approves central versions.
+pub const ML_ENGINEER: Person = Person { account: CENTRAL_ACCOUNT, role: "ml-engineer", name: "erik" };
+
+/// `person`'s own session, assumed from `base` with their name as session name and source identity.
+pub async fn session_of(base: &SdkConfig, person: Person) -> Result<SdkConfig> {
+    let request = aws_sdk_sts::Client::new(base)
         .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/{LOCAL_ADMIN_ROLE}"))
-        .role_session_name("model-promotion-local")
-        .send()
-        .await
-        .context("assume role in the emulator")?;
+        .role_arn(format!("arn:aws:iam::{}:role/{}", person.account, person.role))
+        .role_session_name(person.name)
+        .source_identity(person.name);
+    assumed(base, request).await
+}
+
+async fn assumed(base: &SdkConfig, request: aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder) -> Result<SdkConfig> {
+    let assumed = request.send().await.context("assume role in the emulator")?;
     let creds = assumed.credentials().context("no credentials")?;
     let credentials =
         aws_sdk_sts::config::Credentials::new(creds.access_key_id(), creds.secret_access_key(), Some(creds.session_token().to_owned()), None, "emulator");
@@ -133,6 +174,8 @@ pub struct World {
     pub config: PromoteConfig,
     pub dev_package: ModelPackageArn,
     pub second_dev_package: ModelPackageArn,
+    /// The dev versions' serving images, pushed to the dev registry and replicated.
+    pub serving_images: Vec<PushedImage>,
     pub events_queue_url: String,
     pub approval_topic_arn: String,
     pub approvals_inbox_url: String,
@@ -168,6 +211,8 @@ impl World {
             ("DEV_SECOND_MODEL_PACKAGE_ARN", self.second_dev_package.to_string()),
             ("STAGE_CONFIG", serde_json::from_str::<serde_json::Value>(promotion_core::config::LOCAL_STAGE_CONFIG)?.to_string()),
             ("PIPELINE_NAME", service_names().pipeline.clone()),
+            ("EVIDENCE_BUCKET", self.names.evidence_bucket.clone()),
+            ("EVIDENCE_RETENTION_DAYS", LOCAL_EVIDENCE_RETENTION_DAYS.to_string()),
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
             ("APPROVALS_INBOX_URL", self.approvals_inbox_url.clone()),
             ("PROMOTE_LOCAL_PIPELINE", ".local/pipeline-state.json".to_owned()),
@@ -181,13 +226,14 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
     let dev = account_config(endpoint, DEV_ACCOUNT).await?;
     let kms_key_id = central_key(&central).await?;
     create_bucket(&central, &names.artifact_bucket).await?;
+    create_evidence_bucket(&central, &names.evidence_bucket, LOCAL_EVIDENCE_RETENTION_DAYS).await?;
     create_table(&central, &names.ledger_table).await?;
     create_table(&central, &names.audit_table).await?;
     let events_queue_url = central_bus(&central, &names).await?;
     let (approval_topic_arn, approvals_inbox_url) = approval_topic(&central, &names).await?;
     create_bucket(&dev, &names.dev_bucket).await?;
-    let dev_package = trained_model_version(&dev, &names, &names.dev_group, 3).await?;
-    let second_dev_package = trained_model_version(&dev, &names, &names.second_dev_group, 1).await?;
+    let (dev_package, image) = trained_model_version(&dev, &names, &names.dev_group, 3).await?;
+    let (second_dev_package, second_image) = trained_model_version(&dev, &names, &names.second_dev_group, 1).await?;
     let config = PromoteConfig {
         central_account: CENTRAL_ACCOUNT.parse()?,
         source_accounts: BTreeMap::from([(DEV_ACCOUNT.parse::<AccountId>()?, vec![names.dev_bucket.clone()])]),
@@ -198,6 +244,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         audit_table: names.audit_table.clone(),
         event_bus: names.event_bus.clone(),
         copy,
+        aws_image_registries: Default::default(),
     };
     Ok(World {
         endpoint: endpoint.to_owned(),
@@ -207,6 +254,7 @@ pub async fn provision(endpoint: &str, names: Names, copy: CopySettings) -> Resu
         config,
         dev_package,
         second_dev_package,
+        serving_images: vec![image, second_image],
         events_queue_url,
         approval_topic_arn,
         approvals_inbox_url,
@@ -220,6 +268,20 @@ async fn central_key(central: &SdkConfig) -> Result<String> {
 
 pub async fn create_bucket(account: &SdkConfig, bucket: &str) -> Result<()> {
     promotion_aws::s3::client(account).create_bucket().bucket(bucket).send().await.with_context(|| format!("create bucket {bucket}"))?;
+    Ok(())
+}
+
+/// The evidence bucket as the central template makes it: Object Lock enabled at creation (which
+/// turns versioning on), every new version locked in compliance mode for `days` by default.
+pub async fn create_evidence_bucket(central: &SdkConfig, bucket: &str, days: u32) -> Result<()> {
+    let s3 = promotion_aws::s3::client(central);
+    s3.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send().await.with_context(|| format!("create bucket {bucket}"))?;
+    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(i32::try_from(days)?).build();
+    let lock = ObjectLockConfiguration::builder()
+        .object_lock_enabled(ObjectLockEnabled::Enabled)
+        .rule(ObjectLockRule::builder().default_retention(retention).build())
+        .build();
+    s3.put_object_lock_configuration().bucket(bucket).object_lock_configuration(lock).send().await.with_context(|| format!("lock bucket {bucket}"))?;
     Ok(())
 }
 
@@ -302,23 +364,34 @@ pub async fn put_object(account: &SdkConfig, bucket: &str, key: &str, body: Vec<
 }
 
 /// A trained model version in the dev registry: a real archive of a few MB, its evaluation
-/// report and a drift baseline, registered PendingManualApproval as a training pipeline would.
-async fn trained_model_version(dev: &SdkConfig, names: &Names, group: &str, megabytes: usize) -> Result<ModelPackageArn> {
+/// report and a drift baseline, registered PendingManualApproval as a training pipeline would,
+/// running a serving image of the dev registry.
+async fn trained_model_version(dev: &SdkConfig, names: &Names, group: &str, megabytes: usize) -> Result<(ModelPackageArn, PushedImage)> {
     let prefix = format!("{group}/pipelines-7f3k/output");
     let model = put_object(dev, &names.dev_bucket, &format!("{prefix}/model.tar.gz"), model_archive(megabytes)?).await?;
     let evaluation = put_object(dev, &names.dev_bucket, &format!("{prefix}/evaluation/evaluation.json"), artifacts::evaluation_report()).await?;
     let constraints = put_object(dev, &names.dev_bucket, &format!("{prefix}/baseline/constraints.json"), artifacts::baseline_constraints()).await?;
-    register_version(dev, group, &model, Some((&evaluation, &constraints))).await
+    let image = push_serving_image(dev, group, "1", SERVING_TAG).await?;
+    Ok((register_running(dev, group, &model, Some((&evaluation, &constraints)), &image).await?, image))
 }
 
-/// Registers a dev model version naming `model_data` and, optionally, an evaluation report and constraints.
+/// Registers a dev model version naming `model_data` and, optionally, an evaluation report and
+/// constraints; it runs the group's serving image (pushed unless it is there).
 pub async fn register_version(dev: &SdkConfig, group: &str, model_data: &str, reports: Option<(&str, &str)>) -> Result<ModelPackageArn> {
+    let image = push_serving_image(dev, group, "1", SERVING_TAG).await?;
+    register_running(dev, group, model_data, reports, &image).await
+}
+
+/// Registers a dev model version whose container runs `image`, with the digest SageMaker records
+/// (`ImageDigest`) when it resolves the image at registration; moto resolves nothing, so the
+/// digest moto reported for the push is recorded here.
+pub async fn register_running(dev: &SdkConfig, group: &str, model_data: &str, reports: Option<(&str, &str)>, image: &PushedImage) -> Result<ModelPackageArn> {
     let sagemaker = aws_sdk_sagemaker::Client::new(dev);
     if sagemaker.describe_model_package_group().model_package_group_name(group).send().await.is_err() {
         sagemaker.create_model_package_group().model_package_group_name(group).send().await.context("create dev group")?;
     }
     let source = |uri: &str| MetricsSource::builder().content_type("application/json").s3_uri(uri).build();
-    let container = ModelPackageContainerDefinition::builder().image(TRAINING_IMAGE).model_data_url(model_data).build();
+    let container = ModelPackageContainerDefinition::builder().image(&image.image).image_digest(&image.digest).model_data_url(model_data).build();
     let created = sagemaker
         .create_model_package()
         .model_package_group_name(group)
@@ -370,8 +443,36 @@ mod tests {
         let names = service_names();
         assert_eq!(promotion_aws::eventbridge::EVENT_SOURCE, names.event_source);
         assert_eq!(promotion_core::promotion::PROMOTED_DETAIL_TYPE, names.promoted_detail_type);
+        assert_eq!(promotion_core::domain::revocation::REVOKED_DETAIL_TYPE, names.revoked_detail_type);
         assert_eq!(promotion_core::config::DEFAULT_SOURCE_READ_ROLE, names.roles["source_read"]);
+        assert_eq!(promotion_core::config::DEFAULT_OPERATOR_ROLLBACK_ROLE, names.roles["operator_rollback"]);
         assert_eq!(promotion_core::domain::deploy::HOSTING_NAME_PREFIX, names.hosting_name_prefix);
         assert_eq!((PARTITION_KEY, SORT_KEY), (names.ledger_key.hash.as_str(), names.ledger_key.range.as_str()));
+        assert_eq!(promotion_core::domain::image::CENTRAL_REPOSITORY_PREFIX, names.image_repository_prefix);
+        assert_eq!(promotion_core::domain::image::DEFAULT_AWS_IMAGE_REGISTRIES, names.aws_image_registries);
+    }
+
+    /// The stage execution roles may read the central objects matching names.json's
+    /// model_data_key_pattern (an IAM pattern, `*{part}*`: the keys holding `part`): every
+    /// container's model data, and none of the version's reports and baselines.
+    #[test]
+    fn the_model_data_pattern_admits_the_model_data_and_no_other_artifact() {
+        use promotion_core::domain::ids::S3Uri;
+        use promotion_core::domain::naming::{central_artifact_uri, central_group_name};
+        use promotion_core::domain::package::{ArtifactSlot, Report};
+        let pattern = &service_names().model_data_key_pattern;
+        let part = pattern.strip_prefix('*').and_then(|p| p.strip_suffix('*')).expect("a pattern *{part}*");
+        assert!(!part.contains(['*', '?']), "{pattern}: one literal part");
+        let source: ModelPackageArn = "arn:aws:sagemaker:us-east-1:111111111111:model-package/model/3".parse().unwrap();
+        let original: S3Uri = "s3://dev-ml-artifacts-111111111111/model/output/model.tar.gz".parse().unwrap();
+        let key =
+            |slot| central_artifact_uri("model-promotion-artifacts-222222222222", &central_group_name(&source), &source, slot, &original).key().to_owned();
+
+        for container in [0, 1] {
+            assert!(key(ArtifactSlot::ModelData { container }).contains(part), "{}", key(ArtifactSlot::ModelData { container }));
+        }
+        for slot in [ArtifactSlot::Metrics(Report::ModelQualityStatistics), ArtifactSlot::DriftBaseline(Report::ModelDataQualityConstraints)] {
+            assert!(!key(slot).contains(part), "{}", key(slot));
+        }
     }
 }

@@ -10,9 +10,12 @@ use promotion_core::config::PromoteConfig;
 use promotion_core::domain::copy::CopySettings;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::{ModelPackageArn, S3Uri};
+use promotion_core::domain::image::central_repository;
 use promotion_core::domain::ledger::{PromotionRecord, PromotionState};
 use promotion_core::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage, Report};
-use promotion_core::fakes::{BeforeCopy, FakeCards, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore};
+use promotion_core::fakes::{
+    BeforeCopy, FakeCards, FakeImages, FakeLedger, FakePublisher, FakeRegistry, FakeSessions, FakeStore, HookedStore, PROMOTE_WORLD_DIGEST, PROMOTE_WORLD_IMAGE,
+};
 use promotion_core::ports::{PortResult, PromotePorts};
 use promotion_core::promotion::{Outcome, PromoteError};
 use serde_json::Value;
@@ -53,7 +56,7 @@ fn world(copy: CopySettings, model_len: usize) -> World {
         description: None,
         status: Some(ApprovalStatus::Approved),
         inference: InferenceSpec {
-            containers: vec![Container { image: "xgboost:1.7-1".into(), ..Container::default() }],
+            containers: vec![Container { image: PROMOTE_WORLD_IMAGE.into(), image_digest: Some(PROMOTE_WORLD_DIGEST.into()), ..Container::default() }],
             content_types: vec!["text/csv".into()],
             response_types: vec!["text/csv".into()],
             ..InferenceSpec::default()
@@ -69,15 +72,24 @@ fn world(copy: CopySettings, model_len: usize) -> World {
     store.put_object(&uri(EVALUATION), br#"{"regression_metrics": {"mse": {"value": 4.25}}}"#.to_vec());
     let central = Arc::new(FakeRegistry::in_account("222222222222"));
     let (cards, publisher, ledger) = (Arc::new(FakeCards::default()), Arc::new(FakePublisher::default()), Arc::new(FakeLedger::default()));
-    let sessions = FakeSessions { registries: HashMap::from([("111111111111".parse().unwrap(), dev.clone())]) };
+    // The dev image, pushed in dev and replicated into the model's central repository.
+    let (dev_images, central_images) = (Arc::new(FakeImages::of("111111111111")), Arc::new(FakeImages::of("222222222222")));
+    dev_images.push(PROMOTE_WORLD_IMAGE, PROMOTE_WORLD_DIGEST);
+    central_images.replicated(&central_repository(&"churn-prediction-111111111111".parse().unwrap()), PROMOTE_WORLD_DIGEST);
+    let sessions = FakeSessions {
+        registries: HashMap::from([("111111111111".parse().unwrap(), dev.clone())]),
+        images: HashMap::from([("111111111111".parse().unwrap(), dev_images)]),
+    };
     let ports = PromotePorts {
         sessions: Arc::new(sessions),
         central_registry: central.clone(),
+        central_images,
         artifacts: store.clone(),
         cards: cards.clone(),
         events: publisher.clone(),
         ledger: ledger.clone(),
         audit: ledger.clone(),
+        approver_records: ledger.clone(),
     };
     let env = HashMap::from([
         ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
@@ -161,8 +173,27 @@ async fn a_rejection_after_promotion_revokes_and_a_redelivered_approval_is_refus
     assert_eq!(central.status, Some(ApprovalStatus::Rejected));
     assert_eq!(central.customer_metadata["promotion:revoked-by-event"], "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d");
     assert_eq!(world.ledger.record(&SOURCE.parse().unwrap()).unwrap().state, PromotionState::Revoked);
+    let revoked: Vec<serde_json::Value> =
+        world.publisher.events.lock().unwrap().iter().filter(|(kind, _)| kind == "ModelRevoked").map(|(_, d)| d.clone()).collect();
+    assert_eq!(revoked.len(), 1, "what runs the version is told once per delivery");
+    assert_eq!(revoked[0]["central_package"], central.arn.to_string());
+    assert_eq!((revoked[0]["source_package"].as_str(), revoked[0]["event_id"].as_str()), (Some(SOURCE), Some("0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d")));
+    assert!(revoked[0]["reason"].as_str().unwrap().contains("was rejected in dev account 111111111111"), "{}", revoked[0]);
     let replay = world.invoke(fixture("model-package-approved.json")).await.unwrap_err();
     assert_eq!(replay.error_type(), "Rejected.VersionRevoked");
+}
+
+#[tokio::test]
+async fn a_redelivered_rejection_publishes_the_revocation_again_for_a_reach_that_may_not_be_through() {
+    let world = default_world();
+    world.invoke(fixture("model-package-approved.json")).await.unwrap();
+    for _ in 0..2 {
+        assert!(matches!(world.invoke(fixture("model-package-rejected.json")).await.unwrap(), Outcome::Revoked { .. }));
+    }
+    let published: Vec<serde_json::Value> =
+        world.publisher.events.lock().unwrap().iter().filter(|(kind, _)| kind == "ModelRevoked").map(|(_, d)| d.clone()).collect();
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[0], published[1], "the same revocation: its reach keys every step on the dev rejection's event");
 }
 
 #[tokio::test]

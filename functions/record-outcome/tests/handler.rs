@@ -3,10 +3,12 @@
 use lambda_runtime::{Context, LambdaEvent};
 use promotion_core::deployment::record::Recorded;
 use promotion_core::domain::event::ApprovalStatus;
+use promotion_core::domain::ids::Stage;
+use promotion_core::domain::ledger::{DeploymentRecord, DeploymentState, PromotionState};
 use promotion_core::domain::pipeline::PipelineStage;
 use promotion_core::failure::Failure;
-use promotion_core::fakes::DeployWorld;
-use promotion_core::ports::{ActionRunStatus, CardStatus};
+use promotion_core::fakes::{DeployWorld, DEPLOY_WORLD_SOURCE};
+use promotion_core::ports::{ActionRunStatus, CardStatus, StartClaims};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -134,4 +136,51 @@ async fn a_forged_rejection_of_an_approval_still_waiting_rejects_nothing() {
     assert_eq!(forged.unwrap_err().error_type(), "Retryable.OutcomePending");
     let central = world.central.packages.lock().unwrap()[world.package.as_str()].clone();
     assert_eq!(central.status, Some(ApprovalStatus::Approved), "the version stays approved");
+}
+
+/// The world's version in prod, as its deployment left it, then revoked in dev as promote-model
+/// records it before it publishes `events/model-revoked.json`.
+fn in_prod_then_revoked(world: &DeployWorld) {
+    let endpoint = "promoted-churn-prediction-111111111111-prod";
+    let config = "promoted-churn-prediction-111111111111-v1-prod";
+    world.prod.create_endpoint_for_test(endpoint, config);
+    let record = DeploymentRecord {
+        stage: Stage::Prod,
+        endpoint: endpoint.into(),
+        package: world.package.clone(),
+        config: config.into(),
+        state: DeploymentState::InService,
+        previous_config: None,
+        previous_package: None,
+        at: chrono::Utc::now(),
+    };
+    world.ledger.deployments.lock().unwrap().insert(format!("prod#{endpoint}"), record);
+    let mut records = world.ledger.records.lock().unwrap();
+    let promotion = records.get_mut(DEPLOY_WORLD_SOURCE).unwrap();
+    (promotion.state, promotion.event_id, promotion.reason) =
+        (PromotionState::Revoked, "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d".into(), Some("rejected in dev".into()));
+    world.ledger.promoted_from.lock().unwrap().insert(world.package.to_string(), promotion.source.clone());
+}
+
+#[tokio::test]
+async fn a_model_revoked_event_is_routed_to_the_revocation_and_a_pipeline_change_still_recorded() {
+    let world = world_with_execution();
+    world.ledger.record_execution(&world.package, "exec-1").await.unwrap();
+    in_prod_then_revoked(&world);
+    let revoked = fixture("model-revoked.json");
+
+    let reached = record_outcome::dispatch(&world.ports, &world.config, LambdaEvent::new(revoked.clone(), Context::default())).await.unwrap();
+
+    assert_eq!(reached["package"], world.package.to_string());
+    assert_eq!(world.runs.stopped.lock().unwrap().keys().collect::<Vec<_>>(), ["exec-1"], "{reached}");
+    let sent = world.approvers.sent.lock().unwrap().clone();
+    assert!(sent.len() == 1 && sent[0].0.starts_with("HIGH SEVERITY"), "{sent:?}");
+    assert_eq!(world.prod.endpoint("promoted-churn-prediction-111111111111-prod").unwrap().config, "promoted-churn-prediction-111111111111-v1-prod");
+    let recorded =
+        record_outcome::dispatch(&world.ports, &world.config, LambdaEvent::new(fixture("codepipeline-approval-started.json"), Context::default())).await;
+    assert_eq!(recorded.unwrap()["action"], "awaiting-approval");
+
+    world.ledger.records.lock().unwrap().get_mut(DEPLOY_WORLD_SOURCE).unwrap().state = PromotionState::Promoted;
+    let refused = record_outcome::dispatch(&world.ports, &world.config, LambdaEvent::new(revoked, Context::default())).await.unwrap_err();
+    assert_eq!(refused.error_type, "Rejected.NotRevoked", "{}", refused.error_message);
 }

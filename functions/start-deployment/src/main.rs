@@ -1,5 +1,5 @@
 use lambda_runtime::{service_fn, LambdaEvent};
-use promotion_aws::{runtime, telemetry, wiring};
+use promotion_aws::{telemetry, wiring};
 use serde_json::Value;
 
 #[tokio::main]
@@ -8,7 +8,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (ports, config) = wiring::deploy_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (ports, config) = (&ports, &config);
-        async move { start_deployment::handler(ports, config, event).await.map_err(runtime::diagnostic) }
+        async move { start_deployment::dispatch(ports, config, event).await }
     }))
     .await
 }

@@ -5,11 +5,20 @@ use promotion_core::deployment::start::StartOutcome;
 use promotion_core::domain::ledger::PromotionState;
 use promotion_core::failure::Failure;
 use promotion_core::fakes::{DeployWorld, DEPLOY_WORLD_SOURCE};
+use promotion_core::ports::StartClaims;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The world with no pipeline execution yet: the central approval is what starts one.
+fn before_any_execution() -> DeployWorld {
+    let world = DeployWorld::new(0);
+    world.runs.executions.lock().unwrap().clear();
+    world.runs.action_runs.lock().unwrap().clear();
+    world
 }
 
 async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promotion_core::deployment::StartError> {
@@ -20,7 +29,7 @@ async fn invoke(world: &DeployWorld, event: Value) -> Result<StartOutcome, promo
 
 #[tokio::test]
 async fn a_central_approval_starts_one_execution_for_exactly_that_version_however_often_delivered() {
-    let world = DeployWorld::new(0);
+    let world = before_any_execution();
     let event = fixture("sagemaker-central-approval.json");
 
     let first = invoke(&world, event.clone()).await.unwrap();
@@ -32,12 +41,13 @@ async fn a_central_approval_starts_one_execution_for_exactly_that_version_howeve
     let executions = world.runs.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[&execution_id].0, world.package, "the pipeline variable is the exact version");
+    assert_eq!(world.ledger.executions_of(&world.package).await.unwrap(), [execution_id], "the ledger lists the version's execution once");
     assert_eq!(world.audit_actions(), ["pipeline-started"]);
 }
 
 #[tokio::test]
 async fn a_version_never_promoted_or_revoked_is_refused() {
-    let world = DeployWorld::new(0);
+    let world = before_any_execution();
     let mut foreign = fixture("sagemaker-central-approval.json");
     let other = "arn:aws:sagemaker:us-east-1:222222222222:model-package/hand-made/1";
     foreign["detail"]["ModelPackageArn"] = other.into();

@@ -10,7 +10,7 @@ use promotion_core::deployment::JobOutcome;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::Stage;
 use promotion_core::domain::ledger::DeploymentState;
-use promotion_core::fakes::{DeployWorld, Fault};
+use promotion_core::fakes::{DeployWorld, Fault, DEPLOY_WORLD_EVIDENCE_BUCKET};
 use promotion_core::ports::{EndpointStatus, FailureKind, InvokeResult, PortError};
 use serde_json::Value;
 
@@ -25,8 +25,8 @@ fn ending_in(seconds: i64) -> Context {
 }
 
 fn report_uri(job_id: &str) -> promotion_core::domain::ids::S3Uri {
-    let key = format!("reports/churn-prediction-111111111111/1/test-{job_id}.json");
-    format!("s3://model-promotion-artifacts-222222222222/{key}").parse().unwrap()
+    let key = format!("reports/churn-prediction-111111111111/1/test-{job_id}-attempt-1.json");
+    format!("s3://{DEPLOY_WORLD_EVIDENCE_BUCKET}/{key}").parse().unwrap()
 }
 
 fn report(world: &DeployWorld) -> Value {
@@ -65,8 +65,17 @@ async fn passing_cases_write_a_report_into_the_card_and_succeed_the_job() {
     assert!(sent[0].1.contains("reports/churn-prediction-111111111111/1/test-f41c2a9d"), "{}", sent[0].1);
     assert!(sent[0].1.contains("#/model-cards/churn-prediction-111111111111"), "{}", sent[0].1);
 
-    // The prod approval's link and text: exactly this version's report and card.
+    // The prod approval's link and text: exactly this version's report, at the version stored,
+    // with the digest of its bytes, the release tested, and the card.
     assert_eq!(variables["ReportKey"], report_uri(JOB_ID).key());
+    let (version, bytes) = world.store.versions(&report_uri(JOB_ID)).pop().unwrap();
+    let sha256 = promotion_core::domain::naming::hex_sha256(&bytes);
+    let fingerprint = world.ledger.records.lock().unwrap().values().next().unwrap().fingerprint.clone().unwrap();
+    assert_eq!((&variables["ReportVersion"], &variables["ReportSha256"]), (&version, &sha256));
+    assert_eq!((variables["ReleaseFingerprint"].as_str(), report["release_fingerprint"].as_str()), (fingerprint.as_str(), Some(fingerprint.as_str())));
+    assert!(sent[0].1.contains(&sha256) && sent[0].1.contains(fingerprint.as_str()) && sent[0].1.contains(&format!("versionId={version}")), "{}", sent[0].1);
+    let recorded = world.ledger.tests.lock().unwrap().values().next().cloned().unwrap();
+    assert_eq!((recorded.report_version.as_deref(), recorded.report_sha256.as_str(), recorded.passed), (Some(version.as_str()), sha256.as_str(), true));
     assert_eq!(variables["ModelCardUrl"], format!("https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/model-cards/{CARD}"));
     let slowest = report["cases"].as_array().unwrap().iter().filter_map(|c| c["latency_ms"].as_u64()).max().unwrap();
     assert_eq!(variables["TestSummary"], format!("2/2 test cases passed, slowest {slowest} ms"));
@@ -151,14 +160,14 @@ async fn a_rollback_that_fails_leaves_the_version_rejected_and_names_the_failing
 async fn a_rejection_that_fails_still_rolls_the_endpoint_back() {
     let world = deployed(Some(PREVIOUS)).await;
     world.test.replies.lock().unwrap().push_back(InvokeResult { status: 500, body: b"model error".to_vec() });
-    world.central.packages.lock().unwrap().clear();
+    world.central.deny_approvals.store(true, std::sync::atomic::Ordering::SeqCst);
 
     let outcome = invoke(&world).await;
 
     let JobOutcome::Failed { message, .. } = outcome else { panic!("{outcome:?}") };
     assert!(message.contains("scores a typical customer: status 500"), "{message}");
     assert!(message.contains(&format!("rolled back to {PREVIOUS}")), "{message}");
-    assert!(message.contains(&format!("NOT DONE, to do by hand: mark {} Rejected (DescribeModelPackage failed", world.package)), "{message}");
+    assert!(message.contains(&format!("NOT DONE, to do by hand: mark {} Rejected (UpdateModelPackage failed", world.package)), "{message}");
     assert!(endpoint_calls(&world).contains(&format!("UpdateEndpoint {ENDPOINT} {PREVIOUS} direct")));
     assert_eq!(world.audit_actions(), ["tests-failed", "rolled-back"]);
 }
@@ -186,7 +195,7 @@ async fn an_endpoint_no_longer_on_the_versions_config_is_not_tested_nor_touched(
         assert!(endpoint_calls(world).is_empty(), "the endpoint is not touched");
         assert_eq!(world.test.endpoint(ENDPOINT).map(|e| (e.status, e.config)), before);
         assert_eq!(central_status(world), Some(ApprovalStatus::Approved));
-        assert!(world.audit_actions().is_empty() && world.store.keys_in("model-promotion-artifacts-222222222222").is_empty());
+        assert!(world.audit_actions().is_empty() && world.store.keys_in(DEPLOY_WORLD_EVIDENCE_BUCKET).is_empty());
     }
 }
 
@@ -213,7 +222,7 @@ async fn a_throttled_invocation_is_no_failed_case_the_job_comes_back_and_tests_a
     assert!(matches!(outcome, JobOutcome::Succeeded { ref summary, .. } if summary.contains("2/2 test cases passed")), "{outcome:?}");
     assert_eq!(world.audit_actions(), ["tests-passed"]);
     let answer = world.last_answer();
-    assert!(answer.variables["ReportKey"].ends_with("/test-f41c2a9d-second.json"), "the report of the run that passed: {:?}", answer.variables);
+    assert!(answer.variables["ReportKey"].ends_with("/test-f41c2a9d-second-attempt-1.json"), "the report of the run that passed: {:?}", answer.variables);
 }
 
 #[tokio::test]

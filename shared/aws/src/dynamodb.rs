@@ -12,9 +12,10 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
 use promotion_core::domain::audit::AuditEntry;
 use promotion_core::domain::chain::StoredChain;
+use promotion_core::domain::identity::{Approver, Gate};
 use promotion_core::domain::ids::{GroupName, ModelPackageArn, Stage};
 use promotion_core::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, PromotionState, StartClaim, TestRecord};
-use promotion_core::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
+use promotion_core::ports::{ApproverRecords, AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 
 use crate::errors::classify;
 pub use audit::AuditTable;
@@ -25,6 +26,10 @@ type Item = HashMap<String, AttributeValue>;
 const PROMOTION_SK: &str = "PROMOTION";
 /// On a central version's partition: the source version whose promotion made it.
 const PROMOTED_FROM_SK: &str = "PROMOTED_FROM";
+/// On a version's partition, one item per gate: who approved it there (`APPROVER#DevApproval`…).
+const APPROVER_SK_PREFIX: &str = "APPROVER#";
+/// On a central version's partition, one item per pipeline execution started for it.
+const EXECUTION_SK_PREFIX: &str = "EXECUTION#";
 /// The table's key attributes; the expressions below name them too.
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
@@ -389,6 +394,84 @@ impl StartClaims for DynamoLedger {
             .await
             .map_err(|e| classify("UpdateItem", &e))?;
         Ok(())
+    }
+
+    /// A plain put: the item is the same whichever delivery writes it.
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()> {
+        let mut item = key(package, &format!("{EXECUTION_SK_PREFIX}{execution_id}"));
+        item.insert("execution_id".into(), s(execution_id));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| classify("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :execution)")
+            .expression_attribute_values(":pk", s(&partition(package)))
+            .expression_attribute_values(":execution", s(EXECUTION_SK_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| classify("Query", &e))?;
+        Ok(pages.iter().flat_map(|page| page.items()).filter_map(|item| item.get("execution_id")?.as_s().ok().cloned()).collect())
+    }
+}
+
+/// Who approved a version at one gate: the first record of its version and gate stays.
+#[async_trait]
+impl ApproverRecords for DynamoLedger {
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool> {
+        let mut item = key(&approver.package, &format!("{APPROVER_SK_PREFIX}{}", approver.gate.as_str()));
+        item.insert("gate".into(), s(approver.gate.as_str()));
+        item.insert("event_id".into(), s(&approver.event_id));
+        item.insert("at".into(), s(&iso(approver.at)));
+        item.insert("approver".into(), s(&serde_json::to_string(approver).expect("an approver serializes")));
+        if let Some(principal) = &approver.principal {
+            item.insert("principal".into(), s(principal));
+        }
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e));
+        match written {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :approver)")
+            .expression_attribute_values(":pk", s(&partition(package)))
+            .expression_attribute_values(":approver", s(APPROVER_SK_PREFIX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("Query", &e))?;
+        let mut approvers = out
+            .items()
+            .iter()
+            .map(|item| {
+                let raw = item.get("approver").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
+                serde_json::from_str::<Approver>(raw).map_err(|e| PortError::new("Ledger", FailureKind::Terminal, format!("approver record: {e}")))
+            })
+            .collect::<PortResult<Vec<_>>>()?;
+        approvers.sort_by_key(|approver| Gate::ALL.iter().position(|gate| *gate == approver.gate));
+        Ok(approvers)
     }
 }
 

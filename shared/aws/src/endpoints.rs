@@ -151,6 +151,9 @@ pub fn deployment_config(blue_green: &BlueGreen) -> DeploymentConfig {
 
 #[async_trait]
 impl Endpoints for SageMakerEndpoints {
+    /// Network-isolated: the model's container can make no network call, in or out (SageMaker
+    /// still fetches its image and model data with the execution role). The stage accounts'
+    /// deploy role may create a model only so (a `sagemaker:NetworkIsolation` condition).
     async fn ensure_model(&self, spec: &ModelSpec<'_>) -> PortResult<()> {
         let created = self
             .client
@@ -158,6 +161,7 @@ impl Endpoints for SageMakerEndpoints {
             .model_name(spec.name)
             .execution_role_arn(spec.execution_role_arn)
             .primary_container(ContainerDefinition::builder().model_package_name(spec.package.as_str()).build())
+            .enable_network_isolation(true)
             .send()
             .await
             .map(|_| ())
@@ -279,6 +283,30 @@ mod tests {
         endpoints.update_endpoint("churn-prod", "churn-v2-prod", Some(&blue_green)).await.unwrap();
 
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_model_is_created_network_isolated_from_its_central_version() {
+        use aws_sdk_sagemaker::operation::create_model::CreateModelOutput;
+        let package = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/3";
+        let rule = mock!(Client::create_model)
+            .match_requests(move |r| {
+                r.model_name() == Some("promoted-churn-v3-prod")
+                    && r.enable_network_isolation() == Some(true)
+                    && r.primary_container().and_then(|c| c.model_package_name()) == Some(package)
+            })
+            .then_output(|| CreateModelOutput::builder().model_arn("arn").build());
+        let client = mock_client!(aws_sdk_sagemaker, RuleMode::Sequential, [&rule]);
+        let runtime = mock_client!(aws_sdk_sagemakerruntime, RuleMode::Sequential, Vec::<&aws_smithy_mocks::Rule>::new());
+        let spec = ModelSpec {
+            name: "promoted-churn-v3-prod",
+            execution_role_arn: "arn:aws:iam::444444444444:role/model-promotion-sagemaker-execution",
+            package: &package.parse().unwrap(),
+        };
+
+        SageMakerEndpoints::from_clients(client, runtime).ensure_model(&spec).await.unwrap();
+
+        assert_eq!(rule.num_calls(), 1, "CreateModel asked for network isolation");
     }
 
     #[tokio::test]

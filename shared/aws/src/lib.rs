@@ -8,6 +8,7 @@ mod mocks;
 
 pub mod codepipeline;
 pub mod dynamodb;
+pub mod ecr;
 pub mod endpoints;
 mod errors;
 pub mod eventbridge;

@@ -1,13 +1,20 @@
-//! S3: server-side copies of artifacts into the central bucket.
+//! S3: server-side copies of artifacts into the central bucket; test reports written once into
+//! the evidence bucket, under Object Lock.
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption};
+use aws_sdk_s3::primitives::DateTime as S3DateTime;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective, ObjectLockMode, ServerSideEncryption};
 use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
 
 use promotion_core::domain::copy::{ByteRange, ObjectInfo};
+use promotion_core::domain::evidence::sha256_base64;
 use promotion_core::domain::ids::{AccountId, S3Uri};
-use promotion_core::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, PortError, PortResult};
+use promotion_core::ports::{ArtifactStore, CopiedPart, CopyTarget, FailureKind, PortError, PortResult, StoredVersion};
 
 use crate::errors::classify;
 
@@ -211,11 +218,63 @@ impl ArtifactStore for S3Artifacts {
     }
 
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.read(uri, None, max_bytes).await
+    }
+
+    /// `If-None-Match: *` makes S3 refuse the write when the key holds an object (412), so no
+    /// report is ever written over; the SHA-256 in the request makes S3 refuse bytes that do not
+    /// match it (and the checksum header is what S3 asks of a write under Object Lock). The
+    /// retention is set on the version itself, whatever the bucket's default.
+    async fn put_once(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str, retain_until: DateTime<Utc>) -> PortResult<StoredVersion> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(uri.bucket())
+            .key(uri.key())
+            .expected_bucket_owner(&self.central_account)
+            .if_none_match("*")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256_base64(&body))
+            .object_lock_mode(ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(S3DateTime::from_secs(retain_until.timestamp()))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| conditional("PutObject", &e))?;
+        Ok(StoredVersion { version_id: out.version_id().unwrap_or_default().to_owned(), sha256: out.checksum_sha256().unwrap_or_default().to_owned() })
+    }
+
+    async fn read_version(&self, uri: &S3Uri, version_id: &str, max_bytes: u64) -> PortResult<Vec<u8>> {
+        self.read(uri, Some(version_id), max_bytes).await
+    }
+
+    async fn current_version(&self, uri: &S3Uri) -> PortResult<Option<String>> {
+        let head = self.client.head_object().bucket(uri.bucket()).key(uri.key()).expected_bucket_owner(&self.central_account).send().await;
+        match head {
+            Ok(out) => Ok(Some(out.version_id().unwrap_or_default().to_owned())),
+            Err(e) => {
+                let error = classify("HeadObject", &e);
+                if error.kind == FailureKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+impl S3Artifacts {
+    /// Reads an object whole, a version of it when `version_id` names one.
+    async fn read(&self, uri: &S3Uri, version_id: Option<&str>, max_bytes: u64) -> PortResult<Vec<u8>> {
         let out = self
             .client
             .get_object()
             .bucket(uri.bucket())
             .key(uri.key())
+            .set_version_id(version_id.map(str::to_owned))
             .expected_bucket_owner(&self.central_account)
             .send()
             .await
@@ -227,6 +286,20 @@ impl ArtifactStore for S3Artifacts {
         let bytes = out.body.collect().await.map_err(|e| PortError::new("GetObject", FailureKind::Retryable, e.to_string()))?;
         Ok(bytes.to_vec())
     }
+}
+
+/// A conditional write that lost is a `Conflict`: the key holds an object (412
+/// PreconditionFailed), or another conditional write to it is under way (409
+/// ConditionalRequestConflict).
+fn conditional<E>(operation: &'static str, error: &SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut classified = classify(operation, error);
+    if matches!(error.as_service_error().and_then(ProvideErrorMetadata::code), Some("PreconditionFailed" | "ConditionalRequestConflict")) {
+        classified.kind = FailureKind::Conflict;
+    }
+    classified
 }
 
 #[cfg(test)]
@@ -321,5 +394,62 @@ mod retry_tests {
         assert_eq!(error.kind, FailureKind::Terminal);
         assert_eq!(error.operation, "CopyObject");
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// moto answers `If-None-Match: *` and keeps the object-lock headers, but echoes whatever
+    /// checksum it is sent without checking it: the request itself is checked here.
+    #[tokio::test]
+    async fn a_report_is_written_only_where_nothing_is_with_its_sha256_and_locked_in_compliance_mode() {
+        let body = b"{\"passed\": 2}".to_vec();
+        let digest = sha256_base64(&body);
+        let until = chrono::DateTime::parse_from_rfc3339("2033-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let wanted = digest.clone();
+        let rule = mock!(Client::put_object)
+            .match_requests(move |r| {
+                r.if_none_match() == Some("*")
+                    && r.checksum_algorithm() == Some(&ChecksumAlgorithm::Sha256)
+                    && r.checksum_sha256() == Some(wanted.as_str())
+                    && r.object_lock_mode() == Some(&ObjectLockMode::Compliance)
+                    && r.object_lock_retain_until_date() == Some(&S3DateTime::from_secs(until.timestamp()))
+                    && r.expected_bucket_owner() == Some("222222222222")
+                    && r.server_side_encryption() == Some(&ServerSideEncryption::Aes256)
+                    && r.if_match().is_none()
+                    && r.key() == Some("reports/g/1/test-j-attempt-1.json")
+            })
+            .then_output(move || {
+                aws_sdk_s3::operation::put_object::PutObjectOutput::builder().version_id("v-1").checksum_sha256(sha256_base64(b"{\"passed\": 2}")).build()
+            });
+        let store = S3Artifacts::new(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]), &"222222222222".parse().unwrap(), "key");
+
+        let stored = store.put_once(&"s3://evidence-b/reports/g/1/test-j-attempt-1.json".parse().unwrap(), body, "application/json", until).await.unwrap();
+
+        assert_eq!(stored, StoredVersion { version_id: "v-1".into(), sha256: digest });
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_holds_a_report_or_is_being_written_is_a_conflict_asked_once() {
+        for (status, code) in [(412, "PreconditionFailed"), (409, "ConditionalRequestConflict")] {
+            let rule = mock!(Client::put_object).sequence().http_status(status, Some(format!("<Error><Code>{code}</Code></Error>"))).build();
+
+            let error =
+                store(&[&rule]).put_once(&"s3://evidence-b/k".parse().unwrap(), b"x".to_vec(), "application/json", chrono::Utc::now()).await.unwrap_err();
+
+            assert_eq!((error.kind, error.operation), (FailureKind::Conflict, "PutObject"), "{code}: {error}");
+            assert_eq!(rule.num_calls(), 1, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_version_is_read_by_its_id_and_a_key_hidden_by_a_delete_marker_has_no_current_version() {
+        let get = mock!(Client::get_object)
+            .match_requests(|r| r.version_id() == Some("v-1") && r.expected_bucket_owner() == Some("222222222222"))
+            .then_output(|| aws_sdk_s3::operation::get_object::GetObjectOutput::builder().content_length(2).body(b"{}".to_vec().into()).build());
+        let hidden = mock!(Client::head_object).sequence().http_status(404, None).build();
+        let store = S3Artifacts::new(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &hidden]), &"222222222222".parse().unwrap(), "key");
+        let uri: S3Uri = "s3://evidence-b/k".parse().unwrap();
+
+        assert_eq!(store.read_version(&uri, "v-1", 10).await.unwrap(), b"{}");
+        assert_eq!(store.current_version(&uri).await.unwrap(), None);
     }
 }

@@ -9,9 +9,10 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use promotion_core::config::{ConfigError, PromoteConfig};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::ids::AccountId;
+use promotion_core::domain::operator::Operator;
 use promotion_core::ports::PromotePorts;
 
-use crate::{codepipeline, dynamodb, eventbridge, s3, sagemaker, sns, sts};
+use crate::{codepipeline, dynamodb, ecr, eventbridge, s3, sagemaker, sns, sts};
 
 /// Loads the SDK configuration from the environment: region, credentials, `AWS_ENDPOINT_URL`
 /// and the retry settings (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`; standard mode backs off with jitter).
@@ -45,11 +46,13 @@ pub fn promote_ports(sdk: &SdkConfig, config: &PromoteConfig) -> PromotePorts {
     PromotePorts {
         sessions: Arc::new(sts::SourceRegistries::new(sdk.clone(), &config.source_read_role)),
         central_registry: Arc::new(sagemaker::SageMakerRegistry::new(sagemaker.clone())),
+        central_images: Arc::new(ecr::EcrImages::new(aws_sdk_ecr::Client::new(sdk))),
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         events: Arc::new(eventbridge::EventBus::new(aws_sdk_eventbridge::Client::new(sdk), &config.event_bus)),
         ledger: ledger.clone(),
-        audit: ledger,
+        audit: ledger.clone(),
+        approver_records: ledger,
     }
 }
 
@@ -74,9 +77,28 @@ pub fn deploy_ports(sdk: &SdkConfig, config: &DeployConfig) -> DeployPorts {
         audit: ledger.clone(),
         deployments: ledger.clone(),
         starts: ledger.clone(),
-        tests: ledger,
+        tests: ledger.clone(),
+        approver_records: ledger,
         artifacts: Arc::new(s3::S3Artifacts::new(s3::client(sdk), &config.central_account, &config.kms_key_id)),
         cards: Arc::new(sagemaker::SageMakerCards::new(sagemaker)),
         approvers: Arc::new(sns::Topic::new(aws_sdk_sns::Client::new(sdk), &config.approval_topic_arn)),
     }
+}
+
+/// promote-model's ports for an operator's replay (`promote invoke`): the dev registries read in
+/// sessions that carry the operator, every audit entry naming them.
+pub fn operator_promote_ports(sdk: &SdkConfig, config: &PromoteConfig, operator: &Operator) -> PromotePorts {
+    let ports = PromotePorts {
+        sessions: Arc::new(sts::SourceRegistries::for_operator(sdk.clone(), &config.source_read_role, operator.clone())),
+        ..promote_ports(sdk, config)
+    };
+    promotion_core::operator::promote_ports_for(&ports, operator)
+}
+
+/// The deployment ports for an operator's command (`promote rollback|approve|reject|invoke`): the
+/// stage accounts' deploy roles assumed in sessions that carry the operator, every audit entry
+/// naming them.
+pub fn operator_deploy_ports(sdk: &SdkConfig, config: &DeployConfig, operator: &Operator) -> DeployPorts {
+    let ports = DeployPorts { stages: Arc::new(sts::RoleSessions::for_operator(sdk.clone(), operator.clone())), ..deploy_ports(sdk, config) };
+    promotion_core::operator::deploy_ports_for(&ports, operator)
 }

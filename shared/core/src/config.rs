@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::domain::copy::{CopySettings, MIN_PART_SIZE};
 use crate::domain::deploy::StageConfig;
 use crate::domain::ids::{AccountId, IdError};
+use crate::domain::image::AwsImageRegistries;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -28,9 +29,16 @@ pub struct PromoteConfig {
     pub audit_table: String,
     pub event_bus: String,
     pub copy: CopySettings,
+    /// The AWS registries whose images are pinned where they are (`AWS_IMAGE_REGISTRIES`,
+    /// comma-separated account ids; SageMaker's own registries when unset).
+    pub aws_image_registries: AwsImageRegistries,
 }
 
 pub const DEFAULT_SOURCE_READ_ROLE: &str = "model-promotion-source-read";
+
+/// The stage accounts' role `promote rollback` assumes (`OPERATOR_ROLLBACK_ROLE_NAME` overrides
+/// it): it may only point `promoted-*` endpoints at existing `promoted-*` endpoint configs.
+pub const DEFAULT_OPERATOR_ROLLBACK_ROLE: &str = "model-promotion-operator-rollback";
 
 impl PromoteConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -67,6 +75,10 @@ impl PromoteConfig {
             audit_table: required("AUDIT_TABLE")?,
             event_bus: required("EVENT_BUS_NAME")?,
             copy,
+            aws_image_registries: match lookup("AWS_IMAGE_REGISTRIES").filter(|v| !v.is_empty()) {
+                Some(raw) => AwsImageRegistries::parse(&raw).map_err(|reason| ConfigError::Invalid { name: "AWS_IMAGE_REGISTRIES", reason })?,
+                None => AwsImageRegistries::default(),
+            },
         })
     }
 }
@@ -83,6 +95,11 @@ pub struct DeployConfig {
     pub audit_table: String,
     pub pipeline: String,
     pub approval_topic_arn: String,
+    /// The bucket of test reports: versioned, under S3 Object Lock, each report written once.
+    pub evidence_bucket: String,
+    /// How long a report stays locked in compliance mode: no one, root included, may delete or
+    /// overwrite that version before.
+    pub evidence_retention_days: u32,
 }
 
 /// The stage settings of the local accounts (demo and tests); an example for real ones.
@@ -105,8 +122,20 @@ impl DeployConfig {
             audit_table: required("AUDIT_TABLE")?,
             pipeline: required("PIPELINE_NAME")?,
             approval_topic_arn: required("APPROVAL_TOPIC_ARN")?,
+            evidence_bucket: required("EVIDENCE_BUCKET")?,
+            evidence_retention_days: retention_days(&required("EVIDENCE_RETENTION_DAYS")?)?,
         })
     }
+}
+
+/// A whole number of days, at least one (S3 Object Lock's default retention counts in days).
+fn retention_days(raw: &str) -> Result<u32, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name: "EVIDENCE_RETENTION_DAYS", reason };
+    let days: u32 = raw.parse().map_err(|_| invalid(format!("`{raw}` is not a number of days")))?;
+    if days == 0 {
+        return Err(invalid("a report must stay locked at least one day".into()));
+    }
+    Ok(days)
 }
 
 /// `111111111111=bucket-a,bucket-b;555555555555=bucket-c`
@@ -139,6 +168,14 @@ mod tests {
         assert!(parse_source_accounts("111111111111").is_err());
         assert!(parse_source_accounts("1111=a").is_err());
         assert!(parse_source_accounts("111111111111=").is_err());
+    }
+
+    #[test]
+    fn the_evidence_retention_is_a_positive_number_of_days() {
+        assert_eq!(retention_days("2555"), Ok(2555));
+        for bad in ["0", "-1", "7y", ""] {
+            assert!(matches!(retention_days(bad), Err(ConfigError::Invalid { name: "EVIDENCE_RETENTION_DAYS", .. })), "{bad}");
+        }
     }
 
     #[test]

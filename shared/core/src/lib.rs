@@ -6,11 +6,13 @@
 // endpoint, the versions, the failing cases): it is not boxed to save a few bytes on the good path.
 #![allow(clippy::result_large_err)]
 
+pub mod approvers;
 pub mod config;
 pub mod deployment;
 pub mod domain;
 pub mod failure;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod operator;
 pub mod ports;
 pub mod promotion;

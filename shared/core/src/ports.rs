@@ -12,7 +12,9 @@ use crate::domain::chain::{StoredChain, UnreadableEntry};
 use crate::domain::copy::{ByteRange, ObjectInfo};
 use crate::domain::deploy::{BlueGreen, OutputVariables, StageSettings};
 use crate::domain::event::ApprovalStatus;
+use crate::domain::identity::Approver;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, S3Uri, Stage};
+use crate::domain::image::{ImageDigest, ImageRef, RepositoryName};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
 use crate::domain::package::{NewPackage, RegisteredPackage};
 
@@ -62,6 +64,20 @@ pub trait ModelRegistry: Send + Sync {
 pub trait AccountSessions: Send + Sync {
     /// The registry of another account, read through a role assumed in it.
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>>;
+    /// Amazon ECR as the same role of another account sees it: its own registry, and the
+    /// registries it may pull from (AWS's).
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>>;
+}
+
+/// Amazon ECR, as one account sees it.
+#[async_trait]
+pub trait ImageRegistry: Send + Sync {
+    /// The digest `image` names now in its registry (in its region): its tag's, or its own once
+    /// the registry holds it. `None` when the registry holds no such image.
+    async fn resolve(&self, image: &ImageRef) -> PortResult<Option<ImageDigest>>;
+    /// The image `digest` in this account's `repository`, named by that digest as its registry
+    /// reports it; `None` while the repository or the image is not there.
+    async fn find(&self, repository: &RepositoryName, digest: &ImageDigest) -> PortResult<Option<ImageRef>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +107,24 @@ pub trait ArtifactStore: Send + Sync {
     async fn put(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str) -> PortResult<()>;
     /// Reads a small object whole, refusing one larger than `max_bytes`.
     async fn read_small(&self, uri: &S3Uri, max_bytes: u64) -> PortResult<Vec<u8>>;
+    /// Writes a small object (a piece of evidence) under a key that holds none yet, locked in
+    /// compliance mode until `retain_until`: a `Conflict` when the key holds an object already
+    /// (`If-None-Match: *`), so nothing is ever written over. The request carries the body's
+    /// SHA-256, which S3 checks the bytes against before it stores them.
+    async fn put_once(&self, uri: &S3Uri, body: Vec<u8>, content_type: &str, retain_until: DateTime<Utc>) -> PortResult<StoredVersion>;
+    /// Reads one version of a small object whole, refusing one larger than `max_bytes`.
+    async fn read_version(&self, uri: &S3Uri, version_id: &str, max_bytes: u64) -> PortResult<Vec<u8>>;
+    /// The key's current version, the one a reader who names no version gets; `None` when the
+    /// key holds nothing (never written, or hidden by a delete marker).
+    async fn current_version(&self, uri: &S3Uri) -> PortResult<Option<String>>;
+}
+
+/// The version of an object S3 stored, with the SHA-256 it reports of the stored bytes (base64,
+/// S3's `ChecksumSHA256`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub version_id: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +191,16 @@ pub trait TestRecords: Send + Sync {
     async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>>;
 }
 
+/// Who decided at each gate of each version: one record per version and gate, written once.
+#[async_trait]
+pub trait ApproverRecords: Send + Sync {
+    /// Writes the approver of its version and gate unless one is recorded there; `false` when one
+    /// was (the first decision recorded stays, whatever a later event says).
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool>;
+    /// Every approver recorded of `package` (a source or a central version), in the gates' order.
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>>;
+}
+
 /// The audit trail of every package version, only ever appended, one hash chain per model
 /// (`domain::chain`).
 #[async_trait]
@@ -168,24 +212,16 @@ pub trait AuditTrail: Send + Sync {
     /// The audit trail of a package version (source or central), oldest first.
     async fn history(&self, package: &ModelPackageArn) -> PortResult<Vec<AuditEntry>>;
     /// The models that have a chain.
-    async fn chained_models(&self) -> PortResult<Vec<GroupName>> {
-        Err(keeps_no_chain())
-    }
-    /// One model's chain as stored, for verification: nothing is checked here.
-    async fn chain(&self, _model: &GroupName) -> PortResult<StoredChain> {
-        Err(keeps_no_chain())
-    }
+    async fn chained_models(&self) -> PortResult<Vec<GroupName>>;
+    /// One model's chain as stored, oldest first: what `history` reads and `verify` checks
+    /// (nothing is checked here).
+    async fn chain(&self, model: &GroupName) -> PortResult<StoredChain>;
 }
 
 impl From<UnreadableEntry> for PortError {
     fn from(error: UnreadableEntry) -> Self {
         PortError::new("AuditChain", FailureKind::Terminal, error.to_string())
     }
-}
-
-/// A trail that keeps no chain (a test double of another kind) has none to show.
-fn keeps_no_chain() -> PortError {
-    PortError::new("AuditChain", FailureKind::Terminal, "this audit trail keeps no hash chain")
 }
 
 /// What each stage's endpoint runs, and ran before.
@@ -201,6 +237,11 @@ pub trait StartClaims: Send + Sync {
     /// Claims the start of a pipeline execution for `event_id` until `lease_until`.
     async fn claim_start(&self, event_id: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> PortResult<StartClaim>;
     async fn record_start(&self, event_id: &str, execution_id: &str) -> PortResult<()>;
+    /// Remembers that `execution_id` runs for `package` (idempotent): a revocation of the
+    /// version finds its executions here, the ledger's word, not a listing of the pipeline's.
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()>;
+    /// The executions recorded for `package`, in the order of their ids.
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>>;
 }
 
 /// The whole ledger table in its four roles, for a tool that reads across them (the CLI's status).
@@ -214,11 +255,15 @@ impl<T: PromotionLedger + AuditTrail + DeploymentRecords + StartClaims + TestRec
 pub struct PromotePorts {
     pub sessions: Arc<dyn AccountSessions>,
     pub central_registry: Arc<dyn ModelRegistry>,
+    /// The central account's ECR, where the dev images arrive by replication.
+    pub central_images: Arc<dyn ImageRegistry>,
     pub artifacts: Arc<dyn ArtifactStore>,
     pub cards: Arc<dyn ModelCards>,
     pub events: Arc<dyn EventPublisher>,
     pub ledger: Arc<dyn PromotionLedger>,
     pub audit: Arc<dyn AuditTrail>,
+    /// Who approved each source version in dev (CloudTrail's `UpdateModelPackage`).
+    pub approver_records: Arc<dyn ApproverRecords>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

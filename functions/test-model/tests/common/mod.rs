@@ -37,6 +37,8 @@ pub async fn deployed(previous: Option<&str>) -> DeployWorld {
         at: chrono::Utc::now(),
     };
     world.ports.deployments.record_deployment(&record).await.unwrap();
+    // DeployTest succeeded: CodePipeline runs TestModel.
+    world.pipeline_at(&world.package, promotion_core::domain::pipeline::PipelineStage::TestModel);
     world
 }
 

@@ -162,7 +162,7 @@ impl Deployment<'_> {
         if endpoint != own_endpoint || config != deployment_name(self.package(), self.stage()) {
             return Err(DeployError::BadContinuation(format!("it names {endpoint} on {config}, not this job's deployment to {own_endpoint}")));
         }
-        self.gated(gate::confirm_job(self.ports, self.config, self.job).await).await?;
+        self.gated(gate::confirm_job(self.ports, self.config, self.job, gate::rules::deploy_stage(self.stage())).await).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The staged deployment, one module per operation: start (start-deployment), deploy
-//! (deploy-model), test (test-model), record (record-outcome), and what operators do from the
-//! CLI: approval (answer the prod approval), rollback, history. deploy-model and test-model share
+//! (deploy-model), test (test-model), record (record-outcome), revocation (record-outcome, when
+//! a dev rejection revoked a promoted version), and what operators do from the CLI: approval
+//! (answer the prod approval), rollback, history. deploy-model and test-model share
 //! one job entry (`job`). Each operation has its own error type.
 
 pub mod approval;
@@ -13,6 +14,7 @@ pub mod history;
 pub mod job;
 pub mod policy;
 pub mod record;
+pub mod revocation;
 pub mod rollback;
 pub mod start;
 pub mod test;
@@ -22,8 +24,8 @@ pub(crate) mod testing;
 use std::sync::Arc;
 
 use crate::ports::{
-    ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger, StageSessions, StartClaims,
-    TestRecords,
+    ApproverRecords, ArtifactStore, AuditTrail, DeploymentRecords, ModelCards, ModelRegistry, Notifier, PipelineJobs, PipelineRuns, PromotionLedger,
+    StageSessions, StartClaims, TestRecords,
 };
 
 pub use crate::config::DeployConfig;
@@ -32,6 +34,7 @@ pub use deploy::DeployError;
 pub use endpoint::EndpointError;
 pub use job::{answer_job, ActionError, JobOutcome, Step};
 pub use record::RecordError;
+pub use revocation::RevocationError;
 pub use rollback::RollbackError;
 pub use start::StartError;
 pub use test::TestError;
@@ -54,4 +57,7 @@ pub struct DeployPorts {
     pub cards: Arc<dyn ModelCards>,
     /// The governance officers' approval topic.
     pub approvers: Arc<dyn Notifier>,
+    /// Who approved each version at each gate: the central approval (CloudTrail) and the prod
+    /// approval (CodePipeline) here, the dev approval under the source version.
+    pub approver_records: Arc<dyn ApproverRecords>,
 }

@@ -2,9 +2,12 @@
 //! endpoint it finds, what a rollback does with it, when a deploy job may still be running, and
 //! which versions a rollback may go back to. deploy.rs and rollback.rs only do the calls.
 
+use std::fmt;
+
 use serde_json::json;
 
-use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::audit::AuditEntry;
+use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{DeploymentRecord, DeploymentState};
 use crate::ports::{EndpointState, EndpointStatus};
@@ -122,12 +125,12 @@ pub fn deploy_may_still_run(current: &DeploymentRecord, endpoint: Option<&Endpoi
 }
 
 /// The versions that ran in service on the endpoint, oldest first, as far as the last one: a
-/// deployment puts its version last; an operator's rollback returns to the version it restored,
-/// so the versions after it (the ones it rolled back from) are dropped.
+/// deployment puts its version last; a rollback (an operator's, or a revocation's) returns to the
+/// version it restored, so the versions after it (the ones it rolled back from) are dropped.
 pub fn versions_in_service<'a>(trail: &'a [AuditEntry], stage: Stage, endpoint: &str) -> Vec<&'a ModelPackageArn> {
     let mut ran: Vec<&ModelPackageArn> = Vec::new();
     for entry in trail.iter().filter(|e| ran_in_service(e, stage, endpoint)) {
-        let returned_to = (entry.action == AuditAction::RestoredByOperator).then(|| ran.iter().rposition(|v| *v == &entry.source)).flatten();
+        let returned_to = entry.action.returned_to().then(|| ran.iter().rposition(|v| *v == &entry.source)).flatten();
         match returned_to {
             Some(at) => ran.truncate(at + 1),
             None if ran.last() == Some(&&entry.source) => {}
@@ -139,4 +142,67 @@ pub fn versions_in_service<'a>(trail: &'a [AuditEntry], stage: Stage, endpoint: 
 
 fn ran_in_service(entry: &AuditEntry, stage: Stage, endpoint: &str) -> bool {
     entry.action.put_in_service() && entry.detail["stage"] == json!(stage) && entry.detail["endpoint"].as_str() == Some(endpoint)
+}
+
+/// Why a version that ran on an endpoint is no version to go back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfit {
+    /// Revoked in dev after its promotion, whatever the central registry says of it now: a
+    /// version re-approved there by hand stays revoked in the ledger.
+    Revoked,
+    /// Not Approved in the central registry (rejected by its tests, for prod, or by hand).
+    NotApproved(Option<ApprovalStatus>),
+}
+
+impl fmt::Display for Unfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Revoked => f.write_str("was revoked in dev"),
+            Self::NotApproved(status) => write!(f, "is {}", status.as_ref().map_or("without approval status", ApprovalStatus::as_str)),
+        }
+    }
+}
+
+/// Whether a rollback (an operator's, a failed test's or a revocation's) may return to a version:
+/// only to one the ledger does not hold revoked and the central registry holds Approved. The
+/// ledger is asked first: a revoked version needs no look at the registry.
+pub fn rollback_fitness(revoked: bool, status: Option<&ApprovalStatus>) -> Result<(), Unfit> {
+    match status {
+        _ if revoked => Err(Unfit::Revoked),
+        Some(ApprovalStatus::Approved) => Ok(()),
+        other => Err(Unfit::NotApproved(other.cloned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::AuditAction;
+
+    fn ran(version: u32, action: AuditAction, endpoint: &str) -> AuditEntry {
+        let package: ModelPackageArn = format!("arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-111111111111/{version}").parse().unwrap();
+        AuditEntry::now(&package, &format!("e-{version}-{action}"), action, json!({ "stage": "prod", "endpoint": endpoint }))
+    }
+
+    #[test]
+    fn a_revoked_version_is_never_fit_even_when_the_registry_says_approved() {
+        assert_eq!(rollback_fitness(true, Some(&ApprovalStatus::Approved)), Err(Unfit::Revoked));
+        assert_eq!(rollback_fitness(false, Some(&ApprovalStatus::Approved)), Ok(()));
+        assert_eq!(rollback_fitness(false, Some(&ApprovalStatus::Rejected)), Err(Unfit::NotApproved(Some(ApprovalStatus::Rejected))));
+        assert_eq!(rollback_fitness(false, None).unwrap_err().to_string(), "is without approval status");
+        assert_eq!(Unfit::Revoked.to_string(), "was revoked in dev");
+    }
+
+    #[test]
+    fn a_revocation_that_restored_a_version_drops_the_ones_after_it_as_an_operator_rollback_does() {
+        let endpoint = "promoted-churn-111111111111-prod";
+        let trail = [
+            ran(1, AuditAction::Deployed, endpoint),
+            ran(2, AuditAction::Deployed, endpoint),
+            ran(3, AuditAction::Deployed, "another-endpoint"),
+            ran(1, AuditAction::RestoredOnRevocation, endpoint),
+        ];
+        let versions: Vec<u32> = versions_in_service(&trail, Stage::Prod, endpoint).into_iter().map(ModelPackageArn::version).collect();
+        assert_eq!(versions, [1]);
+    }
 }

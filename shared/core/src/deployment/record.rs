@@ -7,6 +7,7 @@ use tracing::info;
 
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::event::{ApprovalStatus, EventError};
+use crate::domain::identity::Approver;
 use crate::domain::ids::ModelPackageArn;
 use crate::domain::pipeline::{ActionCategory, PipelineStage, PipelineState};
 use crate::failure::Failure;
@@ -177,6 +178,8 @@ async fn approval(ports: &DeployPorts, change: &PipelineChange, package: &ModelP
     let who = by.clone().unwrap_or_else(|| "unknown".into());
     let detail = json!({ "by": by, "comment": comment, "at": change.time });
     if approved {
+        let approver = Approver::prod(package, by.as_deref(), change.time, &change.event_id);
+        crate::approvers::record(ports.approver_records.as_ref(), approver).await?;
         return Ok((AuditAction::ProdApproved, detail));
     }
     let reason = format!("Rejected for prod by {who}: {}", comment.as_deref().unwrap_or("no comment"));

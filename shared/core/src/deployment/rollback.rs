@@ -1,5 +1,6 @@
 //! An operator's rollback of a stage, from the CLI: back to the newest version that ran there in
-//! service before the current one and is still Approved.
+//! service before the current one, is still Approved and was not revoked in dev. `ModelPast`
+//! makes the same choice for the rollback of failed tests and of a revocation.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,14 +10,13 @@ use tracing::info;
 
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::deploy::deployment_name;
-use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{GroupName, ModelPackageArn, Stage};
-use crate::domain::ledger::{DeploymentRecord, DeploymentState};
+use crate::domain::ledger::{DeploymentRecord, DeploymentState, PromotionState};
 use crate::failure::Failure;
-use crate::ports::{EndpointState, EndpointStatus, Endpoints, PortError, Settled};
+use crate::ports::{EndpointState, EndpointStatus, Endpoints, ModelRegistry, PortError, Settled};
 
 use super::endpoint::EndpointError;
-use super::history::history;
+use super::history::{history, model_promotions};
 use super::policy::{self, versions_in_service, OnRollback};
 use super::{DeployConfig, DeployPorts};
 
@@ -56,7 +56,8 @@ impl Failure for RollbackError {
 const ROLLBACK_WAIT: Duration = Duration::from_secs(600);
 
 /// Puts the stage's endpoint back on the newest version that ran there in service before the
-/// current one and is still Approved in the central registry, and records it.
+/// current one, is still Approved in the central registry and not revoked in the ledger, and
+/// records it.
 pub async fn roll_back(ports: &DeployPorts, config: &DeployConfig, model: &GroupName, stage: Stage) -> Result<DeploymentRecord, RollbackError> {
     let settings = config.stages.stage(stage);
     let endpoint = settings.endpoint_name(model, stage);
@@ -65,7 +66,7 @@ pub async fn roll_back(ports: &DeployPorts, config: &DeployConfig, model: &Group
     let target_config = deployment_name(&target, stage);
     let endpoints = ports.stages.endpoints(settings).await?;
     refuse_while_deploying(endpoints.as_ref(), &current).await?;
-    put_in_service(endpoints.as_ref(), &endpoint, &target_config).await?;
+    put_in_service(endpoints.as_ref(), &endpoint, &target_config, ROLLBACK_WAIT).await?;
     let restored = DeploymentRecord {
         stage,
         endpoint: endpoint.clone(),
@@ -104,9 +105,9 @@ async fn refuse_while_deploying(endpoints: &dyn Endpoints, current: &DeploymentR
     Err(EndpointError::Busy { endpoint: current.endpoint.clone(), status: format!("deploying {}", current.package) }.into())
 }
 
-/// The newest version that ran in service on the endpoint before `current` and is still
-/// Approved: a version that failed there never ran, one rejected or revoked since is passed
-/// over, and one that ran only after the version it returns to is never gone back to.
+/// The version to roll the endpoint back to: a version that failed there never ran, one
+/// rejected or revoked since is passed over, and one that ran only after the version it returns
+/// to is never gone back to.
 async fn rollback_target(
     ports: &DeployPorts,
     model: &GroupName,
@@ -114,27 +115,64 @@ async fn rollback_target(
     endpoint: &str,
     current: &ModelPackageArn,
 ) -> Result<ModelPackageArn, RollbackError> {
-    let trail = history(ports.audit.as_ref(), model).await?;
-    let mut considered = HashSet::new();
-    let mut passed_over = Vec::new();
-    for version in versions_in_service(&trail, stage, endpoint).into_iter().rev() {
-        if version == current || !considered.insert(version) {
-            continue;
-        }
-        let status = ports.central_registry.describe_package(version).await?.status;
-        if status == Some(ApprovalStatus::Approved) {
-            return Ok(version.clone());
-        }
-        passed_over.push(format!("{version} is {}", status.map_or("without approval status", |s| s.as_str())));
+    let past = ModelPast::load(ports, model).await?;
+    let lookback = past.previous_good(ports.central_registry.as_ref(), stage, endpoint, current).await?;
+    match lookback.target {
+        Some(target) => Ok(target),
+        None if lookback.passed_over.is_empty() => Err(nothing_to_roll_back(model, stage)),
+        None => Err(RollbackError::NoApprovedRollbackTarget { model: model.to_string(), stage: stage.to_string(), skipped: lookback.passed_over.join(", ") }),
     }
-    if passed_over.is_empty() {
-        return Err(nothing_to_roll_back(model, stage));
-    }
-    Err(RollbackError::NoApprovedRollbackTarget { model: model.to_string(), stage: stage.to_string(), skipped: passed_over.join(", ") })
 }
 
-/// Brings `endpoint` into service on `config`, and waits until it runs it.
-async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str) -> Result<(), RollbackError> {
+/// What the ledger knows of a model's past on its endpoints: the audit trail of its versions, and
+/// which of them were revoked in dev after their promotion.
+pub struct ModelPast {
+    trail: Vec<AuditEntry>,
+    revoked: HashSet<ModelPackageArn>,
+}
+
+/// A look back over an endpoint's versions: the one to return to, and those passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookback {
+    pub target: Option<ModelPackageArn>,
+    /// Each version passed over, and why (`{version} was revoked in dev`).
+    pub passed_over: Vec<String>,
+}
+
+impl ModelPast {
+    pub async fn load(ports: &DeployPorts, model: &GroupName) -> Result<Self, PortError> {
+        let (records, trail) = tokio::try_join!(model_promotions(ports.promotions.as_ref(), model), history(ports.audit.as_ref(), model))?;
+        let revoked = records.iter().filter(|r| r.state == PromotionState::Revoked).filter_map(|r| r.central_package.clone()).collect();
+        Ok(Self { trail, revoked })
+    }
+
+    pub fn is_revoked(&self, package: &ModelPackageArn) -> bool {
+        self.revoked.contains(package)
+    }
+
+    /// The newest version that ran in service on the endpoint before `current` and that a rollback
+    /// may return to (`policy::rollback_fitness`): never `current`, never a revoked version. The
+    /// registry is asked only of versions the ledger does not hold revoked.
+    pub async fn previous_good(&self, registry: &dyn ModelRegistry, stage: Stage, endpoint: &str, current: &ModelPackageArn) -> Result<Lookback, PortError> {
+        let mut considered = HashSet::new();
+        let mut passed_over = Vec::new();
+        for version in versions_in_service(&self.trail, stage, endpoint).into_iter().rev() {
+            if version == current || !considered.insert(version) {
+                continue;
+            }
+            let revoked = self.is_revoked(version);
+            let status = if revoked { None } else { registry.describe_package(version).await?.status };
+            match policy::rollback_fitness(revoked, status.as_ref()) {
+                Ok(()) => return Ok(Lookback { target: Some(version.clone()), passed_over }),
+                Err(unfit) => passed_over.push(format!("{version} {unfit}")),
+            }
+        }
+        Ok(Lookback { target: None, passed_over })
+    }
+}
+
+/// Brings `endpoint` into service on `config`, and waits until it runs it, each wait at most `bound`.
+pub(super) async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str, bound: Duration) -> Result<(), RollbackError> {
     let found = endpoints.describe_endpoint(endpoint).await?;
     match policy::on_rollback(found.as_ref(), config) {
         OnRollback::Busy => {
@@ -144,7 +182,7 @@ async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str)
         OnRollback::AlreadyThere => return Ok(()),
         OnRollback::Replace => {
             endpoints.delete_endpoint(endpoint).await?;
-            match endpoints.wait_until_deleted(endpoint, ROLLBACK_WAIT).await? {
+            match endpoints.wait_until_deleted(endpoint, bound).await? {
                 Settled::Absent => {}
                 Settled::As(state) => return Err(failed(endpoint, state, "could not be deleted")),
                 Settled::StillChanging => return Err(busy(endpoint, "still deleting the failed endpoint")),
@@ -154,7 +192,7 @@ async fn put_in_service(endpoints: &dyn Endpoints, endpoint: &str, config: &str)
         OnRollback::Update => endpoints.update_endpoint(endpoint, config, None).await?,
         OnRollback::Create => endpoints.create_endpoint(endpoint, config).await?,
     }
-    match endpoints.wait_until_in_service(endpoint, ROLLBACK_WAIT).await? {
+    match endpoints.wait_until_in_service(endpoint, bound).await? {
         Settled::As(state) if state.status == EndpointStatus::InService && state.config_name == config => Ok(()),
         Settled::As(state) => {
             let runs = format!("runs {} after the rollback", state.config_name);

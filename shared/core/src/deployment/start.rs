@@ -89,6 +89,10 @@ pub async fn handle_central_approval(ports: &DeployPorts, config: &DeployConfig,
         StartClaim::Busy => return Err(StartError::StartInProgress(change.event_id)),
         StartClaim::Granted => ports.runs.start(&config.pipeline, &package, &change.event_id).await?,
     };
+    // Before the start is recorded: a redelivery after a crash here starts (CodePipeline answers
+    // the same token with the same execution) and records again, so the version never loses
+    // track of an execution it has.
+    ports.starts.record_execution(&package, &execution_id).await?;
     ports.starts.record_start(&change.event_id, &execution_id).await?;
     let detail = json!({ "pipeline": config.pipeline, "execution_id": execution_id });
     ports.audit.append(&AuditEntry::now(&package, &change.event_id, AuditAction::PipelineStarted, detail)).await?;

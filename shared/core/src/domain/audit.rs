@@ -61,6 +61,22 @@ pub enum AuditAction {
     ProdDeployed,
     /// A gate refused an action: the detail names the gate and the reason.
     Refused,
+    /// A revocation rejected the prod approval that waited for the version.
+    RevocationApprovalRejected,
+    /// A revocation stopped an execution of the version that was still running.
+    RevocationExecutionStopped,
+    /// A revocation began to put a stage's endpoint back on an earlier version.
+    RevocationRollbackStarted,
+    /// A revocation took the version off a stage's endpoint, back to an earlier one.
+    RevocationRolledBack,
+    /// A revocation put this version back in service on a stage's endpoint: where a rollback may go.
+    RestoredOnRevocation,
+    /// A revocation deleted the test endpoint that ran the version, there being no earlier one.
+    RevocationEndpointDeleted,
+    /// The prod endpoint still runs the revoked version, there being no earlier one: people were told.
+    RevocationStillServing,
+    /// A revocation was asked for a version the ledger does not hold revoked.
+    RevocationRefused,
     /// Any other state of the DeployProd stage: `prod-deploy-{state}`.
     ProdDeploy(PipelineState),
     /// Another action's state: `{stage}.{action}-{state}`.
@@ -75,7 +91,7 @@ pub enum AuditAction {
     Other(String),
 }
 
-const PLAIN: [(AuditAction, &str); 19] = [
+const PLAIN: [(AuditAction, &str); 27] = [
     (AuditAction::Promoted, "promoted"),
     (AuditAction::Revoked, "Revoked"),
     (AuditAction::RejectedInDev, "RejectedInDev"),
@@ -95,6 +111,14 @@ const PLAIN: [(AuditAction, &str); 19] = [
     (AuditAction::ProdRejected, "prod-rejected"),
     (AuditAction::ProdDeployed, "prod-deployed"),
     (AuditAction::Refused, "refused"),
+    (AuditAction::RevocationApprovalRejected, "revocation-approval-rejected"),
+    (AuditAction::RevocationExecutionStopped, "revocation-execution-stopped"),
+    (AuditAction::RevocationRollbackStarted, "revocation-rollback-started"),
+    (AuditAction::RevocationRolledBack, "revocation-rolled-back"),
+    (AuditAction::RestoredOnRevocation, "restored-on-revocation"),
+    (AuditAction::RevocationEndpointDeleted, "revocation-endpoint-deleted"),
+    (AuditAction::RevocationStillServing, "revocation-still-serving"),
+    (AuditAction::RevocationRefused, "revocation-refused"),
 ];
 
 impl AuditAction {
@@ -105,7 +129,13 @@ impl AuditAction {
 
     /// The version ran in service on the entry's endpoint from then on.
     pub fn put_in_service(&self) -> bool {
-        matches!(self, Self::Deployed | Self::RestoredByOperator)
+        matches!(self, Self::Deployed | Self::RestoredByOperator | Self::RestoredOnRevocation)
+    }
+
+    /// A rollback put the version back: the versions that ran after it on the endpoint were
+    /// rolled back from.
+    pub fn returned_to(&self) -> bool {
+        matches!(self, Self::RestoredByOperator | Self::RestoredOnRevocation)
     }
 }
 
@@ -196,6 +226,14 @@ mod tests {
             "prod-rejected",
             "prod-deployed",
             "refused",
+            "revocation-approval-rejected",
+            "revocation-execution-stopped",
+            "revocation-rollback-started",
+            "revocation-rolled-back",
+            "restored-on-revocation",
+            "revocation-endpoint-deleted",
+            "revocation-still-serving",
+            "revocation-refused",
             "prod-deploy-failed",
             "prod-deploy-superseded",
             "DeployTest.DeployTest-succeeded",

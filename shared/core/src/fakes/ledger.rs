@@ -9,9 +9,10 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::chain::{chain_model, Head, Identity, Link, Recorded, StoredChain};
+use crate::domain::identity::{Approver, Gate};
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn, Stage};
 use crate::domain::ledger::{Claim, ClaimResult, DeploymentRecord, PromotionRecord, StartClaim, TestRecord};
-use crate::ports::{AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
+use crate::ports::{ApproverRecords, AuditTrail, DeploymentRecords, FailureKind, PortError, PortResult, PromotionLedger, StartClaims, TestRecords};
 use crate::promotion::policy::{claim_granted, decision_supersedes};
 
 /// A start claim's lease and, once started, its execution.
@@ -32,6 +33,10 @@ pub struct FakeLedger {
     /// The source version of each central version promoted, as the finished record names it.
     pub promoted_from: Mutex<HashMap<String, ModelPackageArn>>,
     pub tests: Mutex<HashMap<String, TestRecord>>,
+    /// The executions started for each central version.
+    pub executions: Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// Who approved each version at each gate, the first record kept.
+    pub approvers: Mutex<BTreeMap<(String, Gate), Approver>>,
 }
 
 impl Default for FakeLedger {
@@ -47,6 +52,8 @@ impl Default for FakeLedger {
             renewals: Mutex::default(),
             promoted_from: Mutex::default(),
             tests: Mutex::default(),
+            executions: Mutex::default(),
+            approvers: Mutex::default(),
         }
     }
 }
@@ -188,6 +195,24 @@ impl PromotionLedger for FakeLedger {
 }
 
 #[async_trait]
+impl ApproverRecords for FakeLedger {
+    async fn record_approver(&self, approver: &Approver) -> PortResult<bool> {
+        let mut approvers = self.approvers.lock().unwrap();
+        let key = (approver.package.to_string(), approver.gate);
+        if approvers.contains_key(&key) {
+            return Ok(false);
+        }
+        approvers.insert(key, approver.clone());
+        Ok(true)
+    }
+
+    async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>> {
+        let approvers = self.approvers.lock().unwrap();
+        Ok(Gate::ALL.iter().filter_map(|gate| approvers.get(&(package.to_string(), *gate)).cloned()).collect())
+    }
+}
+
+#[async_trait]
 impl AuditTrail for FakeLedger {
     async fn append(&self, entry: &AuditEntry) -> PortResult<()> {
         let mut audit = self.audit.lock().unwrap();
@@ -256,6 +281,15 @@ impl StartClaims for FakeLedger {
         let entry = starts.entry(event_id.to_owned()).or_insert((chrono::Utc::now(), None));
         entry.1 = Some(execution_id.to_owned());
         Ok(())
+    }
+
+    async fn record_execution(&self, package: &ModelPackageArn, execution_id: &str) -> PortResult<()> {
+        self.executions.lock().unwrap().entry(package.to_string()).or_default().insert(execution_id.to_owned());
+        Ok(())
+    }
+
+    async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
+        Ok(self.executions.lock().unwrap().get(package.as_str()).map(|ids| ids.iter().cloned().collect()).unwrap_or_default())
     }
 }
 

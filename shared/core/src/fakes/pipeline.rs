@@ -71,6 +71,8 @@ pub struct FakeRuns {
     pub action_runs: Mutex<HashMap<String, Vec<ActionRun>>>,
     /// Executions ended by hand or by the service, with the reason.
     pub stopped: Mutex<BTreeMap<String, String>>,
+    /// Executions that ended otherwise (Succeeded, Failed…); the others are in progress.
+    pub ended: Mutex<HashMap<String, ExecutionStatus>>,
 }
 
 /// The `UserParameters` CodePipeline resolves for a deploy-model or test-model job of `execution_id`.
@@ -142,7 +144,9 @@ impl PipelineRuns for FakeRuns {
 
     async fn execution(&self, _pipeline: &str, execution_id: &str) -> PortResult<Option<ExecutionView>> {
         let package = self.executions.lock().unwrap().get(execution_id).map(|(package, _)| package.clone());
-        let status = if self.stopped.lock().unwrap().contains_key(execution_id) { ExecutionStatus::Stopped } else { ExecutionStatus::InProgress };
+        let ended = self.ended.lock().unwrap().get(execution_id).cloned();
+        let stopped = self.stopped.lock().unwrap().contains_key(execution_id).then_some(ExecutionStatus::Stopped);
+        let status = ended.or(stopped).unwrap_or(ExecutionStatus::InProgress);
         Ok(package.map(|package| ExecutionView { status, package: Some(package) }))
     }
 
@@ -161,7 +165,11 @@ impl PipelineRuns for FakeRuns {
 
     async fn answer_approval(&self, _pipeline: &str, _stage: &str, _action: &str, token: &str, approve: bool, summary: &str) -> PortResult<()> {
         self.answers.lock().unwrap().push((token.to_owned(), approve, summary.to_owned()));
-        *self.pending.lock().unwrap() = None;
+        // As CodePipeline: a rejection fails the execution at the approval.
+        let answered = self.pending.lock().unwrap().take().and_then(|pending| pending.execution_id);
+        if let Some(execution_id) = answered.filter(|_| !approve) {
+            self.ended.lock().unwrap().insert(execution_id, ExecutionStatus::Failed);
+        }
         Ok(())
     }
 

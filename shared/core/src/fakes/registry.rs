@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use crate::domain::event::ApprovalStatus;
 use crate::domain::ids::{AccountId, GroupName, ModelPackageArn};
 use crate::domain::package::{NewPackage, RegisteredPackage};
-use crate::ports::{AccountSessions, FailureKind, ModelRegistry, PortError, PortResult};
+use crate::ports::{AccountSessions, FailureKind, ImageRegistry, ModelRegistry, PortError, PortResult};
+
+use super::FakeImages;
 
 #[derive(Default)]
 pub struct FakeRegistry {
@@ -18,6 +20,8 @@ pub struct FakeRegistry {
     pub packages: Mutex<BTreeMap<String, RegisteredPackage>>,
     pub groups: Mutex<HashSet<GroupName>>,
     pub creates: AtomicUsize,
+    /// Approval changes are denied, as to a role that may not UpdateModelPackage.
+    pub deny_approvals: std::sync::atomic::AtomicBool,
 }
 
 impl FakeRegistry {
@@ -71,6 +75,9 @@ impl ModelRegistry for FakeRegistry {
     }
 
     async fn set_approval(&self, package: &RegisteredPackage, status: ApprovalStatus, _reason: &str, extra: &[(&str, &str)]) -> PortResult<()> {
+        if self.deny_approvals.load(Ordering::SeqCst) {
+            return Err(PortError::new("UpdateModelPackage", FailureKind::Terminal, "AccessDeniedException"));
+        }
         let mut packages = self.packages.lock().unwrap();
         let stored = packages.get_mut(package.arn.as_str()).expect("package exists");
         stored.status = Some(status);
@@ -82,6 +89,8 @@ impl ModelRegistry for FakeRegistry {
 #[derive(Default)]
 pub struct FakeSessions {
     pub registries: HashMap<AccountId, Arc<FakeRegistry>>,
+    /// ECR as each account's role sees it.
+    pub images: HashMap<AccountId, Arc<FakeImages>>,
 }
 
 #[async_trait]
@@ -89,6 +98,13 @@ impl AccountSessions for FakeSessions {
     async fn registry(&self, account: &AccountId) -> PortResult<Arc<dyn ModelRegistry>> {
         match self.registries.get(account) {
             Some(registry) => Ok(registry.clone()),
+            None => Err(PortError::new("AssumeRole", FailureKind::Terminal, format!("no role in {account}"))),
+        }
+    }
+
+    async fn images(&self, account: &AccountId) -> PortResult<Arc<dyn ImageRegistry>> {
+        match self.images.get(account) {
+            Some(images) => Ok(images.clone()),
             None => Err(PortError::new("AssumeRole", FailureKind::Terminal, format!("no role in {account}"))),
         }
     }

@@ -1,5 +1,6 @@
 //! A whole deployment world over the fakes: the central account with one promoted, approved
-//! version, and the test and prod accounts.
+//! version, and the test and prod accounts. And promote-model's: a dev account with an approved
+//! version, and the central account.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use crate::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, R
 use crate::domain::pipeline::PipelineStage;
 
 use super::ledger::test_key;
-use super::{FakeCards, FakeEndpoints, FakeJobs, FakeLedger, FakeNotifier, FakeRegistry, FakeRuns, FakeStageSessions, FakeStore, JobAnswer};
+use super::{
+    FakeCards, FakeEndpoints, FakeImages, FakeJobs, FakeLedger, FakeNotifier, FakePublisher, FakeRegistry, FakeRuns, FakeSessions, FakeStageSessions,
+    FakeStore, JobAnswer,
+};
 
 /// A central account, with one promoted and approved version, and test and prod accounts: all fakes.
 pub struct DeployWorld {
@@ -34,6 +38,7 @@ pub struct DeployWorld {
 
 pub const DEPLOY_WORLD_PACKAGE: &str = "arn:aws:sagemaker:us-east-1:222222222222:model-package/churn-prediction-111111111111/1";
 pub const DEPLOY_WORLD_SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
+pub const DEPLOY_WORLD_EVIDENCE_BUCKET: &str = "model-promotion-evidence-222222222222";
 
 impl DeployWorld {
     /// Endpoints settle after `polls` describes.
@@ -75,6 +80,7 @@ impl DeployWorld {
             artifacts: store.clone(),
             cards: cards.clone(),
             approvers: approvers.clone(),
+            approver_records: ledger.clone(),
         };
         let env = HashMap::from([
             ("CENTRAL_ACCOUNT_ID", "222222222222".to_owned()),
@@ -85,6 +91,8 @@ impl DeployWorld {
             ("AUDIT_TABLE", "audit".to_owned()),
             ("PIPELINE_NAME", "model-promotion-deploy".to_owned()),
             ("APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:222222222222:model-promotion-approvals".to_owned()),
+            ("EVIDENCE_BUCKET", DEPLOY_WORLD_EVIDENCE_BUCKET.to_owned()),
+            ("EVIDENCE_RETENTION_DAYS", "2555".to_owned()),
         ]);
         let config = crate::deployment::DeployConfig::from_lookup(|name| env.get(name).cloned()).expect("config");
         let world = Self { central, test, prod, jobs, runs, ledger, store, cards, approvers, ports, config, package: package.clone() };
@@ -118,7 +126,8 @@ impl DeployWorld {
     }
 
     /// CodePipeline runs `package`'s execution at `stage`, the stages before it passed; at
-    /// DeployProd, test-model has recorded a pass of the promoted release in that execution.
+    /// DeployProd, test-model has recorded a pass of the promoted release in that execution
+    /// (unless it recorded its own verdict there already).
     pub fn pipeline_at(&self, package: &ModelPackageArn, stage: PipelineStage) {
         let execution = world_execution(package);
         self.runs.run_at(&execution, package, stage);
@@ -139,7 +148,8 @@ impl DeployWorld {
                     report_sha256: String::new(),
                     at: chrono::Utc::now(),
                 };
-                self.ledger.tests.lock().unwrap().insert(test_key(&execution, package, Stage::Test), record);
+                // test-model's own record, when it ran in this world, stands.
+                self.ledger.tests.lock().unwrap().entry(test_key(&execution, package, Stage::Test)).or_insert(record);
             }
         }
     }
@@ -174,4 +184,98 @@ pub fn world_job_parameters(stage: Stage, package: &ModelPackageArn) -> String {
 /// Test and prod as the local demo configures them.
 pub fn stage_config_json() -> String {
     crate::config::LOCAL_STAGE_CONFIG.to_owned()
+}
+
+pub const PROMOTE_WORLD_SOURCE: &str = "arn:aws:sagemaker:us-east-1:111111111111:model-package/churn-prediction/3";
+/// The dev version's serving image, in the dev repository that ECR replicates to the model's
+/// central repository.
+pub const PROMOTE_WORLD_IMAGE: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com/model-promotion/churn-prediction-111111111111:serving-1";
+pub const PROMOTE_WORLD_DIGEST: &str = "sha256:5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+pub const PROMOTE_WORLD_MODEL: &str = "s3://dev-ml-artifacts-111111111111/churn-prediction/pipelines-7f3k/output/model.tar.gz";
+
+/// promote-model's world over the fakes: a dev account whose approved version (the reference
+/// approval event's) names one model archive and runs one container, and the central account.
+pub struct PromoteWorld {
+    pub dev: Arc<FakeRegistry>,
+    /// ECR as the dev read role sees it.
+    pub dev_images: Arc<FakeImages>,
+    pub central: Arc<FakeRegistry>,
+    pub central_images: Arc<FakeImages>,
+    pub store: Arc<FakeStore>,
+    pub ledger: Arc<FakeLedger>,
+    pub ports: crate::ports::PromotePorts,
+    pub config: crate::config::PromoteConfig,
+}
+
+impl PromoteWorld {
+    /// The dev version runs `PROMOTE_WORLD_IMAGE`, recorded at `PROMOTE_WORLD_DIGEST`, pushed in
+    /// dev and replicated into the central repository.
+    pub fn new() -> Self {
+        let world = Self::running(Container { image: PROMOTE_WORLD_IMAGE.into(), image_digest: Some(PROMOTE_WORLD_DIGEST.into()), ..Container::default() });
+        world.dev_images.push(PROMOTE_WORLD_IMAGE, PROMOTE_WORLD_DIGEST);
+        world.central_images.replicated(&"model-promotion/churn-prediction-111111111111".parse().expect("repository"), PROMOTE_WORLD_DIGEST);
+        world
+    }
+
+    /// The dev version runs `container`; no registry holds any image yet.
+    pub fn running(container: Container) -> Self {
+        let dev = Arc::new(FakeRegistry::in_account("111111111111"));
+        let model: crate::domain::ids::S3Uri = PROMOTE_WORLD_MODEL.parse().expect("uri");
+        dev.add(RegisteredPackage {
+            arn: PROMOTE_WORLD_SOURCE.parse().expect("arn"),
+            description: None,
+            status: Some(ApprovalStatus::Approved),
+            inference: InferenceSpec { containers: vec![container], content_types: vec!["text/csv".into()], ..InferenceSpec::default() },
+            artifacts: vec![Artifact { slot: ArtifactSlot::ModelData { container: 0 }, uri: model.clone(), content_type: None }],
+            customer_metadata: BTreeMap::new(),
+        });
+        let store = Arc::new(FakeStore::default());
+        store.put_object(&model, vec![7; 4096]);
+        let (dev_images, central_images) = (Arc::new(FakeImages::of("111111111111")), Arc::new(FakeImages::of("222222222222")));
+        let central = Arc::new(FakeRegistry::in_account("222222222222"));
+        let ledger = Arc::new(FakeLedger::default());
+        let dev_account: crate::domain::ids::AccountId = "111111111111".parse().expect("id");
+        let sessions =
+            FakeSessions { registries: HashMap::from([(dev_account.clone(), dev.clone())]), images: HashMap::from([(dev_account, dev_images.clone())]) };
+        let ports = crate::ports::PromotePorts {
+            sessions: Arc::new(sessions),
+            central_registry: central.clone(),
+            central_images: central_images.clone(),
+            artifacts: store.clone(),
+            cards: Arc::new(FakeCards::default()),
+            events: Arc::new(FakePublisher::default()),
+            ledger: ledger.clone(),
+            audit: ledger.clone(),
+            approver_records: ledger.clone(),
+        };
+        let env = HashMap::from([
+            ("CENTRAL_ACCOUNT_ID", "222222222222"),
+            ("SOURCE_ACCOUNTS", "111111111111=dev-ml-artifacts-111111111111"),
+            ("ARTIFACT_BUCKET", "model-promotion-artifacts-222222222222"),
+            ("ARTIFACT_KMS_KEY_ID", "central-key"),
+            ("LEDGER_TABLE", "ledger"),
+            ("AUDIT_TABLE", "audit"),
+            ("EVENT_BUS_NAME", "model-promotion"),
+        ]);
+        let config = crate::config::PromoteConfig::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("config");
+        Self { dev, dev_images, central, central_images, store, ledger, ports, config }
+    }
+
+    /// One delivery of the reference approval event.
+    pub async fn deliver_approval(&self) -> Result<crate::promotion::Outcome, crate::promotion::PromoteError> {
+        let event: serde_json::Value = serde_json::from_str(include_str!("../../../../events/model-package-approved.json")).expect("fixture");
+        let invocation = crate::promotion::Invocation { request_id: "fake".into(), deadline: chrono::Utc::now() + chrono::Duration::minutes(5) };
+        crate::promotion::handle_state_change(&self.ports, &self.config, &event, &invocation).await
+    }
+
+    /// The central versions of the model.
+    pub fn central_versions(&self) -> Vec<RegisteredPackage> {
+        self.central.versions(&"churn-prediction-111111111111".parse().expect("group"))
+    }
+}
+
+impl Default for PromoteWorld {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -1,6 +1,7 @@
 use crate::domain::copy::CopyMismatch;
 use crate::domain::event::EventError;
 use crate::domain::ids::{AccountId, ModelPackageArn, S3Uri};
+use crate::domain::image::{ImageDigest, ImageError, RepositoryName};
 use crate::failure::Failure;
 use crate::ports::PortError;
 
@@ -30,6 +31,23 @@ pub enum PromoteError {
     Revoked(ModelPackageArn),
     #[error("the ledger marks {0} promoted but lacks its central version")]
     LedgerIncomplete(ModelPackageArn),
+    #[error("a container image of the version is malformed: {0}")]
+    InvalidImage(ImageError),
+    #[error("image `{image}` is in registry {registry}: only the source account's own ECR registry and the allow-listed AWS registries are admitted")]
+    ForeignImageRegistry { image: String, registry: String },
+    #[error(
+        "image `{image}` is not in the dev repository that ECR replicates to this model's central repository: push it to `{repository}` in account {account}"
+    )]
+    ImageOutsideModelRepository { image: String, repository: RepositoryName, account: AccountId },
+    #[error("image `{image}` names {now} now, not {approved} as when the version was approved: register and approve a new version")]
+    ImageChanged { image: String, approved: ImageDigest, now: ImageDigest },
+    #[error("image `{0}` is not in its registry")]
+    ImageNotFound(String),
+    #[error(
+        "waiting for ECR to replicate {digest} (`{image}`) into the central repository `{repository}`; a tag pushed again in dev \
+         never replicates into the central repository's immutable tags: push the image under a new tag and register a new version"
+    )]
+    ImageNotReplicated { image: String, repository: RepositoryName, digest: ImageDigest },
     #[error(transparent)]
     Aws(#[from] PortError),
 }
@@ -37,7 +55,7 @@ pub enum PromoteError {
 impl Failure for PromoteError {
     fn is_retryable(&self) -> bool {
         match self {
-            Self::InProgressElsewhere(_) | Self::CopyMismatch { .. } => true,
+            Self::InProgressElsewhere(_) | Self::CopyMismatch { .. } | Self::ImageNotReplicated { .. } => true,
             Self::Aws(port) => port.is_retryable(),
             _ => false,
         }
@@ -57,6 +75,12 @@ impl Failure for PromoteError {
             Self::InProgressElsewhere(_) => "PromotionInProgress",
             Self::Revoked(_) => "VersionRevoked",
             Self::LedgerIncomplete(_) => "LedgerIncomplete",
+            Self::InvalidImage(_) => "InvalidImage",
+            Self::ForeignImageRegistry { .. } => "ForeignImageRegistry",
+            Self::ImageOutsideModelRepository { .. } => "ImageOutsideModelRepository",
+            Self::ImageChanged { .. } => "ImageChanged",
+            Self::ImageNotFound(_) => "ImageNotFound",
+            Self::ImageNotReplicated { .. } => "ImageNotReplicated",
             Self::Aws(port) => port.operation,
         }
     }

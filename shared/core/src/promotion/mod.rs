@@ -2,6 +2,7 @@
 
 mod copy;
 mod error;
+mod images;
 mod outcome;
 pub mod policy;
 mod promote;

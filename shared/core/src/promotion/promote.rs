@@ -20,6 +20,7 @@ use crate::ports::{FailureKind, ModelCards, PromotePorts};
 
 use super::copy::CopyJob;
 use super::error::PromoteError;
+use super::images::pin_images;
 use super::outcome::{Outcome, PromotionSummary};
 use super::policy::{self, Held};
 use super::Invocation;
@@ -119,16 +120,20 @@ impl Promotion<'_> {
         }
     }
 
-    /// The package and a HEAD of each of its artifacts, all checked.
+    /// The package, its images pinned by digest (beside a HEAD of each of its artifacts), all checked.
     async fn read_source(&self) -> Result<(RegisteredPackage, Vec<ObjectInfo>), PromoteError> {
         let registry = self.ports.sessions.registry(&self.change.account).await?;
-        let package = registry.describe_package(&self.change.package).await?;
+        let mut package = registry.describe_package(&self.change.package).await?;
         policy::check_source(self.change, &package, self.allowed_buckets)?;
         let heads = package.artifacts.iter().map(|artifact| async move {
             let head = self.ports.artifacts.head(&artifact.uri, &self.change.account).await?;
             head.ok_or_else(|| PromoteError::MissingArtifact(artifact.uri.clone()))
         });
-        let sources = futures::stream::iter(heads).buffered(self.config.copy.concurrency.max(1)).try_collect().await?;
+        let heads = futures::stream::iter(heads).buffered(self.config.copy.concurrency.max(1)).try_collect();
+        let pinned = pin_images(self.ports, &self.config.aws_image_registries, self.change, &package.inference.containers);
+        let (sources, containers) = tokio::try_join!(heads, pinned)?;
+        // What the central version registers, its card shows and its fingerprint covers.
+        package.inference.containers = containers;
         Ok((package, sources))
     }
 

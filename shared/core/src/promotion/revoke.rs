@@ -5,13 +5,15 @@ use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::event::{ApprovalStatus, StateChange};
 use crate::domain::ledger::{PromotionRecord, PromotionState};
 use crate::domain::lineage::REVOKED_BY;
+use crate::domain::revocation::{ModelRevoked, REVOKED_DETAIL_TYPE};
 use crate::ports::PromotePorts;
 
 use super::error::PromoteError;
 use super::outcome::Outcome;
 use super::policy::{rejection, Rejection};
 
-/// A rejection in dev withdraws the central copy, or, before any promotion, bars older approvals.
+/// A rejection in dev withdraws the central copy and publishes `ModelRevoked` for what runs it,
+/// or, before any promotion, bars older approvals.
 pub(super) async fn revoke(ports: &PromotePorts, change: &StateChange) -> Result<Outcome, PromoteError> {
     let existing = ports.ledger.get(&change.package).await?;
     let log = |decision: &str| info!(event_id = %change.event_id, package = %change.package, decision, "revocation");
@@ -43,6 +45,17 @@ pub(super) async fn revoke(ports: &PromotePorts, change: &StateChange) -> Result
         detail: json!({ "reason": record.reason, "central_package": record.central_package }),
     };
     ports.audit.append(&entry).await?;
+    if let Outcome::Revoked { source, central_package, reason } = &outcome {
+        // Last, and again on every redelivery: the reach of the revocation (the pipeline, the
+        // endpoints) is record-outcome's, which repeats no step it did.
+        let revoked = ModelRevoked {
+            source_package: source.clone(),
+            central_package: central_package.clone(),
+            event_id: change.event_id.clone(),
+            reason: reason.clone(),
+        };
+        ports.events.publish(REVOKED_DETAIL_TYPE, &serde_json::to_value(&revoked).expect("the event serializes")).await?;
+    }
     log(record.state.as_str());
     Ok(outcome)
 }

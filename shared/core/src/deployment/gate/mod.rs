@@ -15,6 +15,7 @@ use crate::domain::deploy::PipelineJob;
 use crate::domain::fingerprint::{release_fingerprint, ModelDataObject, ReleaseFingerprint};
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::package::{ArtifactSlot, RegisteredPackage};
+use crate::domain::pipeline::PipelineStage;
 use crate::ports::{ActionRun, AuditTrail, PortError};
 pub use rules::Refusal;
 
@@ -61,11 +62,27 @@ pub async fn clear_deployment(ports: &DeployPorts, config: &DeployConfig, job: &
     Ok(Cleared { fingerprint: promoted.clone(), central })
 }
 
-/// The job is CodePipeline's run of the action deploying to its stage, still in progress.
-pub async fn confirm_job(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<Vec<ActionRun>, GateError> {
+/// The release a version's tests may judge: promoted by the service, not revoked, unchanged since.
+pub async fn clear_release(ports: &DeployPorts, config: &DeployConfig, package: &ModelPackageArn) -> Result<ReleaseFingerprint, GateError> {
+    let (promotion, central) = tokio::try_join!(ports.promotions.promotion_of(package), ports.central_registry.describe_package(package))?;
+    let promoted = rules::promoted_release(package, promotion.as_ref())?;
+    rules::same_release(package, promoted, current_release(ports, config, &central).await?)?;
+    Ok(promoted.clone())
+}
+
+/// test-model's gates before it tests: the job is CodePipeline's run of TestModel, and the
+/// release is the one promoted.
+pub async fn clear_test(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob) -> Result<ReleaseFingerprint, GateError> {
+    let (_, fingerprint) =
+        tokio::try_join!(confirm_job(ports, config, job, PipelineStage::TestModel), clear_release(ports, config, &job.parameters.model_package_arn))?;
+    Ok(fingerprint)
+}
+
+/// The job is CodePipeline's run of the action of `stage`, still in progress.
+pub async fn confirm_job(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, stage: PipelineStage) -> Result<Vec<ActionRun>, GateError> {
     let execution_id = rules::claimed_execution(job)?;
     let (execution, runs) = tokio::try_join!(ports.runs.execution(&config.pipeline, execution_id), ports.runs.action_runs(&config.pipeline, execution_id))?;
-    rules::confirm_run(job, rules::deploy_stage(job.parameters.stage), &config.pipeline, execution.as_ref(), &runs)?;
+    rules::confirm_run(job, stage, &config.pipeline, execution.as_ref(), &runs)?;
     Ok(runs)
 }
 

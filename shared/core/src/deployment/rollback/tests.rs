@@ -1,7 +1,7 @@
 //! Operators' rollbacks against the fakes.
 
 use super::*;
-use crate::deployment::testing::{add_version, deadline, deploy, job_event};
+use crate::deployment::testing::{add_version, deadline, deploy, job_event, revoked_in_dev};
 use crate::deployment::JobOutcome;
 use crate::domain::event::ApprovalStatus;
 use crate::failure::Failure;
@@ -148,6 +148,47 @@ async fn a_rollback_to_a_version_revoked_since_is_refused_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_rollback_never_returns_to_a_version_revoked_in_dev_even_re_approved_by_hand() {
+    let (world, second) = prod_ran_one_then_two().await;
+    revoked_in_dev(&world, &world.package);
+    let by_hand = world.central.packages.lock().unwrap()[world.package.as_str()].clone();
+    world.central.set_approval(&by_hand, ApprovalStatus::Approved, "approved again by hand", &[]).await.unwrap();
+    let calls_before = prod_calls(&world).len();
+
+    let error = roll_back_prod(&world).await.unwrap_err();
+
+    assert_eq!(error.error_type(), "Rejected.NoApprovedRollbackTarget");
+    assert!(error.to_string().contains(&format!("{} was revoked in dev", world.package)), "{error}");
+    assert_eq!(prod_calls(&world).len(), calls_before, "the endpoint is left alone");
+    assert_eq!(world.prod.endpoint(PROD_ENDPOINT).unwrap().config, "promoted-churn-prediction-111111111111-v2-prod");
+    assert_eq!(world.ledger.deployment(Stage::Prod, PROD_ENDPOINT).await.unwrap().unwrap().package, second);
+}
+
+#[tokio::test]
+async fn failed_tests_never_put_the_endpoint_back_on_a_version_revoked_since_it_was_replaced() {
+    let world = DeployWorld::new(0);
+    let (second, third) = (add_version(&world, 2), add_version(&world, 3));
+    let test_endpoint = "promoted-churn-prediction-111111111111-test";
+    for version in [&world.package, &second, &third] {
+        assert!(matches!(deploy(&world, version, Stage::Test).await, JobOutcome::Succeeded { .. }));
+    }
+    // Version 2, which version 3 replaced, is revoked meanwhile (and re-approved by hand).
+    revoked_in_dev(&world, &second);
+    let by_hand = world.central.packages.lock().unwrap()[second.as_str()].clone();
+    world.central.set_approval(&by_hand, ApprovalStatus::Approved, "approved again by hand", &[]).await.unwrap();
+    world.test.replies.lock().unwrap().extend((0..2).map(|_| InvokeResult { status: 200, body: b"error: model not loaded".to_vec() }));
+
+    let tested =
+        crate::deployment::test::handle_test_job(&world.ports, &world.config, &job_event("tests-3", Stage::Test, &third, None), deadline()).await.unwrap();
+
+    assert!(matches!(tested, JobOutcome::Failed { .. }), "{tested:?}");
+    let endpoint = world.test.describe_endpoint(test_endpoint).await.unwrap().unwrap();
+    assert_eq!(endpoint.config_name, "promoted-churn-prediction-111111111111-v1-test", "back to version 1, the last good one, never version 2");
+    let updates: Vec<String> = world.test.calls.lock().unwrap().iter().filter(|c| c.starts_with("UpdateEndpoint")).cloned().collect();
+    assert_eq!(updates.last().unwrap(), &format!("UpdateEndpoint {test_endpoint} promoted-churn-prediction-111111111111-v1-test direct"));
+}
+
+#[tokio::test]
 async fn a_rollback_replaces_a_failed_endpoint_which_sagemaker_would_not_update() {
     let (world, _) = prod_ran_one_then_two().await;
     world.prod.endpoints.lock().unwrap().get_mut(PROD_ENDPOINT).unwrap().status = EndpointStatus::Failed;
@@ -248,4 +289,20 @@ async fn nothing_to_roll_back_to_is_said_plainly() {
     assert!(matches!(deploy(&world, &world.package, Stage::Test).await, JobOutcome::Succeeded { .. }));
     let error = roll_back(&world.ports, &world.config, &model(), Stage::Test).await.unwrap_err();
     assert_eq!(error.error_type(), "Rejected.NothingToRollBack", "the only version that ran is the current one");
+}
+
+#[tokio::test]
+async fn an_operators_rollback_names_the_operator_in_both_entries() {
+    let (world, second) = prod_ran_one_then_two().await;
+    let operator = crate::domain::operator::Operator::from_caller_arn("arn:aws:sts::222222222222:assumed-role/Operations/dana@example.com");
+    let ports = crate::operator::deploy_ports_for(&world.ports, &operator);
+
+    roll_back(&ports, &world.config, &model(), Stage::Prod).await.unwrap();
+
+    for version in [&second, &world.package] {
+        let last = world.ledger.history(version).await.unwrap().pop().unwrap();
+        assert!(last.action == "rolled-back-by-operator" || last.action == "restored-by-operator", "{last:?}");
+        assert_eq!(last.detail["operator"]["arn"], "arn:aws:sts::222222222222:assumed-role/Operations/dana@example.com");
+        assert_eq!(last.detail["operator"]["principal"]["arn"], "arn:aws:iam::222222222222:role/Operations");
+    }
 }

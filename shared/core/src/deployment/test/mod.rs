@@ -1,12 +1,14 @@
 //! test-model: runs the stage's test cases against its endpoint; a failure rejects the version
-//! and rolls the endpoint back (`aftermath`). The report and the evidence the prod approval shows
-//! are in `report` and `evidence`.
+//! and rolls the endpoint back (`aftermath`). Each run's report is evidence, written once
+//! (`report`), and the verdict goes to the ledger, whose word alone lets a later job finish a
+//! pass (`verdict`); the approval's evidence is in `evidence`.
 
 mod aftermath;
 mod evidence;
 mod report;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,17 +22,20 @@ use tracing::{info, warn};
 
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::deploy::{deployment_name, PipelineJob, StageSettings};
+use crate::domain::fingerprint::ReleaseFingerprint;
 use crate::domain::ids::{ModelPackageArn, S3Uri, Stage};
+use crate::domain::ledger::TestRecord;
 use crate::failure::Failure;
 use crate::ports::{EndpointStatus, Endpoints, PortError};
 
+use super::gate::{self, GateError, Refusal};
 use super::job::{answer_by, run_job, ActionError, JobOutcome, Step};
 use super::{DeployConfig, DeployPorts};
 
 #[cfg(any(test, feature = "fakes"))]
 pub use evidence::published_variables;
 use evidence::{approval_request, evidence};
-use report::{add_to_card, case_bound, report_prefix, report_uri, run_case};
+use report::{case_bound, report_prefix, run_case};
 pub use report::{CaseResult, TestReport};
 
 /// What ends a test run without a pass, as test-model fails its job.
@@ -38,8 +43,22 @@ pub use report::{CaseResult, TestReport};
 pub enum TestError {
     #[error("the continuation token is not this function's: {0}")]
     BadContinuation(String),
+    #[error("the continuation token says the tests of {package} passed, but {reason}: a token is the caller's word, the ledger is test-model's; nothing was recorded, no one was told")]
+    ForgedContinuation { package: ModelPackageArn, reason: String },
+    #[error("the job names no pipeline execution (UserParameters has no execution_id): a verdict could not be tied to the execution whose prod approval and deployment rely on it; nothing was tested")]
+    NoExecution,
+    #[error("refused, nothing was tested: {0}")]
+    Refused(Refusal),
     #[error("{failed} of {total} test cases failed on {endpoint} ({names}); {aftermath}; report: {report}")]
     TestsFailed { failed: usize, total: usize, names: String, endpoint: String, aftermath: String, report: String },
+    #[error("the tests of {package} in this execution failed already (job {job}, report {report}): the first verdict stands")]
+    FailedBefore { package: ModelPackageArn, job: String, report: S3Uri },
+    #[error("the report could not be stored as evidence: {0}")]
+    EvidenceNotStored(String),
+    #[error("the recorded pass of {package} cannot be shown to the approvers: {reason}")]
+    EvidenceChanged { package: ModelPackageArn, reason: String },
+    #[error("the model card {card} describes {}, not {package}: it was not updated", describes.as_deref().unwrap_or("no version"))]
+    CardOfAnotherVersion { card: String, package: ModelPackageArn, describes: Option<String> },
     #[error("endpoint {endpoint} is {found}, not InService on {expected}, the config deploy-model made for {package}: nothing was tested and the endpoint was left as it is; run DeployTest again, then TestModel")]
     NotUnderTest { endpoint: String, package: ModelPackageArn, expected: String, found: String },
     #[error("the endpoint check and the test cases may take {needed_ms} ms, but this invocation leaves them {left_ms} ms (the rest is kept for the report, the rollback and the answer): raise test-model's timeout or lower the cases' max_latency_ms")]
@@ -66,7 +85,13 @@ impl Failure for TestError {
     fn name(&self) -> &'static str {
         match self {
             Self::BadContinuation(_) => "BadContinuation",
-            Self::TestsFailed { .. } => "TestsFailed",
+            Self::ForgedContinuation { .. } => "ForgedContinuation",
+            Self::NoExecution => "NoExecution",
+            Self::Refused(refusal) => refusal.name(),
+            Self::TestsFailed { .. } | Self::FailedBefore { .. } => "TestsFailed",
+            Self::EvidenceNotStored(_) => "EvidenceNotStored",
+            Self::EvidenceChanged { .. } => "EvidenceChanged",
+            Self::CardOfAnotherVersion { .. } => "CardOfAnotherVersion",
             Self::NotUnderTest { .. } => "EndpointNotUnderTest",
             Self::TestsOutlastInvocation { .. } => "TestsOutlastInvocation",
             Self::OutOfTime(_) => "OutOfTime",
@@ -100,31 +125,29 @@ struct Progress {
 enum Phase {
     /// No verdict, or none acted on (a transient failure came first): the cases run again.
     Retest,
-    /// The cases passed, and the report is written and in the model card: the rest of the pass
-    /// is done from this, without testing again.
+    /// The ledger holds a pass: the rest of it is done from the ledger's record, without testing
+    /// again. The token only says which record; it is the caller's word until the ledger agrees.
     Passed(Pass),
 }
 
-/// A passed run whose report is written and in the model card: what recording the pass, telling
-/// the approvers and answering the job need, small enough for a continuation token.
+/// The passed run a token names: the ledger's record must name the same job and report, at the
+/// same version and digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Pass {
     report: S3Uri,
-    /// The job that ran the cases: its id keys the ledger entry, which a later job writes once.
+    version: String,
+    sha256: String,
+    /// The job that ran the cases and recorded the verdict.
     tested_by: String,
-    passed: usize,
-    total: usize,
-    slowest_ms: u64,
 }
 
 impl Pass {
-    fn of(report: &TestReport, uri: &S3Uri) -> Self {
+    fn of(record: &TestRecord) -> Self {
         Self {
-            report: uri.clone(),
-            tested_by: report.job_id.clone(),
-            passed: report.passed,
-            total: report.cases.len(),
-            slowest_ms: report.cases.iter().map(|c| c.latency_ms).max().unwrap_or_default(),
+            report: record.report.clone(),
+            version: record.report_version.clone().unwrap_or_default(),
+            sha256: record.report_sha256.clone(),
+            tested_by: record.job_id.clone(),
         }
     }
 }
@@ -145,34 +168,65 @@ pub async fn handle_test_job(ports: &DeployPorts, config: &DeployConfig, event: 
 }
 
 /// One invocation of a test run; a transient failure asks CodePipeline to come back instead of
-/// failing the stage: to test again as long as nothing was done about a verdict, and once the
-/// model card holds a pass, to finish recording it.
+/// failing the stage: to test again as long as the ledger holds no verdict, and once it holds a
+/// pass, to finish it. A verdict the ledger holds for the execution is final: a job delivered
+/// again, or a retry of the stage, keeps it.
 async fn test_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob, deadline: DateTime<Utc>) -> Result<Step, TestError> {
     let not_ours = |token: &str| TestError::BadContinuation(crate::domain::ids::truncated(token));
     let progress: Progress = match job.continuation.as_deref() {
         None => Progress { phase: Phase::Retest, out_of_time: 0 },
         Some(token) => serde_json::from_str(token).map_err(|_| not_ours(token))?,
     };
-    let run = TestRun::new(ports, config, job, deadline);
-    let pass = match &progress.phase {
-        Phase::Retest => match run.tested().await {
-            Ok(pass) => pass,
+    let Some(execution) = job.parameters.execution_id.as_deref() else {
+        return Err(refuse(ports, job, TestError::NoExecution, "pipeline-execution").await);
+    };
+    let run = TestRun::new(ports, config, job, execution, deadline);
+    let recorded = match within(run.answer_by, "reading the ledger", run.recorded()).await {
+        Ok(recorded) => recorded,
+        Err(error) => return run.come_back(&progress, progress.phase.clone(), error),
+    };
+    let record = match (&progress.phase, recorded) {
+        (Phase::Passed(pass), recorded) => run.confirm(pass, recorded).await?,
+        (Phase::Retest, Some(first)) => run.first_verdict(first)?,
+        (Phase::Retest, None) => match run.tested().await {
+            Ok(record) => record,
             Err(error) => return run.come_back(&progress, Phase::Retest, error),
         },
-        Phase::Passed(pass) if run.reports(&pass.report) => pass.clone(),
-        Phase::Passed(_) => return Err(not_ours(job.continuation.as_deref().unwrap_or_default())),
     };
-    match within(run.answer_by, "recording the passed tests", run.passed(&pass)).await {
-        Err(error) => run.come_back(&progress, Phase::Passed(pass), error),
+    match within(run.answer_by, "recording the passed tests", run.passed(&record)).await {
+        Err(error) => run.come_back(&progress, Phase::Passed(Pass::of(&record)), error),
         done => done,
     }
 }
 
+/// Audits a gate's refusal of the job and hands the refusal back, to fail the job with. The
+/// refusal stands even when its entry cannot be written (the log line says so).
+async fn refuse(ports: &DeployPorts, job: &PipelineJob, refusal: TestError, gate: &str) -> TestError {
+    let package = &job.parameters.model_package_arn;
+    let detail = json!({
+        "gate": gate,
+        "refusal": refusal.name(),
+        "reason": refusal.to_string(),
+        "stage": job.parameters.stage,
+        "execution_id": job.parameters.execution_id,
+    });
+    let entry = AuditEntry::now(package, &job.id, AuditAction::Refused, detail);
+    if let Err(error) = ports.audit.append(&entry).await {
+        warn!(job_id = %job.id, package = %package, gate, error = %error, decision = "refusal-not-audited", "tests");
+    }
+    warn!(job_id = %job.id, package = %package, gate, reason = %refusal, decision = "refused", "tests");
+    refusal
+}
+
 struct TestRun<'a> {
     ports: &'a DeployPorts,
+    config: &'a DeployConfig,
     settings: &'a StageSettings,
+    /// Where the reports go: versioned, under Object Lock.
     bucket: &'a str,
+    retention_days: u32,
     job: &'a PipelineJob,
+    execution: &'a str,
     endpoint: String,
     /// The test cases are over by then, and the aftermath by `answer_by`.
     tests_by: Instant,
@@ -180,14 +234,15 @@ struct TestRun<'a> {
 }
 
 impl<'a> TestRun<'a> {
-    fn new(ports: &'a DeployPorts, config: &'a DeployConfig, job: &'a PipelineJob, deadline: DateTime<Utc>) -> Self {
+    fn new(ports: &'a DeployPorts, config: &'a DeployConfig, job: &'a PipelineJob, execution: &'a str, deadline: DateTime<Utc>) -> Self {
         let stage = job.parameters.stage;
         let settings = config.stages.stage(stage);
         let now = Instant::now();
         let answer_by = answer_by(deadline);
         let tests_by = answer_by.checked_sub(AFTERMATH_TIME).unwrap_or(now).max(now);
         let endpoint = settings.endpoint_name(job.parameters.model_package_arn.group(), stage);
-        Self { ports, settings, bucket: &config.artifact_bucket, job, endpoint, tests_by, answer_by }
+        let (bucket, retention_days) = (config.evidence_bucket.as_str(), config.evidence_retention_days);
+        Self { ports, config, settings, bucket, retention_days, job, execution, endpoint, tests_by, answer_by }
     }
 
     fn package(&self) -> &ModelPackageArn {
@@ -196,6 +251,10 @@ impl<'a> TestRun<'a> {
 
     fn stage(&self) -> Stage {
         self.job.parameters.stage
+    }
+
+    async fn refuse(&self, refusal: TestError, gate: &str) -> TestError {
+        refuse(self.ports, self.job, refusal, gate).await
     }
 
     /// After `error`, a transient one has CodePipeline come back to go on at `next`, unless this
@@ -219,15 +278,34 @@ impl<'a> TestRun<'a> {
         Ok(Step::Continue { token: Progress { phase: next, out_of_time }.token(), summary })
     }
 
-    /// Runs the cases; a pass's report is written and added to the model card, a failure is
-    /// dealt with and ends the job.
-    async fn tested(&self) -> Result<Pass, TestError> {
-        let (report, uri) = self.run().await?;
-        within(self.answer_by, "adding the report to the model card", add_to_card(self.ports.cards.as_ref(), self.package(), &report, &uri)).await?;
-        Ok(Pass::of(&report, &uri))
+    /// The release the tests judge: this job is CodePipeline's run of TestModel, and the version
+    /// is the release the service promoted, unrevoked and unchanged (the deploy gates' checks).
+    async fn release(&self) -> Result<ReleaseFingerprint, TestError> {
+        let cleared = within(self.tests_by, "confirming the job and the release", async {
+            match gate::clear_test(self.ports, self.config, self.job).await {
+                Ok(fingerprint) => Ok(Ok(fingerprint)),
+                Err(GateError::Refused(refusal)) => Ok(Err(refusal)),
+                Err(GateError::Aws(error)) => Err(error.into()),
+            }
+        })
+        .await?;
+        match cleared {
+            Ok(fingerprint) => Ok(fingerprint),
+            Err(refusal) => Err(self.refuse(TestError::Refused(refusal), "test-model").await),
+        }
     }
 
-    async fn run(&self) -> Result<(TestReport, S3Uri), TestError> {
+    /// Runs the cases against the release; a pass's report is stored and its verdict recorded,
+    /// a failure is dealt with and ends the job.
+    async fn tested(&self) -> Result<TestRecord, TestError> {
+        let fingerprint = self.release().await?;
+        let report = self.run(&fingerprint).await?;
+        let stored = within(self.answer_by, "writing the report", self.store_report(&report)).await?;
+        let record = within(self.answer_by, "recording the passed tests", self.record(self.test_record(&report, stored))).await?;
+        self.first_verdict(record)
+    }
+
+    async fn run(&self, fingerprint: &ReleaseFingerprint) -> Result<TestReport, TestError> {
         let needed: Duration = SETUP_TIME + self.settings.tests.iter().map(case_bound).sum::<Duration>();
         let left = self.tests_by.saturating_duration_since(Instant::now());
         if needed > left {
@@ -237,30 +315,30 @@ impl<'a> TestRun<'a> {
         let failed: Vec<&CaseResult> = cases.iter().filter(|c| !c.passed).collect();
         let report = TestReport {
             model_package_arn: self.package().to_string(),
+            release_fingerprint: fingerprint.clone(),
             stage: self.stage().to_string(),
             endpoint: self.endpoint.clone(),
+            execution_id: self.execution.to_owned(),
             job_id: self.job.id.clone(),
             tested_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
             passed: cases.len() - failed.len(),
             failed: failed.len(),
             cases: cases.clone(),
         };
-        let uri = report_uri(self.bucket, self.package(), &self.job.id)?;
         let verdict = if failed.is_empty() { "tests-passed" } else { "tests-failed" };
         info!(job_id = %self.job.id, package = %self.package(), endpoint = %self.endpoint, passed = report.passed, failed = report.failed, decision = verdict, "tests");
         if failed.is_empty() {
-            within(self.answer_by, "writing the report", self.write_report(&report, &uri)).await?;
-            return Ok((report, uri));
+            return Ok(report);
         }
         let names = failed.iter().map(|c| format!("{}: {}", c.name, c.failure.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; ");
-        let aftermath = self.failed(endpoints.as_ref(), &report, &uri, &names).await;
+        let (aftermath, report) = self.failed(endpoints.as_ref(), &report, &names).await;
         Err(TestError::TestsFailed {
             failed: failed.len(),
             total: cases.len(),
             names,
             endpoint: self.endpoint.clone(),
             aftermath: aftermath.describe(),
-            report: uri.to_string(),
+            report: report.map_or_else(|| "not stored".to_owned(), |r| r.to_string()),
         })
     }
 
@@ -295,23 +373,39 @@ impl<'a> TestRun<'a> {
         uri.bucket() == self.bucket && uri.key().starts_with(&report_prefix(self.package()))
     }
 
-    /// Records a pass that the model card holds. A job that begins it again writes the ledger
-    /// entry once (it is the testing job's); the approvers are told last, when all else is done.
-    async fn passed(&self, pass: &Pass) -> Result<Step, TestError> {
-        let recorded = json!({ "report": pass.report.to_string(), "passed": pass.passed, "failed": pass.total - pass.passed });
-        self.ports.audit.append(&AuditEntry::now(self.package(), &pass.tested_by, AuditAction::TestsPassed, recorded)).await?;
+    /// Finishes a pass the ledger records: the stored report is checked against the record, joins
+    /// the model card, and the approvers are told last, when all else is done. A job that does
+    /// it again repeats no step that took (the card and the audit entry are written once).
+    async fn passed(&self, record: &TestRecord) -> Result<Step, TestError> {
+        let confirmed = self.verified(record).await?;
+        self.add_to_card(&confirmed.report, record).await?;
+        self.ports.audit.append(&AuditEntry::now(self.package(), &record.job_id, AuditAction::TestsPassed, verdict::detail(&confirmed.report, record))).await?;
         let package = self.package();
-        self.ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, pass, &self.endpoint)).await?;
+        self.ports.approvers.notify(&format!("Prod approval waits: {}", package.group()), &approval_request(package, &confirmed, &self.endpoint)).await?;
         Ok(Step::Done {
-            summary: format!("{}/{} test cases passed on {}; report {}", pass.passed, pass.total, self.endpoint, pass.report),
-            variables: evidence(package, pass),
+            summary: format!(
+                "{}/{} test cases passed on {}; report {} version {} sha256 {}",
+                confirmed.passed,
+                confirmed.total,
+                self.endpoint,
+                record.report,
+                record.report_version.as_deref().unwrap_or_default(),
+                record.report_sha256
+            ),
+            variables: evidence(package, &confirmed),
         })
     }
 
     async fn audit(&self, action: AuditAction, detail: Value) -> Result<(), TestError> {
         Ok(self.ports.audit.append(&AuditEntry::now(self.package(), &self.job.id, action, detail)).await?)
     }
+
+    /// Refuses evidence that is not what the tests wrote, as `EvidenceChanged`.
+    async fn evidence_changed(&self, reason: String) -> TestError {
+        self.refuse(TestError::EvidenceChanged { package: self.package().clone(), reason }, "test-report").await
+    }
 }
+
 /// `work`, unless `until` comes first.
 async fn within<T>(until: Instant, doing: &str, work: impl Future<Output = Result<T, TestError>>) -> Result<T, TestError> {
     tokio::time::timeout_at(until, work).await.unwrap_or_else(|_| Err(TestError::OutOfTime(doing.to_owned())))

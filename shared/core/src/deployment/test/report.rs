@@ -1,22 +1,29 @@
-//! The test cases, one by one, and the report of a run: where it goes and how the model card
-//! takes it.
+//! The test cases, one by one, and the report of a run: where it goes (once, a key per attempt,
+//! under Object Lock) and how the model card takes it.
 
 use std::time::Duration;
 
-use serde::Serialize;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
+use tracing::{info, warn};
 
+use crate::deployment::card::{card_of, CardLookup};
 use crate::domain::deploy::TestCase;
+use crate::domain::evidence::{base64_sha256_to_hex, REPORT_VERSION_MAX};
+use crate::domain::fingerprint::ReleaseFingerprint;
 use crate::domain::ids::{ModelPackageArn, S3Uri};
-use crate::ports::{Endpoints, FailureKind, ModelCards, PortError};
+use crate::domain::ledger::TestRecord;
+use crate::domain::naming::hex_sha256;
+use crate::ports::{Endpoints, FailureKind, PortError};
 
-use super::TestError;
+use super::{TestError, TestRun};
 
 /// SageMaker cuts a real-time invocation off after 60 seconds: no case waits longer.
 const INVOKE_CAP: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     pub name: String,
     pub passed: bool,
@@ -25,11 +32,14 @@ pub struct CaseResult {
     pub failure: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestReport {
     pub model_package_arn: String,
+    /// The release the cases judged, as the service fingerprinted it at promotion.
+    pub release_fingerprint: ReleaseFingerprint,
     pub stage: String,
     pub endpoint: String,
+    pub execution_id: String,
     pub job_id: String,
     pub tested_at: String,
     pub passed: usize,
@@ -69,30 +79,91 @@ fn check(case: &TestCase, status: u16, body: &[u8], latency_ms: u64) -> Option<S
     (latency_ms > case.max_latency_ms).then(|| format!("took {latency_ms} ms, more than {} ms", case.max_latency_ms))
 }
 
-/// Where the reports of a version's test runs go, in the central bucket.
+/// Keys a job tries for its report: each delivery of a job writes a new attempt, the first key
+/// that holds nothing yet.
+const REPORT_ATTEMPTS: u32 = 20;
+
+/// Where the reports of a version's test runs go, in the evidence bucket.
 pub(super) fn report_prefix(package: &ModelPackageArn) -> String {
     format!("reports/{}/{}/test-", package.group(), package.version())
 }
 
-pub(super) fn report_uri(bucket: &str, package: &ModelPackageArn, job_id: &str) -> Result<S3Uri, TestError> {
-    let key = format!("{}{job_id}.json", report_prefix(package));
+/// The report of `job_id`'s `attempt`-th run: a key of its own, so no attempt writes over another.
+pub(super) fn report_uri(bucket: &str, package: &ModelPackageArn, job_id: &str, attempt: u32) -> Result<S3Uri, TestError> {
+    let key = format!("{}{job_id}-attempt-{attempt}.json", report_prefix(package));
     S3Uri::new(bucket, &key).map_err(|e| TestError::Aws(PortError::new("PutObject", FailureKind::Terminal, e.to_string())))
 }
 
-/// The report joins the card's evaluation details, in a new card version, unless it is there
-/// already (the same job delivered again writes the same report).
-pub(super) async fn add_to_card(cards: &dyn ModelCards, package: &ModelPackageArn, report: &TestReport, uri: &S3Uri) -> Result<(), TestError> {
-    let Some((name, card)) = crate::deployment::card::version_card(cards, package).await? else {
-        return Ok(());
-    };
-    let mut content = card.content;
-    let observed = |detail: &Value| detail["evaluation_observation"].as_str().is_some_and(|o| o.ends_with(&format!("report {uri}")));
+/// A report as S3 stored it: the version, and the SHA-256 of its bytes (hex).
+pub(super) struct StoredReport {
+    pub uri: S3Uri,
+    pub version_id: String,
+    pub sha256: String,
+}
+
+impl TestRun<'_> {
+    /// Writes the report under the first attempt key that holds nothing, locked for the
+    /// retention; S3's SHA-256 of what it stored must be ours.
+    pub(super) async fn store_report(&self, report: &TestReport) -> Result<StoredReport, TestError> {
+        let body = serde_json::to_vec_pretty(report).expect("report serializes");
+        let sha256 = hex_sha256(&body);
+        let retain_until = Utc::now() + chrono::Duration::days(i64::from(self.retention_days));
+        for attempt in 1..=REPORT_ATTEMPTS {
+            let uri = report_uri(self.bucket, self.package(), &self.job.id, attempt)?;
+            let stored = match self.ports.artifacts.put_once(&uri, body.clone(), "application/json", retain_until).await {
+                Err(taken) if taken.kind == FailureKind::Conflict => continue,
+                written => written?,
+            };
+            if base64_sha256_to_hex(&stored.sha256).as_deref() != Some(sha256.as_str()) {
+                return Err(TestError::EvidenceNotStored(format!("S3 reports SHA-256 {} for {uri}, not the report's {sha256}", stored.sha256)));
+            }
+            if stored.version_id.is_empty() || stored.version_id.len() > REPORT_VERSION_MAX {
+                return Err(TestError::EvidenceNotStored(format!("{uri} was stored as version `{}`: is {} versioned?", stored.version_id, self.bucket)));
+            }
+            info!(job_id = %self.job.id, package = %self.package(), report = %uri, version = %stored.version_id, sha256 = %sha256, decision = "report-stored", "tests");
+            return Ok(StoredReport { uri, version_id: stored.version_id, sha256 });
+        }
+        Err(TestError::EvidenceNotStored(format!("the {REPORT_ATTEMPTS} report keys of job {} hold reports already", self.job.id)))
+    }
+
+    /// The report joins the card's evaluation details, in a new card version, unless it is
+    /// there already; a card that describes another version is refused, not updated.
+    pub(super) async fn add_to_card(&self, report: &TestReport, record: &TestRecord) -> Result<(), TestError> {
+        match card_of(self.ports.cards.as_ref(), self.package()).await? {
+            CardLookup::Found { name, card } => Ok(add_to_card(self.ports.cards.as_ref(), &name, card.content, report, record).await?),
+            CardLookup::Absent => {
+                warn!(job_id = %self.job.id, package = %self.package(), decision = "no-model-card", "tests");
+                Ok(())
+            }
+            CardLookup::DescribesAnother { name, describes } => {
+                let refusal = TestError::CardOfAnotherVersion { card: name, package: self.package().clone(), describes };
+                Err(self.refuse(refusal, "model-card").await)
+            }
+        }
+    }
+}
+
+/// Adds the run to the card `name`'s evaluation details, naming the report's version, digest and
+/// release, unless that report is there already (a job delivered again).
+async fn add_to_card(
+    cards: &dyn crate::ports::ModelCards,
+    name: &str,
+    mut content: Value,
+    report: &TestReport,
+    record: &TestRecord,
+) -> crate::ports::PortResult<()> {
+    let version = record.report_version.as_deref().unwrap_or("none");
+    let evidence = format!("report {} version {version} sha256 {}", record.report, record.report_sha256);
+    let observed = |detail: &Value| detail["evaluation_observation"].as_str().is_some_and(|o| o.contains(&evidence));
     if content["evaluation_details"].as_array().is_some_and(|details| details.iter().any(observed)) {
         return Ok(());
     }
     let evaluation = json!({
-        "name": format!("{} tests of version {}", report.stage, package.version()),
-        "evaluation_observation": format!("{} passed, {} failed; report {uri}", report.passed, report.failed),
+        "name": format!("{} tests of version {}", report.stage, record.package.version()),
+        "evaluation_observation": format!(
+            "{} passed, {} failed on release {} in execution {}; {evidence}",
+            report.passed, report.failed, record.fingerprint, record.execution_id
+        ),
         "metric_groups": [{
             "name": "test cases",
             "metric_data": report.cases.iter().map(|c| json!({ "name": c.name, "type": "boolean", "value": c.passed })).collect::<Vec<_>>(),
@@ -102,6 +173,6 @@ pub(super) async fn add_to_card(cards: &dyn ModelCards, package: &ModelPackageAr
         Some(details) => details.push(evaluation),
         None => content["evaluation_details"] = json!([evaluation]),
     }
-    cards.update(&name, &content, None).await?;
+    cards.update(name, &content, None).await?;
     Ok(())
 }
