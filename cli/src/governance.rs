@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use promotion_core::deployment::approval::{answer_prod_approval, waiting_prod_approval, WaitingApproval};
+use promotion_core::deployment::approval::{answer_prod_approval, four_eyes, waiting_prod_approval, WaitingApproval};
 use promotion_core::deployment::{DeployConfig, DeployPorts};
 use promotion_core::domain::ids::GroupName;
 
@@ -19,6 +19,23 @@ pub async fn decide_prod(
     out: &mut dyn Write,
 ) -> Result<WaitingApproval> {
     decide_prod_shown(ports, config, (model, approve, comment), out, true).await
+}
+
+/// As [`decide_prod_shown`], answered by `by` (the operator's ARN, as STS names it): an approval is refused,
+/// and nothing sent, when `by` approved the version in dev or centrally (four eyes).
+pub async fn decide_prod_as(
+    ports: &DeployPorts,
+    config: &DeployConfig,
+    (model, approve, comment): (&GroupName, bool, &str),
+    by: &str,
+    out: &mut dyn Write,
+    full: bool,
+) -> Result<WaitingApproval> {
+    if approve && config.separation_of_duties {
+        let waiting = waiting_prod_approval(ports, config, model).await.map_err(crate::exit::failure)?;
+        four_eyes(ports, &waiting, by).await.map_err(crate::exit::failure)?;
+    }
+    decide_prod_shown(ports, config, (model, approve, comment), out, full).await
 }
 
 /// As [`decide_prod`]; `full` names the version by its ARN and shows the recorded results as
@@ -216,5 +233,23 @@ mod tests {
 
         assert!(error.to_string().contains("no pipeline execution of fraud-detection-111111111111 waits"), "{error}");
         assert!(screen.is_empty() && world.runs.answers.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_central_approver_may_not_approve_prod_and_nothing_is_sent() {
+        let world = DeployWorld::new(0);
+        let execution = world.runs.start("p", &world.package, "t").await.unwrap();
+        *world.runs.pending.lock().unwrap() = Some(PendingApproval { token: "tok".into(), execution_id: Some(execution) });
+        let mut screen = Vec::new();
+        // erik approved the version centrally (the fake world's ML engineer), from the same role.
+        let erik = "arn:aws:sts::222222222222:assumed-role/ml-engineer/erik";
+
+        let error = decide_prod_as(&world.ports, &world.config, (world.package.group(), true, "looks fine"), erik, &mut screen, false).await.unwrap_err();
+
+        assert_eq!(crate::exit::explain(&error).exit, crate::exit::Exit::Refused, "{error:#}");
+        assert!(error.to_string().contains("CentralApproval"), "{error:#}");
+        assert!(world.runs.answers.lock().unwrap().is_empty(), "nothing was sent to CodePipeline");
+        assert!(screen.is_empty());
+        assert!(world.audit_actions().contains(&"refused".to_owned()), "{:?}", world.audit_actions());
     }
 }

@@ -34,6 +34,16 @@ fn version(model: &GroupName, package: &ModelPackageArn) -> String {
 
 /// What the entry's detail says, in words: names within the model shortened (`v1-test` for
 /// `promoted-{model}-v1-test`), reports by their file name, ARNs as `group vN`.
+/// A SHA-256 (hex, or `sha256:` and hex) shown by its first twelve digits, as `git` shows commits.
+fn digest_shown(value: &str) -> String {
+    let hex = value.strip_prefix("sha256:").unwrap_or(value);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("{}…", &hex[..12])
+    } else {
+        value.to_owned()
+    }
+}
+
 pub fn summary(model: &GroupName, entry: &AuditEntry) -> String {
     let mut fields = Map::new();
     if let Value::Object(detail) = &entry.detail {
@@ -75,7 +85,12 @@ pub fn summary(model: &GroupName, entry: &AuditEntry) -> String {
     for (key, phrase) in phrases {
         parts.extend(get(key).map(phrase));
     }
-    const SAID: [&str; 17] = [
+    // An operator's command: who, as the sessions it assumed name them.
+    if let Some(who) = fields.get("operator").and_then(|o| o.get("source_identity")).and_then(Value::as_str) {
+        parts.push(format!("operator {who}"));
+    }
+    const SAID: [&str; 18] = [
+        "operator",
         "execution_id",
         "stage",
         "endpoint",
@@ -95,7 +110,7 @@ pub fn summary(model: &GroupName, entry: &AuditEntry) -> String {
         "pipeline",
     ];
     for (key, value) in fields.iter().filter(|(key, value)| !SAID.contains(&key.as_str()) && !value.is_null()) {
-        parts.push(format!("{} {}", key.replace('_', " "), words(model, &text(value))));
+        parts.push(format!("{} {}", key.replace('_', " "), digest_shown(&words(model, &text(value)))));
     }
     parts.join(", ")
 }
@@ -191,6 +206,14 @@ mod tests {
             (entry(CENTRAL, "TestModel.TestModel-failed", json!({ "execution_id": "local-1", "state": "FAILED", "detail": {} })), ""),
             (entry(CENTRAL, "pipeline-started", json!({ "pipeline": "model-promotion-deploy", "execution_id": "local-1" })), "execution local-1"),
             (entry(CENTRAL, "silent-rollback", json!({ "stage": "prod", "alarm": "latency-p99" })), "prod endpoint, alarm latency-p99"),
+            (
+                entry(
+                    CENTRAL,
+                    "deploy-started",
+                    json!({ "stage": "test", "release": format!("sha256:{}", "ab".repeat(32)), "operator": { "arn": "arn:aws:sts::222222222222:assumed-role/ops/alice", "source_identity": "alice" } }),
+                ),
+                "test endpoint, operator alice, release abababababab…",
+            ),
         ];
         for (entry, said) in cases {
             assert_eq!(summary(&model, &entry), said, "{}", entry.action);

@@ -308,7 +308,9 @@ async fn deploy_context() -> Result<DeployContext> {
     let mut ports = operator_deploy_ports(&sdk, &config, &operator);
     let local = match std::env::var_os("PROMOTE_LOCAL_PIPELINE").filter(|state| !state.is_empty()) {
         Some(state) => {
-            let served = LocalCodePipeline::serve(PipelineWorld::open(PathBuf::from(state), definition()?)).await.context("serve the local pipeline")?;
+            let world = PipelineWorld::open(PathBuf::from(state), definition()?);
+            world.called_by(&operator.arn);
+            let served = LocalCodePipeline::serve(world).await.context("serve the local pipeline")?;
             served.wire(&mut ports, &sdk);
             Some(served)
         }
@@ -326,9 +328,10 @@ async fn decide(decision: Decision, approve: bool) -> Result<ExitCode> {
         return Err(exit::failed(Exit::Usage, format!("the {} stage waits for no approval", decision.stage), "only prod does: --stage prod"));
     }
     let model: GroupName = decision.model.parse()?;
-    let DeployContext { ports, config, local, .. } = deploy_context().await?;
+    let DeployContext { ports, config, local, operator } = deploy_context().await?;
     let full = ui::output() == Output::Wide;
-    let answered = governance::decide_prod_shown(&ports, &config, (&model, approve, &decision.comment), &mut Screen::default(), full).await?;
+    let decided = (&model, approve, decision.comment.as_str());
+    let answered = governance::decide_prod_as(&ports, &config, decided, &operator.arn, &mut Screen::default(), full).await?;
     if let Some(local) = &local {
         let pipeline = LocalPipeline { ports: &ports, config: &config, world: &local.world };
         let reached = pipeline.resume(&answered.execution_id).await?;
@@ -373,7 +376,7 @@ fn ended(execution_id: &str, reached: Reached) -> ExitCode {
 /// What an ML engineer's approval of the central version sets off, with the pipeline run locally.
 async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Result<ExitCode> {
     let package: ModelPackageArn = package.parse()?;
-    let DeployContext { ports, config, local, .. } = deploy_context().await?;
+    let DeployContext { ports, config, local, operator } = deploy_context().await?;
     let local = local.ok_or_else(|| exit::unset("PROMOTE_LOCAL_PIPELINE"))?;
     // The ML engineer approves in their own session; the central account's default bus sends both
     // of the approval's events to start-deployment, CloudTrail's naming who approved.
@@ -398,7 +401,7 @@ async fn local_pipeline(package: &str, decision: Option<(bool, String)>) -> Resu
     let mut reached = pipeline.resume(&execution_id).await?;
     if let (Some((approve, comment)), Reached::WaitingForApproval) = (decision, reached) {
         let full = ui::output() == Output::Wide;
-        governance::decide_prod_shown(&ports, &config, (package.group(), approve, &comment), &mut Screen::default(), full).await?;
+        governance::decide_prod_as(&ports, &config, (package.group(), approve, &comment), &operator.arn, &mut Screen::default(), full).await?;
         reached = pipeline.resume(&execution_id).await?;
     }
     Ok(ended(&execution_id, reached))

@@ -7,7 +7,6 @@ use promote_cli::status::{self, Live};
 use promotion_aws::sagemaker::SageMakerRegistry;
 use promotion_core::deployment::start::StartOutcome;
 use promotion_core::deployment::{DeployConfig, DeployPorts};
-use promotion_core::domain::deploy::StageConfig;
 use promotion_core::domain::event::ApprovalStatus;
 use promotion_core::domain::ids::ModelPackageArn;
 use promotion_core::ports::ModelRegistry;
@@ -17,19 +16,7 @@ use serde_json::{json, Value};
 
 /// The deploy ports over the emulator, their CodePipeline client pointed at the local pipeline world.
 fn deploy_context(world: &TestWorld, local: &LocalCodePipeline) -> (DeployPorts, DeployConfig) {
-    let settings = &world.world.config;
-    let config = DeployConfig {
-        central_account: settings.central_account.clone(),
-        stages: StageConfig::parse(promotion_core::config::LOCAL_STAGE_CONFIG).unwrap(),
-        artifact_bucket: settings.artifact_bucket.clone(),
-        kms_key_id: settings.kms_key_id.clone(),
-        ledger_table: settings.ledger_table.clone(),
-        audit_table: settings.audit_table.clone(),
-        pipeline: promote_cli::local::service_names().pipeline.clone(),
-        approval_topic_arn: world.world.approval_topic_arn.clone(),
-        evidence_bucket: world.world.names.evidence_bucket.clone(),
-        evidence_retention_days: promote_cli::local::LOCAL_EVIDENCE_RETENTION_DAYS,
-    };
+    let config = world.deploy_config();
     let mut ports = promotion_aws::wiring::deploy_ports(world.central(), &config);
     local.wire(&mut ports, world.central());
     (ports, config)

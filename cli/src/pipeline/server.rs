@@ -142,12 +142,6 @@ fn seconds(at: DateTime<Utc>) -> f64 {
     at.timestamp_millis() as f64 / 1000.0
 }
 
-/// Who answers an approval: moto and the world take any credentials, so the caller is the
-/// person at the terminal (CodePipeline would name the caller's IAM principal).
-fn caller() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "local operator".to_owned())
-}
-
 // -------------------------------------------------------------------- the operations
 
 #[derive(Deserialize)]
@@ -309,7 +303,7 @@ fn put_approval_result(world: &PipelineWorld, request: ApprovalRequest) -> Answe
         "Rejected" => false,
         other => return Err(Refusal::Validation(format!("result.status {other} is neither Approved nor Rejected"))),
     };
-    let by = caller();
+    let by = world.caller();
     let answer =
         ApprovalAnswer { stage: &request.stage_name, action: &request.action_name, token: &request.token, approved, summary: &request.result.summary, by: &by };
     let at = world.answer_approval(&request.pipeline_name, &answer)?;

@@ -31,7 +31,10 @@ impl Served {
     async fn new(polls: usize) -> Self {
         let state = std::env::temp_dir().join(format!("pipeline-world-{}.json", uuid::Uuid::new_v4()));
         let definition = PipelineDefinition::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/pipeline.json")).unwrap();
-        let local = LocalCodePipeline::serve(PipelineWorld::open(&state, definition)).await.unwrap();
+        let world = PipelineWorld::open(&state, definition);
+        // The governance officer's credentials call the world, as the CLI's STS identity does.
+        world.called_by(promotion_core::fakes::GOVERNANCE_OFFICER);
+        let local = LocalCodePipeline::serve(world).await.unwrap();
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .http_client(promotion_aws::wiring::https_client())
             .region(Region::new("us-east-1"))
@@ -196,7 +199,7 @@ async fn an_approval_answered_through_the_adapter_lets_the_driver_go_on_to_prod_
     assert!(served.prod_endpoint().is_some(), "the driver went on to DeployProd");
     assert_eq!(served.adapter.execution(PIPELINE, &execution).await.unwrap().unwrap().status, Status::Succeeded);
     let answer = served.adapter.approval_result(PIPELINE, &execution, "ApproveProd").await.unwrap();
-    let by = std::env::var("USER").unwrap_or_else(|_| "local operator".into());
+    let by = promotion_core::fakes::GOVERNANCE_OFFICER.to_owned();
     assert_eq!(answer, Some(ApprovalResult { approved: true, by: Some(by), comment: Some("risk review passed".into()) }));
     let twice = served.adapter.answer_approval(PIPELINE, "ApproveProd", "ApproveProd", &pending.token, false, "changed my mind").await.unwrap_err();
     assert!(refused_with(&twice, "ApprovalAlreadyCompletedException"), "{twice}");

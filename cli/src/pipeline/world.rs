@@ -313,11 +313,26 @@ pub struct PipelineWorld {
     path: PathBuf,
     definition: PipelineDefinition,
     lock: Mutex<()>,
+    /// The IAM principal of the process that calls this world (STS `GetCallerIdentity`): who
+    /// CodePipeline would name as the approval's `updatedBy`.
+    caller: Mutex<Option<String>>,
 }
 
 impl PipelineWorld {
     pub fn open(path: impl Into<PathBuf>, definition: PipelineDefinition) -> Self {
-        Self { path: path.into(), definition, lock: Mutex::new(()) }
+        Self { path: path.into(), definition, lock: Mutex::new(()), caller: Mutex::new(None) }
+    }
+
+    /// The calls come from `arn`'s credentials: the world names it as CodePipeline names its callers.
+    pub fn called_by(&self, arn: &str) {
+        *self.caller.lock().expect("caller lock") = Some(arn.to_owned());
+    }
+
+    /// Who answers an approval: the caller STS named, or else the person at the terminal (which
+    /// resolves to no IAM principal, so the four-eyes gate takes it for no one).
+    pub fn caller(&self) -> String {
+        let named = self.caller.lock().expect("caller lock").clone();
+        named.unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "local operator".to_owned()))
     }
 
     pub fn definition(&self) -> &PipelineDefinition {

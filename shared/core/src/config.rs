@@ -100,6 +100,9 @@ pub struct DeployConfig {
     /// How long a report stays locked in compliance mode: no one, root included, may delete or
     /// overwrite that version before.
     pub evidence_retention_days: u32,
+    /// Four eyes: the prod approver must be another person than the dev and the central
+    /// approvers (`SEPARATION_OF_DUTIES`, on unless `off`).
+    pub separation_of_duties: bool,
 }
 
 /// The stage settings of the local accounts (demo and tests); an example for real ones.
@@ -124,6 +127,11 @@ impl DeployConfig {
             approval_topic_arn: required("APPROVAL_TOPIC_ARN")?,
             evidence_bucket: required("EVIDENCE_BUCKET")?,
             evidence_retention_days: retention_days(&required("EVIDENCE_RETENTION_DAYS")?)?,
+            separation_of_duties: match lookup("SEPARATION_OF_DUTIES").as_deref().map(str::trim) {
+                None | Some("" | "on") => true,
+                Some("off") => false,
+                Some(other) => return Err(invalid("SEPARATION_OF_DUTIES")(format!("`{other}` is neither on nor off"))),
+            },
         })
     }
 }

@@ -27,6 +27,13 @@ async fn central_of(world: &PromoteWorld) -> ModelPackageArn {
     world.ledger.record(&source()).unwrap().central_package.unwrap()
 }
 
+/// The fake world, before anyone's approval is recorded.
+fn no_approver_yet() -> DeployWorld {
+    let world = DeployWorld::new(0);
+    world.ledger.approvers.lock().unwrap().clear();
+    world
+}
+
 #[tokio::test]
 async fn the_dev_approver_is_recorded_against_the_source_version_before_the_promotion() {
     let world = PromoteWorld::new();
@@ -82,7 +89,7 @@ async fn a_call_that_approved_nothing_or_came_from_a_stranger_records_nothing() 
 
 #[tokio::test]
 async fn the_central_and_the_prod_approvers_are_recorded_against_the_central_version() {
-    let world = DeployWorld::new(0);
+    let world = no_approver_yet();
     world.pipeline_at(&world.package, PipelineStage::ApproveProd);
     record_dev_approver_in(&world).await;
 
@@ -105,7 +112,7 @@ async fn the_central_and_the_prod_approvers_are_recorded_against_the_central_ver
 
 #[tokio::test]
 async fn a_central_approval_from_another_account_records_nothing() {
-    let world = DeployWorld::new(0);
+    let world = no_approver_yet();
     let refused = record_central_approver(&world.ports, &world.config, &dev_call()).await.unwrap_err();
     assert_eq!(refused.error_type(), "Rejected.NotCentralAccount");
     assert!(world.ledger.approvers.lock().unwrap().is_empty());

@@ -6,8 +6,12 @@
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use super::gate::rules::four_eyes as four_eyes_rule;
+use super::gate::Refusal;
+use crate::approvers::approvers_of;
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::evidence::{check_report, EvidenceProblem};
+use crate::domain::identity::{Approver, Gate};
 use crate::domain::ids::{GroupName, ModelPackageArn, Stage};
 use crate::domain::ledger::TestRecord;
 use crate::domain::pipeline::{PipelineStage, APPROVAL_ACTION};
@@ -25,6 +29,8 @@ pub enum ApprovalError {
     NoPassedTests { package: ModelPackageArn, execution: String, found: String },
     #[error("the test report of {package} is not the evidence the ledger recorded: {problem}; the approval was not answered")]
     EvidenceChanged { package: ModelPackageArn, problem: EvidenceProblem },
+    #[error("refused, the approval was not answered: {0}")]
+    Refused(Refusal),
     #[error(transparent)]
     Aws(#[from] PortError),
 }
@@ -39,6 +45,7 @@ impl Failure for ApprovalError {
             Self::NoPendingApproval(_) => "NoPendingApproval",
             Self::NoPassedTests { .. } => "NoPassedTests",
             Self::EvidenceChanged { .. } => "EvidenceChanged",
+            Self::Refused(refusal) => refusal.name(),
             Self::Aws(port) => port.name(),
         }
     }
@@ -119,6 +126,19 @@ const REPORT_READ_MAX: u64 = 8 * 1024 * 1024;
 
 /// Audits the refusal to answer `waiting` and hands it back. The refusal stands even when its
 /// entry cannot be written.
+/// Four eyes, before anything is sent: `by` is another person than the version's dev and central
+/// approvers as the ledger recorded them; the same person, or one that cannot be told apart, is refused and audited.
+pub async fn four_eyes(ports: &DeployPorts, waiting: &WaitingApproval, by: &str) -> Result<(), ApprovalError> {
+    let found = approvers_of(ports.promotions.as_ref(), ports.approver_records.as_ref(), &waiting.package).await?;
+    // Normalised as CodePipeline's `updatedBy` for this caller will be, which deploy-model checks.
+    let prod = Approver::prod(&waiting.package, Some(by), chrono::Utc::now(), &waiting.execution_id);
+    let earlier = [(Gate::DevApproval, found.dev.as_ref()), (Gate::CentralApproval, found.central.as_ref())];
+    match four_eyes_rule(&waiting.package, &prod, &earlier) {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(refused(ports, waiting, ApprovalError::Refused(refusal)).await),
+    }
+}
+
 async fn refused(ports: &DeployPorts, waiting: &WaitingApproval, refusal: ApprovalError) -> ApprovalError {
     let detail = json!({
         "gate": "prod-approval-evidence",

@@ -23,7 +23,7 @@ pub use images::FakeImages;
 pub use ledger::{FakeChains, FakeLedger};
 pub use logs::CapturedLogs;
 pub use notifier::FakeNotifier;
-pub use pipeline::job_parameters;
+pub use pipeline::{job_parameters, GOVERNANCE_OFFICER};
 pub use pipeline::{FakeJobs, FakeRuns, JobAnswer};
 pub use registry::{FakeRegistry, FakeSessions};
 pub use store::{BeforeCopy, FakeStore, HookedStore};

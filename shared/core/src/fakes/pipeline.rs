@@ -75,6 +75,9 @@ pub struct FakeRuns {
     pub ended: Mutex<HashMap<String, ExecutionStatus>>,
 }
 
+/// Who answers the fake pipeline's prod approvals: a governance officer, no one who approved earlier.
+pub const GOVERNANCE_OFFICER: &str = "arn:aws:sts::222222222222:assumed-role/model-promotion-governance/grace";
+
 /// The `UserParameters` CodePipeline resolves for a deploy-model or test-model job of `execution_id`.
 pub fn job_parameters(stage: Stage, package: &ModelPackageArn, execution_id: &str) -> String {
     serde_json::json!({ "stage": stage, "model_package_arn": package, "execution_id": execution_id }).to_string()
@@ -88,6 +91,9 @@ impl FakeRuns {
         self.action_runs.lock().unwrap().remove(execution_id);
         for earlier in PipelineStage::ALL.into_iter().take_while(|s| *s != stage) {
             self.report(execution_id, earlier.as_str(), earlier.as_str(), ActionRunStatus::Succeeded, None);
+        }
+        if let Some(approval) = self.action_runs.lock().unwrap().get_mut(execution_id).and_then(|runs| runs.iter_mut().find(|r| r.stage == APPROVAL_ACTION)) {
+            approval.updated_by = Some(GOVERNANCE_OFFICER.to_owned());
         }
         let deploys_to = if stage == PipelineStage::DeployProd { Stage::Prod } else { Stage::Test };
         let parameters = (stage != PipelineStage::ApproveProd).then(|| job_parameters(deploys_to, package, execution_id));

@@ -9,6 +9,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::copy::ObjectInfo;
 use crate::domain::event::ApprovalStatus;
 use crate::domain::fingerprint::{release_fingerprint, ModelDataObject};
+use crate::domain::identity::{Approver, Gate, Principal};
 use crate::domain::ids::{ModelPackageArn, S3Uri, Stage};
 use crate::domain::ledger::{PromotionRecord, PromotionState, TestRecord};
 use crate::domain::package::{Artifact, ArtifactSlot, Container, InferenceSpec, RegisteredPackage};
@@ -123,6 +124,18 @@ impl DeployWorld {
         record.fingerprint = Some(release_fingerprint(&package.inference, &objects));
         self.ledger.records.lock().unwrap().insert(source.to_string(), record);
         self.ledger.promoted_from.lock().unwrap().insert(central.to_string(), source.clone());
+        // Two people approved it: a data scientist in dev, an ML engineer centrally.
+        let approved_by = |gate: Gate, package: &ModelPackageArn, role: &str, person: &str| Approver {
+            gate,
+            package: package.clone(),
+            principal: Some(format!("arn:aws:sts::{}:assumed-role/{role}/{person}", package.account())),
+            normalised: Principal::Role { arn: format!("arn:aws:iam::{}:role/{role}", package.account()), source_identity: Some(person.to_owned()) },
+            at: chrono::Utc::now(),
+            event_id: format!("approval-{}", package.version()),
+        };
+        let mut approvers = self.ledger.approvers.lock().unwrap();
+        approvers.insert((source.to_string(), Gate::DevApproval), approved_by(Gate::DevApproval, source, "data-scientist", "dana"));
+        approvers.insert((central.to_string(), Gate::CentralApproval), approved_by(Gate::CentralApproval, central, "ml-engineer", "erik"));
     }
 
     /// CodePipeline runs `package`'s execution at `stage`, the stages before it passed; at

@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::deploy::PipelineJob;
 use crate::domain::fingerprint::{release_fingerprint, ModelDataObject, ReleaseFingerprint};
+use crate::domain::identity::{Approver, Gate};
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::package::{ArtifactSlot, RegisteredPackage};
 use crate::domain::pipeline::PipelineStage;
@@ -55,9 +56,20 @@ pub async fn clear_deployment(ports: &DeployPorts, config: &DeployConfig, job: &
     )?;
     rules::confirm_run(job, rules::deploy_stage(stage), &config.pipeline, execution.as_ref(), &runs)?;
     let promoted = rules::promoted_release(package, promotion.as_ref())?;
-    rules::same_release(package, promoted, current_release(ports, config, &central).await?)?;
+    let source = promotion.as_ref().map(|p| &p.source).expect("a promoted release has its promotion");
+    let (release, approvers) = tokio::try_join!(current_release(ports, config, &central), async {
+        match stage == Stage::Prod && config.separation_of_duties {
+            true => earlier_approvers(ports, source, package).await.map(Some),
+            false => Ok(None),
+        }
+    })?;
+    rules::same_release(package, promoted, release)?;
     if stage == Stage::Prod {
         rules::cleared_for_prod(package, promoted, execution_id, tested.as_ref(), &runs)?;
+    }
+    if let Some((dev, central_approver)) = approvers {
+        let prod = prod_approver(package, job, &runs);
+        rules::four_eyes(package, &prod, &[(Gate::DevApproval, dev.as_ref()), (Gate::CentralApproval, central_approver.as_ref())])?;
     }
     Ok(Cleared { fingerprint: promoted.clone(), central })
 }
@@ -76,6 +88,24 @@ pub async fn clear_test(ports: &DeployPorts, config: &DeployConfig, job: &Pipeli
     let (_, fingerprint) =
         tokio::try_join!(confirm_job(ports, config, job, PipelineStage::TestModel), clear_release(ports, config, &job.parameters.model_package_arn))?;
     Ok(fingerprint)
+}
+
+/// Who approved the source version in dev and the central version, as the ledger recorded them.
+async fn earlier_approvers(
+    ports: &DeployPorts,
+    source: &ModelPackageArn,
+    central: &ModelPackageArn,
+) -> Result<(Option<Approver>, Option<Approver>), PortError> {
+    let (dev, mine) = tokio::try_join!(ports.approver_records.approvers(source), ports.approver_records.approvers(central))?;
+    let at = |approvers: Vec<Approver>, gate: Gate| approvers.into_iter().find(|a| a.gate == gate);
+    Ok((at(dev, Gate::DevApproval), at(mine, Gate::CentralApproval)))
+}
+
+/// Who answered the prod approval of the job's execution, as CodePipeline says (`updatedBy`).
+fn prod_approver(package: &ModelPackageArn, job: &PipelineJob, runs: &[ActionRun]) -> Approver {
+    let approval = runs.iter().find(|run| run.stage == PipelineStage::ApproveProd.as_str());
+    let at = approval.and_then(|run| run.last_update).unwrap_or_else(chrono::Utc::now);
+    Approver::prod(package, approval.and_then(|run| run.updated_by.as_deref()), at, &job.id)
 }
 
 /// The job is CodePipeline's run of the action of `stage`, still in progress.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::domain::deploy::PipelineJob;
 use crate::domain::fingerprint::ReleaseFingerprint;
+use crate::domain::identity::{distinct, Approver, Distinct, Gate};
 use crate::domain::ids::{ModelPackageArn, Stage};
 use crate::domain::ledger::{PromotionRecord, PromotionState, TestRecord};
 use crate::domain::pipeline::{PipelineStage, PipelineState};
@@ -35,6 +36,10 @@ pub enum Refusal {
     NotTested { package: ModelPackageArn, fingerprint: ReleaseFingerprint, execution: String },
     #[error("the prod approval of execution {execution} is {state}: prod takes only an approved version")]
     NotApprovedForProd { execution: String, state: String },
+    #[error("the prod approval of {package} was given by {prod}, who also gave its {gate}: prod needs the decision of a second person")]
+    SameApprover { package: ModelPackageArn, gate: &'static str, prod: String },
+    #[error("whether the prod approver of {package} ({prod}) is another person than its {gate} approver cannot be told ({why}): an approval without a resolvable identity is never taken for a second person")]
+    ApproverUnknown { package: ModelPackageArn, gate: &'static str, prod: String, why: String },
     #[error("{endpoint} runs image {running}, not one of the digests {package} was promoted with")]
     DeployedImageChanged { endpoint: String, package: ModelPackageArn, running: String },
     #[error("the event says {what} {claimed} in execution {execution}, but CodePipeline reports it {found}")]
@@ -56,6 +61,8 @@ impl Refusal {
             Self::NotApprovedForProd { .. } => "NotApprovedForProd",
             Self::OutcomeContradicted { .. } => "OutcomeNotConfirmed",
             Self::DeployedImageChanged { .. } => "ImageChanged",
+            Self::SameApprover { .. } => "SameApprover",
+            Self::ApproverUnknown { .. } => "ApproverUnknown",
         }
     }
 }
@@ -205,6 +212,29 @@ pub fn confirm_outcome(claimed: &PipelineState, reported: &Reported) -> Confirma
         (false, true) => Confirmation::Pending,
         (false, false) => Confirmation::Contradicted(found),
     }
+}
+
+/// Four eyes: the prod approver is, without doubt, another person than each earlier approver. An
+/// approver the ledger does not know, or one that cannot be told apart, refuses as much as the
+/// same person.
+pub fn four_eyes(package: &ModelPackageArn, prod: &Approver, earlier: &[(Gate, Option<&Approver>)]) -> Result<(), Refusal> {
+    let shown = prod.principal.clone().unwrap_or_else(|| "an unnamed principal".to_owned());
+    for (gate, approver) in earlier {
+        let gate = gate.as_str();
+        let Some(approver) = approver else {
+            let why = "the ledger records no approver of that gate".to_owned();
+            return Err(Refusal::ApproverUnknown { package: package.clone(), gate, prod: shown, why });
+        };
+        match distinct(prod, approver) {
+            Distinct::Yes => {}
+            Distinct::No => return Err(Refusal::SameApprover { package: package.clone(), gate, prod: shown }),
+            Distinct::Unknown => {
+                let why = format!("{:?} against {:?}", prod.normalised, approver.normalised);
+                return Err(Refusal::ApproverUnknown { package: package.clone(), gate, prod: shown, why });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The pipeline stage whose action deploys to `stage`.

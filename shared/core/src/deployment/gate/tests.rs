@@ -247,3 +247,79 @@ async fn an_endpoint_that_runs_the_pinned_digest_is_deployed() {
     assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(world.audit_actions(), ["deploy-started", "deployed"]);
 }
+
+/// The world's version at DeployProd, its approval answered by `approver` (CodePipeline's `updatedBy`).
+fn prod_approved_by(world: &DeployWorld, approver: Option<&str>) {
+    world.pipeline_at(&world.package, PipelineStage::DeployProd);
+    let execution = world_execution(&world.package);
+    let mut runs = world.runs.action_runs.lock().unwrap();
+    let approval = runs.get_mut(&execution).unwrap().iter_mut().find(|r| r.stage == "ApproveProd").unwrap();
+    approval.updated_by = approver.map(str::to_owned);
+}
+
+#[tokio::test]
+async fn the_person_who_approved_centrally_cannot_also_approve_prod() {
+    let world = DeployWorld::new(0);
+    // erik approved the central version as ml-engineer; he answers the prod approval from another role.
+    prod_approved_by(&world, Some("arn:aws:sts::222222222222:assumed-role/model-promotion-governance/erik"));
+    world.ledger.approvers.lock().unwrap().values_mut().for_each(|a| {
+        if let crate::domain::identity::Principal::Role { source_identity, .. } = &mut a.normalised {
+            if source_identity.as_deref() == Some("erik") {
+                a.principal = Some("arn:aws:sts::222222222222:assumed-role/model-promotion-governance/erik".into());
+                a.normalised = crate::domain::identity::Principal::from_arn("arn:aws:sts::222222222222:assumed-role/model-promotion-governance/erik");
+            }
+        }
+    });
+
+    let outcome = job(&world, Stage::Prod, &world.package.clone(), None).await;
+
+    refused_as(&outcome, "Rejected.SameApprover");
+    untouched_and_audited(&world, &world.package, "SameApprover");
+}
+
+#[tokio::test]
+async fn a_prod_approval_without_a_resolvable_approver_is_never_taken_for_a_second_person() {
+    let world = DeployWorld::new(0);
+    prod_approved_by(&world, None);
+
+    let outcome = job(&world, Stage::Prod, &world.package.clone(), None).await;
+
+    refused_as(&outcome, "Rejected.ApproverUnknown");
+    untouched_and_audited(&world, &world.package, "ApproverUnknown");
+}
+
+#[tokio::test]
+async fn a_version_whose_dev_approver_the_ledger_never_learned_does_not_reach_prod() {
+    let world = DeployWorld::new(0);
+    prod_approved_by(&world, Some(crate::fakes::GOVERNANCE_OFFICER));
+    world.ledger.approvers.lock().unwrap().retain(|(_, gate), _| *gate != crate::domain::identity::Gate::DevApproval);
+
+    let outcome = job(&world, Stage::Prod, &world.package.clone(), None).await;
+
+    refused_as(&outcome, "Rejected.ApproverUnknown");
+    assert!(world.prod.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn with_separation_of_duties_off_the_same_person_may_approve_twice() {
+    let mut world = DeployWorld::new(0);
+    world.config.separation_of_duties = false;
+    prod_approved_by(&world, None);
+
+    let outcome = deploy_without_resetting(&world).await;
+
+    assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
+}
+
+/// deploy-model to prod to its final answer, the pipeline left as the test set it.
+async fn deploy_without_resetting(world: &DeployWorld) -> JobOutcome {
+    let mut continuation = None;
+    for step in 0..20 {
+        let event = job_event(&format!("job-{step}"), Stage::Prod, &world.package, continuation.as_deref());
+        match handle_deploy_job(&world.ports, &world.config, &event, deadline()).await.unwrap() {
+            JobOutcome::Continuing { continuation: token, .. } => continuation = Some(token),
+            done => return done,
+        }
+    }
+    panic!("no final answer in 20 jobs")
+}
