@@ -250,6 +250,10 @@ impl PromotionLedger for DynamoLedger {
         pages.iter().flat_map(|page| page.items()).map(record_from_item).collect()
     }
 
+    async fn prepare_finish(&self, source: &ModelPackageArn) -> PortResult<()> {
+        self.audit.prepare(source).await
+    }
+
     async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
         let out = self
             .client

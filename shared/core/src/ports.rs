@@ -180,6 +180,11 @@ pub trait PromotionLedger: Send + Sync {
     /// The record of the promotion that made `central` (written with the finished record, in the
     /// same request): `None` for a version the service never promoted.
     async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>>;
+    /// Reads ahead what `finish` of `source`'s promotion will need (its audit chain's head), so
+    /// that reading it costs no wave of its own; a stale read only costs `finish` a retry.
+    async fn prepare_finish(&self, _source: &ModelPackageArn) -> PortResult<()> {
+        Ok(())
+    }
 }
 
 /// What test-model recorded of each test run.

@@ -38,6 +38,8 @@ pub struct AuditTable {
     table: String,
     /// Tells a central version (its group is its model) from a dev version.
     central_account: AccountId,
+    /// Heads read ahead (`prepare`): the next chaining of that model tries them first.
+    read_ahead: std::sync::Mutex<std::collections::HashMap<GroupName, Head>>,
 }
 
 /// How an entry's chaining ended.
@@ -72,7 +74,24 @@ enum Cancelled {
 
 impl AuditTable {
     pub fn new(client: Client, table: &str, central_account: &AccountId) -> Self {
-        Self { client, table: table.to_owned(), central_account: central_account.clone() }
+        Self { client, table: table.to_owned(), central_account: central_account.clone(), read_ahead: Default::default() }
+    }
+
+    /// Reads the head of `package`'s chain now, for the next chaining of its model to start from.
+    pub(super) async fn prepare(&self, package: &ModelPackageArn) -> PortResult<()> {
+        let model = self.model(package);
+        let head = self.head(&model).await?.unwrap_or_else(Head::genesis);
+        self.read_ahead.lock().expect("read-ahead lock").insert(model, head);
+        Ok(())
+    }
+
+    /// The head read ahead for `model`, once; else the head as it is now.
+    async fn current_head(&self, model: &GroupName, attempt: u32) -> PortResult<Head> {
+        let ahead = if attempt == 1 { self.read_ahead.lock().expect("read-ahead lock").remove(model) } else { None };
+        match ahead {
+            Some(head) => Ok(head),
+            None => Ok(self.head(model).await?.unwrap_or_else(Head::genesis)),
+        }
     }
 
     fn model(&self, package: &ModelPackageArn) -> GroupName {
@@ -86,7 +105,7 @@ impl AuditTable {
         let model = self.model(&entry.source);
         let recorded = Recorded::of(entry);
         for attempt in 1..=CHAIN_ATTEMPTS {
-            let head = self.head(&model).await?.unwrap_or_else(Head::genesis);
+            let head = self.current_head(&model, attempt).await?;
             let (link, next) = head.next(&model, recorded.clone());
             let mut items = beside.to_vec();
             items.extend([self.head_put(&model, &head, &next)?, self.entry_put(&link)?, self.identity_put(&link)?]);

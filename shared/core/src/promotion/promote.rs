@@ -204,13 +204,23 @@ impl Promotion<'_> {
         // The event goes out before the record says Promoted, so that a failure of either is
         // published again on redelivery. A first claim creates the card, whose first version is
         // 1: the event need not wait for it. A resumed one may find the card written already.
+        // The audit chain's head, which the last write extends, is read beside them; a failed
+        // read only leaves it to the last write.
+        let prepared = async {
+            if let Err(error) = self.ports.ledger.prepare_finish(&self.change.package).await {
+                warn!(event_id = %self.change.event_id, package = %self.change.package, %error, "audit chain head not read ahead");
+            }
+            Ok::<_, PromoteError>(())
+        };
         if resumed {
-            record.card_version = Some(self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed).await?);
+            let card = self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed);
+            let (written, ()) = tokio::try_join!(card, prepared)?;
+            record.card_version = Some(written);
             self.publish(&summary_of(&record)?).await?;
         } else {
             let announced = summary_of(&PromotionRecord { card_version: Some(FIRST_CARD_VERSION), ..record.clone() })?;
             let card = self.write_card(package, &record, &group, &central, metrics, promoted_at, resumed);
-            let (written, ()) = tokio::try_join!(card, self.publish(&announced))?;
+            let (written, (), ()) = tokio::try_join!(card, self.publish(&announced), prepared)?;
             record.card_version = Some(written);
         }
         let summary = summary_of(&record)?;
