@@ -46,17 +46,15 @@ impl DynamoLedger {
         Self { client, table: table.to_owned(), audit }
     }
 
+    /// One item, read consistently.
+    async fn item(&self, key: Item) -> PortResult<Option<Item>> {
+        let out = self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true).send().await.map_err(|e| classify("GetItem", &e))?;
+        Ok(out.item)
+    }
+
     async fn read(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(source, PROMOTION_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", &e))?;
-        out.item().map(record_from_item).transpose()
+        let item = self.item(key(source, PROMOTION_SK)).await?;
+        item.as_ref().map(record_from_item).transpose()
     }
 }
 
@@ -255,16 +253,8 @@ impl PromotionLedger for DynamoLedger {
     }
 
     async fn promotion_of(&self, central: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(central, PROMOTED_FROM_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", &e))?;
-        let source = out.item().and_then(|item| item.get("source_arn")).and_then(|v| v.as_s().ok()).and_then(|arn| arn.parse().ok());
+        let item = self.item(key(central, PROMOTED_FROM_SK)).await?;
+        let source = item.as_ref().and_then(|item| item.get("source_arn")).and_then(|v| v.as_s().ok()).and_then(|arn| arn.parse().ok());
         match source {
             Some(source) => self.read(&source).await,
             None => Ok(None),
@@ -289,16 +279,8 @@ impl TestRecords for DynamoLedger {
     }
 
     async fn test_record(&self, execution_id: &str, package: &ModelPackageArn, stage: Stage) -> PortResult<Option<TestRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(test_key(execution_id, package, stage)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", &e))?;
-        let Some(raw) = out.item().and_then(|item| item.get("test")).and_then(|v| v.as_s().ok()) else {
+        let item = self.item(test_key(execution_id, package, stage)).await?;
+        let Some(raw) = item.as_ref().and_then(|item| item.get("test")).and_then(|v| v.as_s().ok()) else {
             return Ok(None);
         };
         serde_json::from_str(raw).map(Some).map_err(|e| PortError::new("Ledger", FailureKind::Terminal, format!("test record: {e}")))
@@ -328,16 +310,8 @@ impl AuditTrail for DynamoLedger {
 #[async_trait]
 impl DeploymentRecords for DynamoLedger {
     async fn deployment(&self, stage: Stage, endpoint: &str) -> PortResult<Option<DeploymentRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(deployment_key(stage, endpoint)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", &e))?;
-        let Some(raw) = out.item().and_then(|item| item.get("deployment")).and_then(|v| v.as_s().ok()) else {
+        let item = self.item(deployment_key(stage, endpoint)).await?;
+        let Some(raw) = item.as_ref().and_then(|item| item.get("deployment")).and_then(|v| v.as_s().ok()) else {
             return Ok(None);
         };
         serde_json::from_str(raw).map(Some).map_err(|e| PortError::new("Ledger", FailureKind::Terminal, format!("deployment record: {e}")))
@@ -371,16 +345,8 @@ impl StartClaims for DynamoLedger {
         match claimed {
             Ok(_) => Ok(StartClaim::Granted),
             Err(error) if is_condition_failure(&error) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(start_key(event_id)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| classify("GetItem", &e))?;
-                let started = out.item().and_then(|item| item.get("execution_id")).and_then(|v| v.as_s().ok()).cloned();
+                let item = self.item(start_key(event_id)).await?;
+                let started = item.as_ref().and_then(|item| item.get("execution_id")).and_then(|v| v.as_s().ok()).cloned();
                 Ok(started.map_or(StartClaim::Busy, |execution_id| StartClaim::Started { execution_id }))
             }
             Err(error) => Err(error),
