@@ -7,9 +7,8 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::gate::rules::four_eyes as four_eyes_rule;
-use super::gate::Refusal;
+use super::gate::{audit_refused, Refusal, RefusedAt};
 use crate::approvers::approvers_of;
-use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::evidence::{check_report, EvidenceProblem};
 use crate::domain::identity::{Approver, Gate};
 use crate::domain::ids::{GroupName, ModelPackageArn, Stage};
@@ -140,18 +139,11 @@ pub async fn four_eyes(ports: &DeployPorts, waiting: &WaitingApproval, by: &str)
 }
 
 async fn refused(ports: &DeployPorts, waiting: &WaitingApproval, refusal: ApprovalError) -> ApprovalError {
-    let detail = json!({
-        "gate": "prod-approval-evidence",
-        "refusal": refusal.name(),
-        "reason": refusal.to_string(),
-        "stage": Stage::Prod,
-        "execution_id": waiting.execution_id,
-    });
-    let entry = AuditEntry::now(&waiting.package, &format!("approve-{}", waiting.execution_id), AuditAction::Refused, detail);
-    if let Err(error) = ports.audit.append(&entry).await {
+    let event_id = format!("approve-{}", waiting.execution_id);
+    let at = RefusedAt { gate: "prod-approval-evidence", event_id: &event_id, execution_id: Some(&waiting.execution_id), stage: Some(Stage::Prod) };
+    if let Err(error) = audit_refused(ports.audit.as_ref(), &waiting.package, &at, refusal.name(), &refusal.to_string()).await {
         warn!(execution_id = %waiting.execution_id, package = %waiting.package, error = %error, decision = "refusal-not-audited", "prod approval");
     }
-    warn!(execution_id = %waiting.execution_id, package = %waiting.package, reason = %refusal, decision = "refused", "prod approval");
     refusal
 }
 
@@ -165,6 +157,7 @@ mod tests {
     use super::*;
     use crate::deployment::testing::{deploy, job_event};
     use crate::deployment::JobOutcome;
+    use crate::domain::audit::{AuditAction, AuditEntry};
     use crate::fakes::DeployWorld;
     use crate::ports::{PendingApproval, PipelineRuns};
 

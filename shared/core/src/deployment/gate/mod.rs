@@ -149,13 +149,13 @@ impl<'a> RefusedAt<'a> {
 
 /// Writes the refusal into the version's audit trail.
 pub async fn audit_refusal(audit: &dyn AuditTrail, package: &ModelPackageArn, at: &RefusedAt<'_>, refusal: &Refusal) -> Result<(), PortError> {
-    let detail = json!({
-        "gate": at.gate,
-        "refusal": refusal.name(),
-        "reason": refusal.to_string(),
-        "stage": at.stage,
-        "execution_id": at.execution_id,
-    });
-    warn!(event_id = at.event_id, package = %package, gate = at.gate, refusal = refusal.name(), reason = %refusal, decision = "refused", "gate");
+    audit_refused(audit, package, at, refusal.name(), &refusal.to_string()).await
+}
+
+/// Writes a refusal, named `name` and said as `reason`, into the version's audit trail: the one
+/// shape of every gate's `refused` entry (deploy-model, test-model, record-outcome, the approval).
+pub async fn audit_refused(audit: &dyn AuditTrail, package: &ModelPackageArn, at: &RefusedAt<'_>, name: &str, reason: &str) -> Result<(), PortError> {
+    let detail = json!({ "gate": at.gate, "refusal": name, "reason": reason, "stage": at.stage, "execution_id": at.execution_id });
+    warn!(event_id = at.event_id, package = %package, gate = at.gate, refusal = name, reason, decision = "refused", "gate");
     audit.append(&AuditEntry::now(package, at.event_id, AuditAction::Refused, detail)).await
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -201,20 +201,12 @@ async fn test_step(ports: &DeployPorts, config: &DeployConfig, job: &PipelineJob
 
 /// Audits a gate's refusal of the job and hands the refusal back, to fail the job with. The
 /// refusal stands even when its entry cannot be written (the log line says so).
-async fn refuse(ports: &DeployPorts, job: &PipelineJob, refusal: TestError, gate: &str) -> TestError {
+async fn refuse(ports: &DeployPorts, job: &PipelineJob, refusal: TestError, gate: &'static str) -> TestError {
     let package = &job.parameters.model_package_arn;
-    let detail = json!({
-        "gate": gate,
-        "refusal": refusal.name(),
-        "reason": refusal.to_string(),
-        "stage": job.parameters.stage,
-        "execution_id": job.parameters.execution_id,
-    });
-    let entry = AuditEntry::now(package, &job.id, AuditAction::Refused, detail);
-    if let Err(error) = ports.audit.append(&entry).await {
+    let at = gate::RefusedAt::job(gate, job);
+    if let Err(error) = gate::audit_refused(ports.audit.as_ref(), package, &at, refusal.name(), &refusal.to_string()).await {
         warn!(job_id = %job.id, package = %package, gate, error = %error, decision = "refusal-not-audited", "tests");
     }
-    warn!(job_id = %job.id, package = %package, gate, reason = %refusal, decision = "refused", "tests");
     refusal
 }
 
@@ -253,7 +245,7 @@ impl<'a> TestRun<'a> {
         self.job.parameters.stage
     }
 
-    async fn refuse(&self, refusal: TestError, gate: &str) -> TestError {
+    async fn refuse(&self, refusal: TestError, gate: &'static str) -> TestError {
         refuse(self.ports, self.job, refusal, gate).await
     }
 
