@@ -52,6 +52,24 @@ impl DynamoLedger {
         Ok(out.item)
     }
 
+    /// Every item of `package`'s partition whose sort key starts with `prefix`, read consistently, all pages.
+    async fn items_under(&self, package: &ModelPackageArn, prefix: &str) -> PortResult<Vec<Item>> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&partition(package)))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true)
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| classify("Query", &e))?;
+        Ok(pages.into_iter().flat_map(|page| page.items.unwrap_or_default()).collect())
+    }
+
     async fn read(&self, source: &ModelPackageArn) -> PortResult<Option<PromotionRecord>> {
         let item = self.item(key(source, PROMOTION_SK)).await?;
         item.as_ref().map(record_from_item).transpose()
@@ -375,20 +393,8 @@ impl StartClaims for DynamoLedger {
     }
 
     async fn executions_of(&self, package: &ModelPackageArn) -> PortResult<Vec<String>> {
-        let pages: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :execution)")
-            .expression_attribute_values(":pk", s(&partition(package)))
-            .expression_attribute_values(":execution", s(EXECUTION_SK_PREFIX))
-            .consistent_read(true)
-            .into_paginator()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| classify("Query", &e))?;
-        Ok(pages.iter().flat_map(|page| page.items()).filter_map(|item| item.get("execution_id")?.as_s().ok().cloned()).collect())
+        let items = self.items_under(package, EXECUTION_SK_PREFIX).await?;
+        Ok(items.iter().filter_map(|item| item.get("execution_id")?.as_s().ok().cloned()).collect())
     }
 }
 
@@ -421,19 +427,9 @@ impl ApproverRecords for DynamoLedger {
     }
 
     async fn approvers(&self, package: &ModelPackageArn) -> PortResult<Vec<Approver>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :approver)")
-            .expression_attribute_values(":pk", s(&partition(package)))
-            .expression_attribute_values(":approver", s(APPROVER_SK_PREFIX))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("Query", &e))?;
-        let mut approvers = out
-            .items()
+        let mut approvers = self
+            .items_under(package, APPROVER_SK_PREFIX)
+            .await?
             .iter()
             .map(|item| {
                 let raw = item.get("approver").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
